@@ -1,0 +1,237 @@
+use super::*;
+
+/// The config from issue #2, word for word: keys in it may never be renamed.
+const CONTRACT: &str = r#"[server]
+interface = "br1"            # the bridge or VLAN interface to serve on
+address = "10.123.0.1"       # this server's address on it
+boot_dir = "/srv/pxed/boot"  # root of everything served by TFTP and HTTP
+state_dir = "/var/lib/pxed"
+
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
+router = "10.123.0.1"
+lease_time = "1h"
+
+[http]
+listen = "0.0.0.0:8080"
+
+[profiles.fedora]
+kernel = "vmlinuz"               # relative to boot_dir
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 inst.stage2=..."
+
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+"#;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("test.toml"), text)
+}
+
+fn err_of(text: &str) -> (usize, String, String) {
+    match parse_str(text).expect_err("config should be refused") {
+        ConfigError::Invalid {
+            line, key, message, ..
+        } => (line, key, message),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn contract_config_parses_exactly_as_written() {
+    let c = parse_str(CONTRACT).unwrap();
+    assert_eq!(c.server.interface, "br1");
+    assert_eq!(c.server.address, Ipv4Addr::new(10, 123, 0, 1));
+    assert_eq!(c.server.boot_dir, PathBuf::from("/srv/pxed/boot"));
+    assert_eq!(c.dhcp.subnet.to_string(), "10.123.0.0/24");
+    assert_eq!(c.dhcp.range, (Ipv4Addr::new(10, 123, 0, 100), Ipv4Addr::new(10, 123, 0, 200)));
+    assert_eq!(c.dhcp.lease_time, Duration::from_secs(3600));
+    assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.http_base(), "http://10.123.0.1:8080");
+    assert_eq!(
+        c.profiles["fedora"],
+        Profile::Kernel {
+            kernel: "vmlinuz".into(),
+            initrd: vec!["initrd.gz".into()],
+            cmdline: "console=ttyS0 inst.stage2=...".into()
+        }
+    );
+    let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+    assert_eq!(c.profile_for(&mac), Some("fedora"));
+    assert_eq!(c.profile_for(&"52:54:00:00:00:01".parse().unwrap()), None);
+    assert_eq!(c.first_stage, FirstStage::default());
+    assert_eq!(c.pool_size(), 101);
+}
+
+#[test]
+fn mac_keys_match_case_insensitively_with_either_separator() {
+    let text = CONTRACT.replace("de:00:00:00:00:de", "DE-00-00-00-00-DE");
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.profile_for(&"de:00:00:00:00:de".parse().unwrap()), Some("fedora"));
+}
+
+#[test]
+fn every_profile_kind_and_host_options() {
+    let text = format!(
+        "{CONTRACT}
+[profiles.disk]
+action = \"local\"
+[profiles.chained]
+chain = \"http://10.0.0.5/boot.ipxe?mac={{{{mac}}}}\"
+[profiles.custom]
+script = \"custom.ipxe\"
+[hosts.\"52:54:00:00:00:01\"]
+profile = \"disk\"
+ip = \"10.123.0.50\"
+hostname = \"db-1\"
+[defaults]
+profile = \"disk\"
+"
+    );
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.profiles["disk"], Profile::Local);
+    assert_eq!(c.profiles["custom"].kind(), "script");
+    assert_eq!(c.profiles["chained"].kind(), "chain");
+    let h = &c.hosts[&"52:54:00:00:00:01".parse().unwrap()];
+    assert_eq!(h.ip, Some(Ipv4Addr::new(10, 123, 0, 50)));
+    assert_eq!(h.hostname.as_deref(), Some("db-1"));
+    assert_eq!(c.profile_for(&"52:54:00:99:99:99".parse().unwrap()), Some("disk"));
+    assert_eq!(c.reserved().len(), 1);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = CONTRACT.replace("state_dir = \"/var/lib/pxed\"", "state_dir = \"/var/lib/pxed\"\nstate_dri = 1");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("test.toml:6:1: key `server.state_dri`: unknown field `state_dri`"), "{err}");
+}
+
+#[test]
+fn host_with_missing_profile_is_refused() {
+    let (line, key, msg) = err_of(&CONTRACT.replace("profile = \"fedora\"", "profile = \"ubuntu\""));
+    assert_eq!(line, 22);
+    assert_eq!(key, "hosts.\"de:00:00:00:00:de\".profile");
+    assert!(msg.contains("no profile named `ubuntu`"), "{msg}");
+}
+
+#[test]
+fn range_outside_subnet_is_refused() {
+    let (line, key, msg) = err_of(&CONTRACT.replace("\"10.123.0.200\"", "\"10.124.0.200\""));
+    assert_eq!((line, key.as_str()), (9, "dhcp.range"));
+    assert!(msg.contains("10.124.0.200"), "{msg}");
+    let (_, key, _) = err_of(&CONTRACT.replace("\"10.123.0.100\", \"10.123.0.200\"", "\"10.123.0.200\", \"10.123.0.100\""));
+    assert_eq!(key, "dhcp.range");
+}
+
+#[test]
+fn duplicate_macs_are_refused_even_when_written_differently() {
+    let text = format!("{CONTRACT}\n[hosts.\"DE-00-00-00-00-DE\"]\nprofile = \"fedora\"\n");
+    let (line, key, msg) = err_of(&text);
+    let both = format!("{key} {msg}");
+    assert!(both.contains("DE-00-00-00-00-DE") && both.contains("de:00:00:00:00:de"), "{both}");
+    assert!([21, 24].contains(&line), "{line}");
+    assert!(msg.contains("duplicate MAC"), "{msg}");
+}
+
+#[test]
+fn paths_that_escape_boot_dir_are_refused() {
+    for bad in ["../etc/shadow", "/etc/shadow", "a/../../b"] {
+        let (line, key, msg) = err_of(&CONTRACT.replace("kernel = \"vmlinuz\"", &format!("kernel = \"{bad}\"")));
+        assert_eq!((line, key.as_str()), (17, "profiles.fedora.kernel"), "{bad}");
+        assert!(msg.contains("boot_dir"), "{msg}");
+    }
+    let (_, key, _) = err_of(&format!("{CONTRACT}\n[first_stage]\nbios = \"../x.kpxe\"\n"));
+    assert_eq!(key, "first_stage.bios");
+}
+
+#[test]
+fn bad_values_are_refused_with_their_key() {
+    let cases = [
+        ("lease_time = \"1h\"", "lease_time = \"soon\"", "dhcp.lease_time"),
+        ("subnet = \"10.123.0.0/24\"", "subnet = \"10.123.0.1/24\"", "dhcp.subnet"),
+        ("address = \"10.123.0.1\" ", "address = \"10.123.0\" ", "server.address"),
+        ("address = \"10.123.0.1\" ", "address = \"10.9.0.1\" ", "server.address"),
+        ("profile = \"fedora\"", "profile = \"fedora\"\nip = \"10.99.0.5\"", "hosts.\"de:00:00:00:00:de\".ip"),
+        ("profile = \"fedora\"", "profile = \"fedora\"\nhostname = \"a b\"", "hosts.\"de:00:00:00:00:de\".hostname"),
+        ("cmdline = \"console=ttyS0 inst.stage2=...\"", "cmdline = \"{{ macaddr }}\"", "profiles.fedora.cmdline"),
+        ("kernel = \"vmlinuz\"", "kernel = \"vmlinuz\"\naction = \"local\"", "profiles.fedora"),
+        ("[hosts.\"de:00:00:00:00:de\"]", "[hosts.\"de:00:00:00:00\"]", "hosts.\"de:00:00:00:00\""),
+        ("[http]", "[htp]", "htp"),
+    ];
+    for (from, to, want_key) in cases {
+        let text = CONTRACT.replace(from, to);
+        assert_ne!(text, CONTRACT, "{from} not found");
+        let (_, key, msg) = err_of(&text);
+        assert_eq!(key, want_key, "{to}: {msg}");
+    }
+}
+
+#[test]
+fn unknown_action_is_refused() {
+    let text = format!("{CONTRACT}\n[profiles.x]\naction = \"reboot\"\n");
+    let (line, key, msg) = err_of(&text);
+    assert_eq!((line, key.as_str()), (25, "profiles.x.action"));
+    assert!(msg.contains("local"));
+}
+
+fn example_configs() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no example configs in {}", dir.display());
+    files
+}
+
+#[test]
+fn every_example_config_parses() {
+    for file in example_configs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        parse(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Adds a bogus key to every table (and inline table) of every example config in turn, and
+/// expects each variant to be refused with that key named.
+#[test]
+fn an_unknown_key_in_any_table_of_any_example_is_refused() {
+    fn tables(t: &dyn toml_edit::TableLike, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        for (k, item) in t.iter() {
+            if let Some(sub) = item.as_table_like() {
+                let mut p = path.clone();
+                p.push(k.to_string());
+                tables(sub, p, out);
+            }
+        }
+    }
+    let mut tried = 0;
+    for file in example_configs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let mut paths = Vec::new();
+        tables(doc.as_table(), Vec::new(), &mut paths);
+        for path in paths {
+            let mut doc2 = doc.clone();
+            let mut t: &mut dyn toml_edit::TableLike = doc2.as_table_mut();
+            for k in &path {
+                t = t.get_mut(k).unwrap().as_table_like_mut().unwrap();
+            }
+            t.insert("bogus_key", toml_edit::value(1));
+            let (_, key, msg) = err_of(&doc2.to_string());
+            assert!(key.ends_with("bogus_key"), "{}: {path:?}: key {key}: {msg}", file.display());
+            tried += 1;
+        }
+    }
+    assert!(tried >= 8, "only {tried} tables tried");
+}
+
+#[test]
+fn line_and_column() {
+    assert_eq!(line_col("a\nbc\n", 0), (1, 1));
+    assert_eq!(line_col("a\nbc\n", 3), (2, 2));
+}

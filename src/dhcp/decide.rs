@@ -1,0 +1,361 @@
+//! The DHCP decision: one request in, at most one reply out. Pure: the caller passes the
+//! config, the lease table and the time, and sends what comes back.
+
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
+
+use crate::config::Config;
+use crate::leases::{LeaseTable, State, OFFER_HOLD_SECS};
+use crate::mac::Mac;
+use crate::profiles::arch_name;
+
+/// BOOTP's minimum message size (RFC 1542 §2.1); some PXE ROMs drop shorter replies.
+pub const MIN_REPLY_LEN: usize = 300;
+
+/// What kind of client sent a request, which decides the boot file it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// iPXE (user class `iPXE` or option 175): gets its per-MAC script URL.
+    Ipxe,
+    /// A firmware PXE client (vendor class `PXEClient`): gets a first stage over TFTP.
+    Pxe,
+    /// A UEFI HTTP boot client (vendor class `HTTPClient`): gets a first stage URL.
+    HttpBoot,
+    /// Anything else (an installed OS, udhcpc): gets an address and no boot file.
+    Plain,
+}
+
+/// What pxed learned about a client from one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The hardware address.
+    pub mac: Mac,
+    /// Its kind.
+    pub kind: ClientKind,
+    /// Option 93, if sent.
+    pub arch: Option<u16>,
+    /// Option 77 as text, if sent.
+    pub user_class: Option<String>,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay agent at giaddr, port 67.
+    Relay(Ipv4Addr),
+    /// To the client's configured address (ciaddr), port 68.
+    Unicast(Ipv4Addr),
+    /// To 255.255.255.255 port 68, on the interface the request came in on.
+    Broadcast,
+    /// To yiaddr and chaddr, port 68, although the client has no address yet: needs an ARP
+    /// entry, or falls back to broadcast.
+    Hardware(Ipv4Addr, Mac),
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Send `msg` to `to`.
+    Reply {
+        /// The reply.
+        msg: Box<Message>,
+        /// Where it goes.
+        to: Destination,
+        /// The client, for logs and events.
+        client: Client,
+    },
+    /// Send nothing.
+    Ignore {
+        /// Why, as a constant lowercase phrase for logs.
+        reason: &'static str,
+        /// The client, when the request named one.
+        client: Option<Client>,
+    },
+}
+
+fn ignore(reason: &'static str, client: Option<Client>) -> Decision {
+    Decision::Ignore { reason, client }
+}
+
+/// Classifies a request's sender by its options.
+pub fn classify(msg: &Message) -> Option<Client> {
+    let mac = if msg.htype() == HType::Eth && msg.hlen() == 6 {
+        Mac::from_chaddr(msg.chaddr())?
+    } else {
+        return None;
+    };
+    let opts = msg.opts();
+    let user_class = match opts.get(OptionCode::UserClass) {
+        Some(DhcpOption::UserClass(v)) => Some(String::from_utf8_lossy(v).into_owned()),
+        _ => None,
+    };
+    let vendor = match opts.get(OptionCode::ClassIdentifier) {
+        Some(DhcpOption::ClassIdentifier(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let arch = match opts.get(OptionCode::ClientSystemArchitecture) {
+        Some(DhcpOption::ClientSystemArchitecture(a)) => Some(u16::from(*a)),
+        _ => None,
+    };
+    let ipxe_option = opts.get(OptionCode::Unknown(175)).is_some();
+    // iPXE's user class is the RFC 3004 list form ("\x04iPXE") or the bare string.
+    let ipxe_class = user_class.as_deref().is_some_and(|u| u == "iPXE" || u.ends_with("iPXE"));
+    let kind = if ipxe_class || ipxe_option {
+        ClientKind::Ipxe
+    } else if vendor.starts_with(b"PXEClient") {
+        ClientKind::Pxe
+    } else if vendor.starts_with(b"HTTPClient") {
+        ClientKind::HttpBoot
+    } else {
+        ClientKind::Plain
+    };
+    Some(Client {
+        mac,
+        kind,
+        arch,
+        user_class,
+    })
+}
+
+/// Decides the reply to one request.
+pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) -> Decision {
+    if msg.opcode() != Opcode::BootRequest {
+        return ignore("not a boot request", None);
+    }
+    let Some(client) = classify(msg) else {
+        return ignore("not an ethernet client", None);
+    };
+    let Some(mtype) = message_type(msg) else {
+        return ignore("no message type", Some(client));
+    };
+    if cfg.profile_for(&client.mac).is_none() {
+        // On a shared VLAN pxed must not hijack machines it doesn't manage.
+        return ignore("unmanaged mac", Some(client));
+    }
+    let giaddr = msg.giaddr();
+    if !giaddr.is_unspecified() && !cfg.dhcp.subnet.contains(&giaddr) {
+        return ignore("relay from an unserved subnet", Some(client));
+    }
+    let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    };
+    let requested = match msg.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+        _ => None,
+    };
+    let mac = client.mac;
+    let lease_secs = cfg.dhcp.lease_time.as_secs();
+
+    match mtype {
+        MessageType::Discover => {
+            let Some(ip) = leases.choose(cfg, mac, requested, now) else {
+                return ignore("pool exhausted", Some(client));
+            };
+            leases.bind(mac, ip, State::Offered, now + OFFER_HOLD_SECS);
+            let reply = build(msg, cfg, &client, MessageType::Offer, ip);
+            let to = destination(msg, ip, mac);
+            Decision::Reply {
+                msg: Box::new(reply),
+                to,
+                client,
+            }
+        }
+        MessageType::Request => {
+            if let Some(sid) = server_id {
+                if sid != cfg.server.address {
+                    // SELECTING another server's offer: release ours.
+                    leases.drop_offer(mac);
+                    return ignore("client chose another server", Some(client));
+                }
+            }
+            let ciaddr = msg.ciaddr();
+            let wanted = if server_id.is_some() || ciaddr.is_unspecified() {
+                requested // SELECTING or INIT-REBOOT
+            } else {
+                Some(ciaddr) // RENEWING or REBINDING
+            };
+            let Some(ip) = wanted else {
+                return nak(msg, cfg, client, "no requested address");
+            };
+            match leases.check(cfg, mac, ip, now) {
+                Ok(()) => {
+                    leases.bind(mac, ip, State::Bound, now + lease_secs);
+                    let reply = build(msg, cfg, &client, MessageType::Ack, ip);
+                    let to = destination(msg, ip, mac);
+                    Decision::Reply {
+                        msg: Box::new(reply),
+                        to,
+                        client,
+                    }
+                }
+                Err(_) => nak(msg, cfg, client, "requested address not available"),
+            }
+        }
+        MessageType::Release => {
+            leases.release(mac, msg.ciaddr());
+            ignore("released", Some(client))
+        }
+        MessageType::Decline => {
+            if let Some(ip) = requested {
+                leases.decline(mac, ip, now);
+            }
+            ignore("declined", Some(client))
+        }
+        MessageType::Inform => {
+            let mut reply = build(msg, cfg, &client, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+            for code in [OptionCode::AddressLeaseTime, OptionCode::Renewal, OptionCode::Rebinding] {
+                reply.opts_mut().remove(code);
+            }
+            let to = if giaddr.is_unspecified() {
+                Destination::Unicast(msg.ciaddr())
+            } else {
+                Destination::Relay(giaddr)
+            };
+            Decision::Reply {
+                msg: Box::new(reply),
+                to,
+                client,
+            }
+        }
+        _ => ignore("not a client message", Some(client)),
+    }
+}
+
+fn message_type(msg: &Message) -> Option<MessageType> {
+    match msg.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// RFC 2131 §4.1: giaddr, then ciaddr, then the broadcast bit, then unicast to yiaddr.
+fn destination(req: &Message, yiaddr: Ipv4Addr, mac: Mac) -> Destination {
+    if !req.giaddr().is_unspecified() {
+        Destination::Relay(req.giaddr())
+    } else if !req.ciaddr().is_unspecified() {
+        Destination::Unicast(req.ciaddr())
+    } else if req.flags().broadcast() {
+        Destination::Broadcast
+    } else {
+        Destination::Hardware(yiaddr, mac)
+    }
+}
+
+fn nak(req: &Message, cfg: &Config, client: Client, why: &str) -> Decision {
+    let mut reply = base_reply(req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
+    let o = reply.opts_mut();
+    o.insert(DhcpOption::MessageType(MessageType::Nak));
+    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
+    o.insert(DhcpOption::Message(why.to_string()));
+    let to = if req.giaddr().is_unspecified() {
+        Destination::Broadcast
+    } else {
+        // The relay must broadcast a NAK on the client's segment.
+        reply.set_flags(Flags::default().set_broadcast());
+        Destination::Relay(req.giaddr())
+    };
+    Decision::Reply {
+        msg: Box::new(reply),
+        to,
+        client,
+    }
+}
+
+fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
+    let mut m = Message::new_with_id(req.xid(), req.ciaddr(), yiaddr, siaddr, req.giaddr(), req.chaddr());
+    m.set_opcode(Opcode::BootReply);
+    m.set_htype(req.htype());
+    m.set_flags(req.flags());
+    m.set_secs(0);
+    m
+}
+
+/// An OFFER or ACK for `ip`, with the standard options and the boot file for this client.
+fn build(req: &Message, cfg: &Config, client: &Client, mtype: MessageType, ip: Ipv4Addr) -> Message {
+    let mut m = base_reply(req, ip, cfg.server.address);
+    let lease = cfg.dhcp.lease_time.as_secs() as u32;
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(mtype));
+    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
+    o.insert(DhcpOption::SubnetMask(cfg.dhcp.subnet.netmask()));
+    if let Some(r) = cfg.dhcp.router {
+        o.insert(DhcpOption::Router(vec![r]));
+    }
+    if !cfg.dhcp.dns.is_empty() {
+        o.insert(DhcpOption::DomainNameServer(cfg.dhcp.dns.clone()));
+    }
+    if let Some(d) = &cfg.dhcp.domain {
+        o.insert(DhcpOption::DomainName(d.clone()));
+    }
+    o.insert(DhcpOption::AddressLeaseTime(lease));
+    o.insert(DhcpOption::Renewal(lease / 2));
+    o.insert(DhcpOption::Rebinding(lease / 8 * 7));
+    if let Some(h) = cfg.hosts.get(&client.mac).and_then(|h| h.hostname.clone()) {
+        o.insert(DhcpOption::Hostname(h));
+    }
+    if let Some(file) = boot_file(cfg, client) {
+        match client.kind {
+            ClientKind::Pxe => {
+                o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+                o.insert(DhcpOption::TFTPServerName(cfg.server.address.to_string().into_bytes()));
+            }
+            ClientKind::HttpBoot => {
+                o.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
+            }
+            ClientKind::Ipxe | ClientKind::Plain => {}
+        }
+        o.insert(DhcpOption::BootfileName(file.clone().into_bytes()));
+        if file.len() < 128 {
+            m.set_fname_str(&file);
+        }
+    }
+    m
+}
+
+/// The boot file a client gets, or `None` for clients that are not network booting.
+pub fn boot_file(cfg: &Config, client: &Client) -> Option<String> {
+    let fs = &cfg.first_stage;
+    match client.kind {
+        ClientKind::Ipxe => Some(format!("{}/ipxe/{}", cfg.http_base(), client.mac)),
+        ClientKind::Pxe => match client.arch.unwrap_or(0) {
+            0 => Some(fs.bios.clone()),
+            6 => Some(fs.efi_ia32.clone()),
+            7 | 9 => Some(fs.efi_x64.clone()),
+            11 => Some(fs.efi_arm64.clone()),
+            15 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_ia32)),
+            16 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_x64)),
+            19 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_arm64)),
+            _ => None,
+        },
+        ClientKind::HttpBoot => {
+            let path = match client.arch.unwrap_or(16) {
+                15 => &fs.http_ia32,
+                19 => &fs.http_arm64,
+                _ => &fs.http_x64,
+            };
+            Some(crate::profiles::url_for(&cfg.http_base(), path))
+        }
+        ClientKind::Plain => None,
+    }
+}
+
+/// Encodes a reply, padded to the BOOTP minimum.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
+    use dhcproto::Encodable;
+    let mut buf = msg.to_vec()?;
+    if buf.len() < MIN_REPLY_LEN {
+        buf.resize(MIN_REPLY_LEN, 0);
+    }
+    Ok(buf)
+}
+
+/// The arch name for logs and templates; `bios` when option 93 was absent.
+pub fn client_arch_name(client: &Client) -> String {
+    arch_name(client.arch.unwrap_or(0))
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,387 @@
+//! The DHCP decision for each kind of client, from request bytes as firmware sends them to
+//! reply bytes as they go on the wire.
+
+use super::*;
+use dhcproto::{Decodable, Decoder};
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[server]
+interface = "br1"
+address = "10.123.0.1"
+boot_dir = "/srv/pxed/boot"
+state_dir = "/var/lib/pxed"
+
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
+router = "10.123.0.1"
+lease_time = "1h"
+dns = ["10.123.0.53"]
+
+[http]
+listen = "0.0.0.0:8080"
+
+[profiles.fedora]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0"
+
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+hostname = "vm-de"
+
+[hosts."52:54:00:00:00:07"]
+profile = "fedora"
+ip = "10.123.0.7"
+"#;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 123, 0, 1);
+const KNOWN: [u8; 6] = [0xde, 0x00, 0x00, 0x00, 0x00, 0xde];
+const PINNED: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x07];
+const UNKNOWN: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+fn config(extra: &str) -> Config {
+    crate::config::parse(Path::new("t.toml"), &format!("{CONFIG}{extra}")).unwrap()
+}
+
+/// A BOOTREQUEST as bytes: the fixed 236-byte header, the magic cookie, then `options`.
+fn request(chaddr: [u8; 6], flags: u16, ciaddr: [u8; 4], giaddr: [u8; 4], options: &[&[u8]]) -> Vec<u8> {
+    let mut p = vec![
+        0x01, // op: BOOTREQUEST
+        0x01, // htype: Ethernet
+        0x06, // hlen: 6
+        0x00, // hops
+        0x12, 0x34, 0x56, 0x78, // xid
+        0x00, 0x04, // secs: 4
+    ];
+    p.extend(flags.to_be_bytes()); // flags: 0x8000 = broadcast
+    p.extend(ciaddr); // ciaddr
+    p.extend([0, 0, 0, 0]); // yiaddr
+    p.extend([0, 0, 0, 0]); // siaddr
+    p.extend(giaddr); // giaddr
+    p.extend(chaddr); // chaddr
+    p.extend([0u8; 10]); // chaddr padding
+    p.extend([0u8; 64]); // sname
+    p.extend([0u8; 128]); // file
+    p.extend([0x63, 0x82, 0x53, 0x63]); // magic cookie
+    for o in options {
+        p.extend(*o);
+    }
+    p.push(0xff); // end
+    p
+}
+
+const DISCOVER: &[u8] = &[53, 1, 1]; // option 53 message type: DISCOVER
+const REQUEST: &[u8] = &[53, 1, 3]; // option 53 message type: REQUEST
+const RELEASE: &[u8] = &[53, 1, 7]; // option 53 message type: RELEASE
+const INFORM: &[u8] = &[53, 1, 8]; // option 53 message type: INFORM
+const ARCH_BIOS: &[u8] = &[93, 2, 0, 0]; // option 93 client arch: 0 (x86 BIOS)
+const ARCH_EFI_X64: &[u8] = &[93, 2, 0, 7]; // option 93 client arch: 7 (x64 UEFI)
+const ARCH_EFI_ARM64: &[u8] = &[93, 2, 0, 11]; // option 93 client arch: 11 (arm64 UEFI)
+const ARCH_HTTP_X64: &[u8] = &[93, 2, 0, 16]; // option 93 client arch: 16 (x64 UEFI HTTP)
+const IPXE_USER_CLASS: &[u8] = &[77, 4, b'i', b'P', b'X', b'E']; // option 77 user class "iPXE"
+const IPXE_FEATURES: &[u8] = &[175, 3, 0xb1, 0x01, 0x01]; // option 175 (iPXE encapsulated): HTTP=1
+const SERVER_ID: &[u8] = &[54, 4, 10, 123, 0, 1]; // option 54 server identifier: 10.123.0.1
+const OTHER_SERVER_ID: &[u8] = &[54, 4, 10, 123, 0, 2]; // option 54: another server
+
+/// Option 60 vendor class as PXE firmware sends it.
+fn vendor(class: &str) -> Vec<u8> {
+    let mut v = vec![60, class.len() as u8]; // option 60, length
+    v.extend(class.as_bytes());
+    v
+}
+
+/// Option 50 requested address.
+fn requested(ip: [u8; 4]) -> Vec<u8> {
+    let mut v = vec![50, 4]; // option 50, length 4
+    v.extend(ip);
+    v
+}
+
+fn decode(bytes: &[u8]) -> Message {
+    Message::decode(&mut Decoder::new(bytes)).unwrap()
+}
+
+/// Decides, then puts the reply through the encoder and decoder as the wire would.
+fn run(cfg: &Config, leases: &mut LeaseTable, bytes: &[u8]) -> (Option<(Message, Destination, usize)>, Decision) {
+    let d = decide(&decode(bytes), cfg, leases, 1_000);
+    let out = match &d {
+        Decision::Reply { msg, to, .. } => {
+            let wire = encode(msg).unwrap();
+            Some((decode(&wire), *to, wire.len()))
+        }
+        Decision::Ignore { .. } => None,
+    };
+    (out, d)
+}
+
+fn opt(m: &Message, code: u8) -> Option<&DhcpOption> {
+    m.opts().get(OptionCode::from(code))
+}
+
+fn mtype(m: &Message) -> MessageType {
+    match opt(m, 53) {
+        Some(DhcpOption::MessageType(t)) => *t,
+        other => panic!("no message type: {other:?}"),
+    }
+}
+
+fn bootfile(m: &Message) -> Option<String> {
+    match opt(m, 67) {
+        Some(DhcpOption::BootfileName(b)) => Some(String::from_utf8(b.clone()).unwrap()),
+        _ => None,
+    }
+}
+
+fn assert_standard_options(m: &Message) {
+    assert_eq!(opt(m, 54), Some(&DhcpOption::ServerIdentifier(SERVER)));
+    assert_eq!(opt(m, 1), Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0))));
+    assert_eq!(opt(m, 3), Some(&DhcpOption::Router(vec![SERVER])));
+    assert_eq!(opt(m, 6), Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 123, 0, 53)])));
+    assert_eq!(opt(m, 51), Some(&DhcpOption::AddressLeaseTime(3600)));
+    assert_eq!(opt(m, 58), Some(&DhcpOption::Renewal(1800)));
+    assert_eq!(opt(m, 59), Some(&DhcpOption::Rebinding(3150)));
+}
+
+#[test]
+fn ipxe_rom_gets_its_own_script_url() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS, IPXE_FEATURES]);
+    let (reply, d) = run(&cfg, &mut leases, &bytes);
+    let (m, to, len) = reply.unwrap();
+    assert!(len >= MIN_REPLY_LEN);
+    assert_eq!(m.opcode(), Opcode::BootReply);
+    assert_eq!(m.xid(), 0x12345678);
+    assert_eq!(mtype(&m), MessageType::Offer);
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 100));
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(m.chaddr()[..6], KNOWN);
+    assert_standard_options(&m);
+    assert_eq!(opt(&m, 12), Some(&DhcpOption::Hostname("vm-de".into())));
+    let url = "http://10.123.0.1:8080/ipxe/de:00:00:00:00:de";
+    assert_eq!(bootfile(&m).as_deref(), Some(url));
+    assert_eq!(m.fname_str().unwrap().unwrap().trim_end_matches('\0'), url);
+    // Not a PXEClient request, so no option 60 in the reply.
+    assert_eq!(opt(&m, 60), None);
+    assert_eq!(to, Destination::Hardware(Ipv4Addr::new(10, 123, 0, 100), Mac(KNOWN)));
+    match d {
+        Decision::Reply { client, .. } => assert_eq!(client.kind, ClientKind::Ipxe),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn option_175_alone_marks_ipxe() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, IPXE_FEATURES]);
+    let (reply, _) = run(&cfg, &mut leases, &bytes);
+    assert!(bootfile(&reply.unwrap().0).unwrap().ends_with("/ipxe/de:00:00:00:00:de"));
+}
+
+#[test]
+fn ovmf_uefi_pxe_gets_ipxe_efi_over_tftp() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let class = vendor("PXEClient:Arch:00007:UNDI:003016");
+    let bytes = request(KNOWN, 0x8000, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_X64, &class]);
+    let (reply, _) = run(&cfg, &mut leases, &bytes);
+    let (m, to, _) = reply.unwrap();
+    assert_eq!(mtype(&m), MessageType::Offer);
+    assert_eq!(bootfile(&m).as_deref(), Some("ipxe.efi"));
+    assert_eq!(m.fname_str().unwrap().unwrap().trim_end_matches('\0'), "ipxe.efi");
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(opt(&m, 60), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
+    assert_eq!(opt(&m, 66), Some(&DhcpOption::TFTPServerName(b"10.123.0.1".to_vec())));
+    assert_standard_options(&m);
+    assert_eq!(to, Destination::Broadcast, "broadcast bit set");
+}
+
+#[test]
+fn legacy_bios_pxe_gets_undionly() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let class = vendor("PXEClient:Arch:00000:UNDI:002001");
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, &class]);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("undionly.kpxe"));
+    // Very old ROMs omit option 93: they are BIOS.
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &class]);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("undionly.kpxe"));
+}
+
+#[test]
+fn arm64_and_http_boot_arches() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let class = vendor("PXEClient:Arch:00011:UNDI:003000");
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_ARM64, &class]);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("ipxe-arm64.efi"));
+
+    let class = vendor("HTTPClient:Arch:00016:UNDI:003000");
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_HTTP_X64, &class]);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("http://10.123.0.1:8080/ipxe.efi"));
+    assert_eq!(opt(&m, 60), Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec())));
+}
+
+#[test]
+fn first_stage_table_can_be_overridden() {
+    let cfg = config("[first_stage]\nefi_x64 = \"snponly.efi\"\nbios = \"ipxe/undionly.kpxe\"\n");
+    let mut leases = LeaseTable::new();
+    let class = vendor("PXEClient:Arch:00007:UNDI:003016");
+    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_X64, &class])).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("snponly.efi"));
+    let class = vendor("PXEClient:Arch:00000:UNDI:002001");
+    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, &class])).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("ipxe/undionly.kpxe"));
+}
+
+#[test]
+fn plain_client_gets_an_address_and_no_boot_file() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    assert_eq!(mtype(&m), MessageType::Offer);
+    assert_eq!(bootfile(&m), None);
+    assert!(m.fname().is_none_or(|f| f.iter().all(|b| *b == 0)));
+}
+
+#[test]
+fn unknown_mac_gets_nothing_unless_there_is_a_default() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let bytes = request(UNKNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS]);
+    let (reply, d) = run(&cfg, &mut leases, &bytes);
+    assert!(reply.is_none());
+    assert!(matches!(d, Decision::Ignore { reason: "unmanaged mac", .. }));
+    assert_eq!(leases.iter().count(), 0, "no address was held for it");
+
+    let cfg = config("[defaults]\nprofile = \"fedora\"\n");
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m).as_deref(), Some("http://10.123.0.1:8080/ipxe/52:54:00:12:34:56"));
+}
+
+#[test]
+fn full_dora_then_same_mac_same_address() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let ip = offer.yiaddr();
+    let req = requested(ip.octets());
+    let (ack, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req])).0.unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    assert_eq!(ack.yiaddr(), ip);
+    assert_standard_options(&ack);
+    assert_eq!(to, Destination::Hardware(ip, Mac(KNOWN)));
+
+    // Another machine gets another address; the first one gets its own again.
+    let other = [0xde, 0, 0, 0, 0, 0xdf];
+    let cfg = config("[defaults]\nprofile = \"fedora\"\n");
+    let (o2, _, _) = run(&cfg, &mut leases, &request(other, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    assert_ne!(o2.yiaddr(), ip);
+    let (again, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    assert_eq!(again.yiaddr(), ip);
+}
+
+#[test]
+fn request_for_a_taken_or_foreign_address_is_naked() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    run(&cfg, &mut leases, &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER]));
+    // INIT-REBOOT for an address of another subnet.
+    let req = requested([192, 168, 1, 50]);
+    let (nak, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, &req])).0.unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak);
+    assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(opt(&nak, 54), Some(&DhcpOption::ServerIdentifier(SERVER)));
+    assert_eq!(to, Destination::Broadcast);
+    // SELECTING an address pinned to another host.
+    let req = requested([10, 123, 0, 7]);
+    let (nak, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req])).0.unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak);
+}
+
+#[test]
+fn pinned_host_gets_its_address() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (m, _, _) = run(&cfg, &mut leases, &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 7));
+}
+
+#[test]
+fn request_to_another_server_drops_our_offer() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let req = requested([10, 123, 0, 150]);
+    let (reply, d) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, OTHER_SERVER_ID, &req]));
+    assert!(reply.is_none());
+    assert!(matches!(d, Decision::Ignore { reason: "client chose another server", .. }));
+    assert!(leases.mac_of(offer.yiaddr()).is_none());
+}
+
+#[test]
+fn renew_is_unicast_to_ciaddr() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let ip = offer.yiaddr().octets();
+    let req = requested(ip);
+    run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]));
+    let (ack, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip, [0; 4], &[REQUEST])).0.unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    assert_eq!(ack.ciaddr(), Ipv4Addr::from(ip));
+    assert_eq!(to, Destination::Unicast(Ipv4Addr::from(ip)));
+}
+
+#[test]
+fn relayed_requests_go_back_to_the_relay() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let bytes = request(KNOWN, 0, [0; 4], [10, 123, 0, 254], &[DISCOVER]);
+    let (m, to, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(to, Destination::Relay(Ipv4Addr::new(10, 123, 0, 254)));
+    assert_eq!(m.giaddr(), Ipv4Addr::new(10, 123, 0, 254));
+    // A relay on a subnet pxed doesn't serve gets nothing.
+    let bytes = request(KNOWN, 0, [0; 4], [192, 168, 9, 1], &[DISCOVER]);
+    assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+}
+
+#[test]
+fn release_frees_and_inform_gets_options_without_a_lease() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let ip = offer.yiaddr();
+    let req = requested(ip.octets());
+    run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]));
+    assert!(leases.get(&Mac(KNOWN)).unwrap().active(1_000));
+    let (r, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]));
+    assert!(r.is_none());
+    assert!(!leases.get(&Mac(KNOWN)).unwrap().active(1_000));
+
+    let (m, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM])).0.unwrap();
+    assert_eq!(mtype(&m), MessageType::Ack);
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(opt(&m, 51), None);
+    assert_eq!(to, Destination::Unicast(ip));
+}
+
+#[test]
+fn garbage_is_not_a_client() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new();
+    // A BOOTREPLY (another server's offer) seen on the wire.
+    let mut bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]);
+    bytes[0] = 0x02; // op: BOOTREPLY
+    assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+    // No message type.
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[]);
+    assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+}

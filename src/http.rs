@@ -1,0 +1,193 @@
+//! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}` and read-only static
+//! files from `boot_dir` (Range and ETag by tower-http). Every request is logged with the
+//! client's MAC where pxed knows it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+use tracing::{info, warn};
+
+use crate::bootfs::{BootDir, PathError};
+use crate::mac::Mac;
+use crate::profiles::{self, Profile, Vars};
+use crate::state::Shared;
+
+/// Handler state.
+#[derive(Clone)]
+struct App {
+    /// Config, leases and what DHCP learned.
+    shared: Arc<Shared>,
+}
+
+/// The boot HTTP router. Callers must serve it with `ConnectInfo<SocketAddr>`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let app = App { shared };
+    Router::new()
+        .route("/ipxe/{mac}", get(script))
+        .fallback(static_file)
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .with_state(app)
+}
+
+/// Serves until `cancel` fires. In-flight downloads are given no grace here: the daemon
+/// bounds shutdown and aborts what is left.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(shared).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn script(State(app): State<App>, Path(mac): Path<String>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    let Ok(mac) = mac.parse::<Mac>() else {
+        return text(StatusCode::BAD_REQUEST, format!("pxed: `{mac}` is not a MAC address\n"));
+    };
+    let cfg = app.shared.config();
+    let Some(name) = cfg.profile_for(&mac) else {
+        info!(%mac, %peer, "no boot profile for mac");
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pxed: no boot profile for MAC {mac}; add [hosts.\"{mac}\"] or [defaults] profile\n"),
+        );
+    };
+    let Some(profile) = cfg.profiles.get(name) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: profile {name} vanished\n"));
+    };
+    let script_text = match profile {
+        Profile::Script { script } => {
+            let read = BootDir::new(&cfg.server.boot_dir)
+                .map_err(|source| PathError::Io {
+                    path: cfg.server.boot_dir.display().to_string(),
+                    source,
+                })
+                .and_then(|b| b.resolve(script));
+            match read {
+                Ok(p) => match tokio::fs::read_to_string(&p).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        warn!(%mac, profile = name, error = %e, "cannot read script template");
+                        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: cannot read {script}\n"));
+                    }
+                },
+                Err(e) => {
+                    warn!(%mac, profile = name, error = %e, "cannot read script template");
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n"));
+                }
+            }
+        }
+        _ => None,
+    };
+    let host = cfg.hosts.get(&mac);
+    let ip = app.shared.ip_of(&mac).or(match peer {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    });
+    let arch = app.shared.arch_of(&mac).unwrap_or_else(|| "unknown".into());
+    let http = cfg.http_base();
+    let vars = Vars {
+        mac,
+        ip,
+        hostname: host.and_then(|h| h.hostname.as_deref()),
+        server: cfg.server.address,
+        http: &http,
+        arch: &arch,
+    };
+    match profiles::render_ipxe(name, profile, &vars, script_text.as_deref()) {
+        Ok(body) => {
+            info!(%mac, profile = name, kind = profile.kind(), %arch, "ipxe script served");
+            text(StatusCode::OK, body)
+        }
+        Err(e) => {
+            warn!(%mac, profile = name, error = %e, "cannot render ipxe script");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: profile {name}: {e}\n"))
+        }
+    }
+}
+
+async fn static_file(State(app): State<App>, req: Request) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "pxed is read-only\n").into_response();
+    }
+    let raw = req.uri().path();
+    let decoded = match percent_encoding::percent_decode_str(raw).decode_utf8() {
+        Ok(d) => d.into_owned(),
+        Err(_) => return text(StatusCode::BAD_REQUEST, "pxed: path is not UTF-8\n".into()),
+    };
+    let cfg = app.shared.config();
+    let resolved = BootDir::new(&cfg.server.boot_dir)
+        .map_err(|source| PathError::Io {
+            path: cfg.server.boot_dir.display().to_string(),
+            source,
+        })
+        .and_then(|b| b.resolve(&decoded));
+    match resolved {
+        Ok(path) => match ServeFile::new(path).oneshot(req).await {
+            Ok(r) => r.map(Body::new),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n")),
+        },
+        Err(PathError::NotFound(_)) | Err(PathError::NotAFile(_)) | Err(PathError::Invalid(_)) => {
+            text(StatusCode::NOT_FOUND, format!("pxed: no such file {decoded}\n"))
+        }
+        Err(e @ PathError::Escapes(_)) => {
+            warn!(path = %decoded, "http path outside boot_dir refused");
+            text(StatusCode::FORBIDDEN, format!("pxed: {e}\n"))
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n")),
+    }
+}
+
+async fn log_request(State(app): State<App>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let range = req.headers().get(header::RANGE).cloned();
+    let mac = path
+        .strip_prefix("/ipxe/")
+        .and_then(|m| m.parse::<Mac>().ok())
+        .or_else(|| match peer {
+            Some(SocketAddr::V4(v4)) => app.shared.mac_of(*v4.ip()),
+            _ => None,
+        })
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let resp = next.run(req).await;
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    info!(
+        %mac,
+        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        bytes,
+        range = %range.as_ref().and_then(|r: &HeaderValue| r.to_str().ok()).unwrap_or(""),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "http request"
+    );
+    resp
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

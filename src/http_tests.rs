@@ -1,0 +1,158 @@
+use super::*;
+use axum::extract::connect_info::MockConnectInfo;
+use http_body_util::BodyExt;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+}
+
+fn fixture(extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    std::fs::create_dir_all(boot.join("sub")).unwrap();
+    std::fs::write(boot.join("vmlinuz"), b"0123456789abcdef").unwrap();
+    std::fs::write(boot.join("sub/initrd.gz"), b"initrd").unwrap();
+    std::fs::write(boot.join("custom.ipxe"), "#!ipxe\necho hello {{ hostname }} on {{ arch }}\n").unwrap();
+    std::fs::write(dir.path().join("secret"), b"secret").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret"), boot.join("link")).unwrap();
+    let text = format!(
+        r#"[server]
+interface = "br1"
+address = "10.123.0.1"
+boot_dir = "{}"
+state_dir = "/var/lib/pxed"
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
+[profiles.fedora]
+kernel = "vmlinuz"
+initrd = ["sub/initrd.gz"]
+cmdline = "console=ttyS0 host={{{{hostname}}}}"
+[profiles.disk]
+action = "local"
+[profiles.custom]
+script = "custom.ipxe"
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+hostname = "vm-de"
+[hosts."de:00:00:00:00:01"]
+profile = "disk"
+[hosts."de:00:00:00:00:02"]
+profile = "custom"
+hostname = "c2"
+{extra}"#,
+        boot.display()
+    );
+    let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+    let shared = Shared::new(cfg);
+    let app = router(shared).layer(MockConnectInfo(SocketAddr::from(([10, 123, 0, 100], 5000))));
+    Fixture { _dir: dir, app }
+}
+
+async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::builder().uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+    let (s, _, b) = get_with(app, uri, &[]).await;
+    (s, b)
+}
+
+#[tokio::test]
+async fn kernel_profile_script_names_the_initrd() {
+    let f = fixture("");
+    let (status, body) = get(&f.app, "/ipxe/DE-00-00-00-00-DE").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("#!ipxe\n"), "{body}");
+    assert!(
+        body.contains("kernel http://10.123.0.1:8080/vmlinuz initrd=initrd.gz console=ttyS0 host=vm-de || goto failed\n"),
+        "{body}"
+    );
+    assert!(body.contains("initrd http://10.123.0.1:8080/sub/initrd.gz || goto failed\n"));
+}
+
+#[tokio::test]
+async fn local_and_template_profiles() {
+    let f = fixture("");
+    let (status, body) = get(&f.app, "/ipxe/de:00:00:00:00:01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("exit 0"));
+    assert!(!body.contains("kernel"));
+    let (status, body) = get(&f.app, "/ipxe/de:00:00:00:00:02").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "#!ipxe\necho hello c2 on unknown\n");
+}
+
+#[tokio::test]
+async fn unknown_mac_gets_404_text_or_the_default() {
+    let f = fixture("");
+    let (status, body) = get(&f.app, "/ipxe/52:54:00:00:00:99").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("no boot profile for MAC 52:54:00:00:00:99"), "{body}");
+    let (status, _) = get(&f.app, "/ipxe/not-a-mac").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let f = fixture("[defaults]\nprofile = \"disk\"\n");
+    let (status, body) = get(&f.app, "/ipxe/52:54:00:00:00:99").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("boots from its local disk"));
+}
+
+#[tokio::test]
+async fn static_files_with_range_and_etag() {
+    let f = fixture("");
+    let (status, headers, body) = get_with(&f.app, "/vmlinuz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "0123456789abcdef");
+    assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
+    let etag = headers.get(header::ETAG).expect("etag").to_str().unwrap().to_string();
+
+    let (status, headers, body) = get_with(&f.app, "/vmlinuz", &[("range", "bytes=4-7")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, "4567");
+    assert_eq!(headers[header::CONTENT_RANGE], "bytes 4-7/16");
+
+    let (status, _, body) = get_with(&f.app, "/vmlinuz", &[("if-none-match", &etag)]).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(body, "");
+
+    let (status, body) = get(&f.app, "/sub/initrd.gz").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "initrd"));
+    let (status, _) = get(&f.app, "/sub%2Finitrd.gz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn traversal_and_symlinks_out_are_refused() {
+    let f = fixture("");
+    for uri in ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/sub/%2e%2e%2f%2e%2e%2fsecret", "/link"] {
+        let (status, body) = get(&f.app, uri).await;
+        assert!(status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND, "{uri}: {status}");
+        assert!(!body.contains("secret\n") && body != "secret", "{uri} leaked: {body}");
+    }
+    let (status, _) = get(&f.app, "/link").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get(&f.app, "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&f.app, "/sub").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn writes_are_refused() {
+    let f = fixture("");
+    let req = Request::builder().method("PUT").uri("/vmlinuz").body(Body::from("x")).unwrap();
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (_, body) = get(&f.app, "/vmlinuz").await;
+    assert_eq!(body, "0123456789abcdef");
+}

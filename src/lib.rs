@@ -1,0 +1,38 @@
+//! pxed: a standalone PXE server. One async daemon that answers DHCP, serves the iPXE first
+//! stage over TFTP, and serves per-machine iPXE scripts, kernels and initrds over HTTP.
+//!
+//! # Module map
+//!
+//! Pure cores decide; thin async shells do the IO.
+//!
+//! | module | concept | kind |
+//! |---|---|---|
+//! | [`config`] | the TOML file: parse, validate, locate errors by line and key | pure (+ `load`) |
+//! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
+//! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
+//! | [`leases`] | the address pool and its leases | pure |
+//! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
+//! | [`dhcp`] | the DHCP socket loop: decode, decide, send per RFC 2131 §4.1 | shell |
+//! | [`tftp::packet`] | TFTP wire format | pure |
+//! | [`tftp::session`] | one read transfer as a state machine (options, windows, retries) | pure |
+//! | [`tftp`] | the TFTP listener and one task per transfer | shell |
+//! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
+//! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
+//! | [`state`] | what the listeners share: live config, leases, client facts | shared |
+//! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
+//! | [`daemon`] | binds the listeners, runs them, stops them within 2 s | wiring |
+//!
+//! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.
+//! See docs/ARCHITECTURE.md for the flow of one boot.
+
+pub mod bootfs;
+pub mod config;
+pub mod daemon;
+pub mod dhcp;
+pub mod http;
+pub mod leases;
+pub mod mac;
+pub mod net;
+pub mod profiles;
+pub mod state;
+pub mod tftp;

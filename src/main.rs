@@ -1,0 +1,116 @@
+//! The `pxed` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// A standalone PXE server: DHCP, TFTP and HTTP in one daemon.
+#[derive(Parser, Debug)]
+#[command(name = "pxed", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve DHCP (UDP 67), TFTP (UDP 69) and HTTP on the configured interface until
+    /// SIGINT or SIGTERM.
+    Serve {
+        /// The TOML config file.
+        #[arg(short, long, env = "PXED_CONFIG")]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, env = "PXED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file, print a summary of profiles, hosts and pool, and exit
+    /// non-zero if it is invalid.
+    Check {
+        /// The TOML config file.
+        #[arg(short, long, env = "PXED_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PXED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match pxed::config::load(&config) {
+            Ok((c, warnings)) => {
+                println!("{}: valid", config.display());
+                print!("{}", pxed::daemon::summary(&c));
+                for w in warnings {
+                    let line = w.line.map(|l| format!(":{l}")).unwrap_or_default();
+                    println!("warning: {}{line}: key `{}`: {}", config.display(), w.key, w.message);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, log_format } => {
+            init_logging(log_format);
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "pxed failed");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let (config, warnings) = pxed::config::load(&path)?;
+    for w in warnings {
+        warn!(file = %path.display(), line = w.line, key = %w.key, message = %w.message, "config warning");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio runtime")?;
+    rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                warn!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+            }
+            signals.cancel();
+        });
+        pxed::daemon::run(config, cancel).await
+    })
+}

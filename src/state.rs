@@ -1,0 +1,70 @@
+//! State shared by the listeners: the live config, the leases, and what DHCP learned about
+//! each client that HTTP needs (its architecture).
+//!
+//! Locks are `std::sync` and are never held across an `.await`: every critical section is a
+//! few map operations, so an async lock would only add overhead.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::Config;
+use crate::leases::LeaseTable;
+use crate::mac::Mac;
+
+/// What DHCP last saw of a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Architecture name from option 93, for `{{ arch }}`.
+    pub arch: String,
+}
+
+/// Everything the listeners share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The live config; replaced whole on reload so readers see one consistent version.
+    config: RwLock<Arc<Config>>,
+    /// The address pool.
+    pub leases: Mutex<LeaseTable>,
+    /// Per-client facts learned from DHCP.
+    pub seen: Mutex<HashMap<Mac, Seen>>,
+}
+
+impl Shared {
+    /// Wraps a validated config.
+    pub fn new(config: Config) -> Arc<Shared> {
+        Arc::new(Shared {
+            config: RwLock::new(Arc::new(config)),
+            leases: Mutex::new(LeaseTable::new()),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The MAC leased an address, for logging HTTP and TFTP requests by machine.
+    pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner()).mac_of(ip)
+    }
+
+    /// The address leased to a MAC.
+    pub fn ip_of(&self, mac: &Mac) -> Option<Ipv4Addr> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mac)
+            .map(|l| l.ip)
+    }
+
+    /// The architecture DHCP last saw for a MAC.
+    pub fn arch_of(&self, mac: &Mac) -> Option<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mac)
+            .map(|s| s.arch.clone())
+    }
+}

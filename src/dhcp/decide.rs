@@ -13,6 +13,10 @@ use crate::profiles::arch_name;
 /// BOOTP's minimum message size (RFC 1542 §2.1); some PXE ROMs drop shorter replies.
 pub const MIN_REPLY_LEN: usize = 300;
 
+/// Option 43 for PXE clients: sub-option 6 (PXE_DISCOVERY_CONTROL), length 1, value 8
+/// ("download the boot file named in the reply"), then end.
+pub const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 8, 255];
+
 /// What kind of client sent a request, which decides the boot file it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -299,6 +303,9 @@ fn build(req: &Message, cfg: &Config, client: &Client, mtype: MessageType, ip: I
         match client.kind {
             ClientKind::Pxe => {
                 o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+                // PXE_DISCOVERY_CONTROL = 8: boot the file named here. Without it, PXE
+                // firmware such as OVMF goes on to boot-server discovery on port 4011.
+                o.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
                 o.insert(DhcpOption::TFTPServerName(cfg.server.address.to_string().into_bytes()));
             }
             ClientKind::HttpBoot => {

@@ -163,8 +163,9 @@ fn ipxe_rom_gets_its_own_script_url() {
     let url = "http://10.123.0.1:8080/ipxe/de:00:00:00:00:de";
     assert_eq!(bootfile(&m).as_deref(), Some(url));
     assert_eq!(m.fname_str().unwrap().unwrap().trim_end_matches('\0'), url);
-    // Not a PXEClient request, so no option 60 in the reply.
+    // Not a PXEClient request, so no option 60 or 43 in the reply.
     assert_eq!(opt(&m, 60), None);
+    assert_eq!(opt(&m, 43), None);
     assert_eq!(to, Destination::Hardware(Ipv4Addr::new(10, 123, 0, 100), Mac(KNOWN)));
     match d {
         Decision::Reply { client, .. } => assert_eq!(client.kind, ClientKind::Ipxe),
@@ -195,6 +196,8 @@ fn ovmf_uefi_pxe_gets_ipxe_efi_over_tftp() {
     assert_eq!(m.siaddr(), SERVER);
     assert_eq!(opt(&m, 60), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
     assert_eq!(opt(&m, 66), Some(&DhcpOption::TFTPServerName(b"10.123.0.1".to_vec())));
+    // Option 43, sub-option 6 PXE_DISCOVERY_CONTROL = 8: no boot server discovery.
+    assert_eq!(opt(&m, 43), Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255])));
     assert_standard_options(&m);
     assert_eq!(to, Destination::Broadcast, "broadcast bit set");
 }

@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs the Debian packages pxed's demo, tests and benchmarks use, if any is missing.
+set -eu
+pkgs="qemu-system-x86 ovmf ipxe busybox-static cpio atftp udhcpc curl iproute2 tcpdump procps"
+missing=
+for p in $pkgs; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "install-deps: installing$missing" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi

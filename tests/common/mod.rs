@@ -1,0 +1,317 @@
+//! Test harness: throwaway network namespaces, the real pxed binary inside them, and QEMU.
+//!
+//! Every namespace is named `pxedt-<pid>-<n>`, is removed on drop, and leftovers of dead test
+//! processes are removed before a new one is made. Nothing touches the root namespace.
+//! Missing root or tools make a test fail with a message saying what to install.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails the test unless it runs as root with `tools` on PATH.
+pub fn require(tools: &[&str]) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (network namespaces): run it as root, e.g. via tests/run");
+    for t in tools {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+            .unwrap_or(false);
+        assert!(found, "this test needs `{t}` on PATH; run scripts/install-deps.sh (tests/run does)");
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out
+}
+
+fn must(cmd: &mut Command) {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace that is deleted (with every process in it) on drop.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a uniquely named namespace with `lo` up.
+    pub fn new() -> Netns {
+        clean_leftovers();
+        let name = format!("pxedt-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        must(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME args...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        must(Command::new("ip").arg("-n").arg(&self.name).args(args));
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        delete_netns(&self.name);
+    }
+}
+
+fn delete_netns(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "delete", name]).status();
+}
+
+/// Removes `pxedt-<pid>-*` namespaces whose test process is gone.
+fn clean_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("pxedt-") else { continue };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+            delete_netns(name);
+        }
+    }
+}
+
+/// The usual lab: a server namespace whose bridge `br1` has 10.123.0.1/24.
+pub struct Lab {
+    /// Where pxed runs and where VMs' taps sit.
+    pub server: Netns,
+    /// Scratch space: config, logs, VM files.
+    pub dir: tempfile::TempDir,
+    taps: usize,
+}
+
+pub const SERVER_IP: &str = "10.123.0.1";
+
+impl Lab {
+    pub fn new() -> Lab {
+        let server = Netns::new();
+        server.ip(&["link", "add", "br1", "type", "bridge"]);
+        server.ip(&["addr", "add", "10.123.0.1/24", "dev", "br1"]);
+        server.ip(&["link", "set", "br1", "up"]);
+        Lab {
+            server,
+            dir: tempfile::tempdir().unwrap(),
+            taps: 0,
+        }
+    }
+
+    /// A client namespace joined to br1 by a veth whose client end (`vc`) has `mac` and, if
+    /// given, a static address.
+    pub fn client(&mut self, mac: &str, addr: Option<&str>) -> Netns {
+        let c = Netns::new();
+        let vs = format!("vs{}", self.taps);
+        self.taps += 1;
+        self.server.ip(&["link", "add", &vs, "type", "veth", "peer", "name", "vc", "netns", &c.name]);
+        self.server.ip(&["link", "set", &vs, "master", "br1", "up"]);
+        c.ip(&["link", "set", "vc", "address", mac]);
+        c.ip(&["link", "set", "vc", "up"]);
+        if let Some(a) = addr {
+            c.ip(&["addr", "add", a, "dev", "vc"]);
+        }
+        c
+    }
+
+    /// A tap on br1 for a VM; returns its name.
+    pub fn tap(&mut self) -> String {
+        let name = format!("tap{}", self.taps);
+        self.taps += 1;
+        self.server.ip(&["tuntap", "add", "dev", &name, "mode", "tap"]);
+        self.server.ip(&["link", "set", &name, "master", "br1", "up"]);
+        name
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The standard config header for a lab, serving `boot_dir`.
+pub fn config(boot_dir: &Path, state_dir: &Path, rest: &str) -> String {
+    format!(
+        r#"[server]
+interface = "br1"
+address = "10.123.0.1"
+boot_dir = "{}"
+state_dir = "{}"
+
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
+router = "10.123.0.1"
+lease_time = "1h"
+
+[http]
+listen = "0.0.0.0:8080"
+
+{rest}"#,
+        boot_dir.display(),
+        state_dir.display()
+    )
+}
+
+/// The real pxed binary, running in a namespace. Stopped with SIGTERM on drop.
+pub struct Pxed {
+    child: Option<Child>,
+    /// Its stderr (the log).
+    pub log_path: PathBuf,
+}
+
+pub fn pxed_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pxed")
+}
+
+impl Pxed {
+    /// Writes `config` into the lab dir, starts `pxed serve` in the server namespace, and
+    /// waits for the three readiness lines.
+    pub fn start(lab: &Lab, config: &str) -> Pxed {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cfg = lab.path(&format!("pxed-{n}.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        let log_path = lab.path(&format!("pxed-{n}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = lab
+            .server
+            .cmd(pxed_bin())
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pxed");
+        let mut p = Pxed {
+            child: Some(child),
+            log_path,
+        };
+        p.wait_for_log(
+            |l| l.matches("listener ready").count() == 3,
+            Duration::from_secs(20),
+            "three listener ready lines",
+        );
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Polls the log until `pred` holds; fails with the log if it doesn't within `limit`.
+    pub fn wait_for_log(&mut self, pred: impl Fn(&str) -> bool, limit: Duration, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let l = self.log();
+            if pred(&l) {
+                return l;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("pxed exited ({status}) while waiting for {what}:\n{l}");
+                }
+            }
+            assert!(start.elapsed() < limit, "timed out waiting for {what}; pxed log:\n{l}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and returns how long pxed took to exit, and its status.
+    pub fn stop(&mut self) -> (Duration, std::process::ExitStatus) {
+        self.stop_with("-TERM")
+    }
+
+    /// Sends `signal` (e.g. `-INT`) and returns how long pxed took to exit, and its status.
+    pub fn stop_with(&mut self, signal: &str) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("running");
+        // `ip netns exec` execs pxed, so the child pid is pxed's.
+        let start = Instant::now();
+        let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (start.elapsed(), status);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("pxed did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Pxed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command to completion with a hard time limit; returns (success, stdout, stderr).
+pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).ok();
+    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    (status.is_some_and(|s| s.success()), out, err)
+}
+
+/// Boot payload built by boot-images/ (tests/run builds it). Fails clearly when missing.
+pub fn boot_fixture() -> PathBuf {
+    let dir = std::env::var_os("PXED_BOOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("boot-images/out"));
+    for f in ["undionly.kpxe", "ipxe.efi", "vmlinuz", "initrd.gz"] {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: run boot-images/fetch-ipxe.sh and boot-images/build-demo.sh (tests/run does)",
+            dir.join(f).display()
+        );
+    }
+    dir.canonicalize().unwrap()
+}

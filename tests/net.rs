@@ -1,0 +1,349 @@
+//! The real pxed binary in a network namespace, checked by real clients: busybox udhcpc for
+//! DHCP, curl and atftp for TFTP, curl for HTTP, and raw probes (tests/tools/probe.py) for
+//! what those clients cannot do (abort with ERROR, stall, send garbage).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const KNOWN: &str = "de:00:00:00:00:de";
+
+fn probe() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/probe.py").display().to_string()
+}
+
+/// A boot dir with generated files, a secret next to it and a symlink pointing at the secret.
+fn boot_dir(lab: &Lab) -> (PathBuf, Vec<u8>) {
+    let boot = lab.path("boot");
+    std::fs::create_dir_all(boot.join("sub")).unwrap();
+    // Deterministic pseudo-random bytes (xorshift), 4 MiB + 123 so the end is a short block.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let big: Vec<u8> = (0..(4 << 20) + 123)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(boot.join("big.bin"), &big).unwrap();
+    std::fs::write(boot.join("ipxe.efi"), &big[..100_000]).unwrap();
+    std::fs::write(boot.join("undionly.kpxe"), &big[..70_000]).unwrap();
+    std::fs::write(boot.join("vmlinuz"), &big[..300_000]).unwrap();
+    std::fs::write(boot.join("sub/initrd.gz"), &big[..5_000]).unwrap();
+    std::fs::write(lab.path("secret"), "TOP-SECRET\n").unwrap();
+    std::os::unix::fs::symlink(lab.path("secret"), boot.join("escape")).unwrap();
+    (boot, big)
+}
+
+fn lab_config(lab: &Lab, boot: &Path) -> String {
+    config(
+        boot,
+        &lab.path("state"),
+        r#"[profiles.fedora]
+kernel = "vmlinuz"
+initrd = ["sub/initrd.gz"]
+cmdline = "console=ttyS0 host={{ hostname }} arch={{ arch }}"
+
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+hostname = "vm-de"
+"#,
+    )
+}
+
+/// Runs busybox udhcpc once in `ns`; returns the `bound` line its script printed.
+fn udhcpc(lab: &Lab, ns: &Netns, extra: &[&str]) -> Option<String> {
+    let script = lab.path("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND ip=$ip subnet=$subnet router=$router serverid=$serverid lease=$lease siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&script).status().unwrap();
+    let mut cmd = ns.cmd("busybox");
+    cmd.args(["udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s"]).arg(&script).args(extra);
+    let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(20));
+    if !ok {
+        eprintln!("udhcpc failed: {out}{err}");
+        return None;
+    }
+    out.lines().find(|l| l.starts_with("BOUND")).map(str::to_string)
+}
+
+#[test]
+fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
+    require(&["ip", "busybox", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let mut pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let c = lab.client(KNOWN, None);
+
+    // UEFI x64 PXE firmware.
+    let uefi = udhcpc(&lab, &c, &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"]).expect("lease for uefi");
+    assert!(uefi.contains(" ip=10.123.0.100 "), "{uefi}");
+    assert!(uefi.contains(" subnet=255.255.255.0 "), "{uefi}");
+    assert!(uefi.contains(" router=10.123.0.1 "), "{uefi}");
+    assert!(uefi.contains(" serverid=10.123.0.1 "), "{uefi}");
+    assert!(uefi.contains(" lease=3600 "), "{uefi}");
+    assert!(uefi.contains(" siaddr=10.123.0.1 "), "{uefi}");
+    assert!(uefi.contains(" boot_file=ipxe.efi "), "{uefi}");
+    assert!(uefi.contains(" hostname=vm-de"), "{uefi}");
+
+    // BIOS PXE firmware, same MAC: same address, BIOS first stage.
+    let bios = udhcpc(&lab, &c, &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"]).expect("lease for bios");
+    assert!(bios.contains(" ip=10.123.0.100 "), "{bios}");
+    assert!(bios.contains(" boot_file=undionly.kpxe "), "{bios}");
+
+    // iPXE (user class "iPXE"): its own script URL.
+    let ipxe = udhcpc(&lab, &c, &["-x", "0x4d:69505845"]).expect("lease for ipxe");
+    assert!(ipxe.contains(" ip=10.123.0.100 "), "{ipxe}");
+    assert!(ipxe.contains(" boot_file=http://10.123.0.1:8080/ipxe/de:00:00:00:00:de "), "{ipxe}");
+
+    // An unmanaged MAC gets no answer at all.
+    let stranger = lab.client("52:54:00:aa:bb:cc", None);
+    assert_eq!(udhcpc(&lab, &stranger, &["-V", "PXEClient:Arch:00007:UNDI:003016"]), None);
+    let log = pxed.wait_for_log(|l| l.contains("reason=\"unmanaged mac\""), Duration::from_secs(5), "unmanaged mac");
+    assert!(!log.lines().any(|l| l.contains("dhcp reply sent") && l.contains("52:54:00:aa:bb:cc")));
+
+    // Malformed datagrams are logged and dropped, and serving goes on.
+    c.ip(&["addr", "add", "10.123.0.50/24", "dev", "vc"]);
+    let (ok, out, err) = run_limited(c.cmd("python3").args([&probe(), "dhcp-garbage", SERVER_IP]), Duration::from_secs(10));
+    assert!(ok, "{out}{err}");
+    pxed.wait_for_log(
+        |l| l.matches("dropping malformed dhcp packet").count() >= 4,
+        Duration::from_secs(5),
+        "malformed packets logged",
+    );
+    let again = udhcpc(&lab, &c, &["-x", "0x4d:69505845"]).expect("still serving after garbage");
+    assert!(again.contains(" ip=10.123.0.100 "), "{again}");
+}
+
+#[test]
+fn tftp_transfers_seen_by_curl_and_atftp() {
+    require(&["ip", "curl", "atftp", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, big) = boot_dir(&lab);
+    let mut pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+    let out = lab.path("out");
+    let fetch = |cmd: &mut Command, what: &str| {
+        let _ = std::fs::remove_file(&out);
+        let (ok, so, se) = run_limited(cmd, Duration::from_secs(60));
+        assert!(ok, "{what} failed: {so}{se}");
+        let got = std::fs::read(&out).unwrap();
+        assert!(got == big, "{what}: received {} bytes that differ from the {} sent", got.len(), big.len());
+    };
+
+    fetch(
+        c.cmd("curl").args(["-sS", "--tftp-blksize", "1468", "-o"]).arg(&out).arg(format!("tftp://{SERVER_IP}/big.bin")),
+        "curl blksize 1468",
+    );
+    fetch(c.cmd("curl").args(["-sS", "-o"]).arg(&out).arg(format!("tftp://{SERVER_IP}/big.bin")), "curl default blksize");
+    fetch(
+        c.cmd("atftp")
+            .args(["--option", "blksize 1468", "--option", "windowsize 16", "-g", "-r", "big.bin", "-l"])
+            .arg(&out)
+            .arg(SERVER_IP),
+        "atftp windowsize 16",
+    );
+    let log = pxed.log();
+    assert!(log.contains("file=big.bin size=4194427 blksize=1468 windowsize=16"), "{log}");
+    assert!(log.contains("file=big.bin size=4194427 blksize=512 windowsize=1"), "{log}");
+
+    // Refusals: traversal, a symlink out of boot_dir, a missing file, a write.
+    for bad in ["../secret", "sub/../../secret", "escape", "missing.bin"] {
+        let (ok, so, _) = run_limited(c.cmd("curl").args(["-sS"]).arg(format!("tftp://{SERVER_IP}/{bad}")), Duration::from_secs(20));
+        assert!(!ok && !so.contains("TOP-SECRET"), "{bad} was served: {so}");
+    }
+    pxed.wait_for_log(|l| l.matches("tftp request refused").count() >= 4, Duration::from_secs(5), "refusals logged");
+    let upload = lab.path("upload.txt");
+    std::fs::write(&upload, "x").unwrap();
+    let (ok, _, _) = run_limited(c.cmd("curl").args(["-sS", "-T"]).arg(&upload).arg(format!("tftp://{SERVER_IP}/upload.txt")), Duration::from_secs(20));
+    assert!(!ok, "upload accepted");
+    assert!(!boot.join("upload.txt").exists());
+    pxed.wait_for_log(|l| l.contains("tftp write refused"), Duration::from_secs(5), "write refused");
+}
+
+#[test]
+fn tftp_client_error_ends_the_transfer_and_transfers_do_not_serialize() {
+    require(&["ip", "curl", "atftp", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, big) = boot_dir(&lab);
+    let mut pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+
+    // OVMF's size probe: RRQ with tsize, OACK, ERROR 8. Then the same mid-transfer.
+    for phase in ["oack", "data"] {
+        let (ok, out, err) = run_limited(c.cmd("python3").args([&probe(), "tftp-abort", SERVER_IP, "big.bin", phase]), Duration::from_secs(15));
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("after_error=0"), "{phase}: server kept sending after the client's ERROR: {out}");
+    }
+    pxed.wait_for_log(
+        |l| l.matches("tftp transfer aborted by client").count() == 2,
+        Duration::from_secs(5),
+        "both aborts logged",
+    );
+
+    // A client that never ACKs holds a transfer open; others must still go through.
+    let mut stall = c
+        .cmd("python3")
+        .args([&probe(), "tftp-stall", SERVER_IP, "big.bin", "8"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    pxed.wait_for_log(|l| l.matches("file=big.bin").count() >= 3, Duration::from_secs(5), "stalled transfer started");
+    let mut children = Vec::new();
+    for i in 0..8 {
+        let out = lab.path(&format!("par{i}"));
+        let child = c
+            .cmd("atftp")
+            .args(["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "big.bin", "-l"])
+            .arg(&out)
+            .arg(SERVER_IP)
+            .spawn()
+            .unwrap();
+        children.push((child, out));
+    }
+    for (mut child, out) in children {
+        assert!(child.wait().unwrap().success());
+        assert!(std::fs::read(&out).unwrap() == big, "parallel download {} corrupt", out.display());
+    }
+    assert!(
+        stall.try_wait().unwrap().is_none(),
+        "the stalled transfer ended before the others finished; they may have waited for it"
+    );
+    let _ = stall.kill();
+    let _ = stall.wait();
+    let log = pxed.log();
+    assert_eq!(log.matches("tftp transfer finished").count(), 8, "{log}");
+}
+
+#[test]
+fn http_scripts_and_files_seen_by_curl() {
+    require(&["ip", "curl"]);
+    let mut lab = Lab::new();
+    let (boot, big) = boot_dir(&lab);
+    let mut pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+    let base = format!("http://{SERVER_IP}:8080");
+    let curl = |args: &[&str]| -> (String, String) {
+        let mut cmd = c.cmd("curl");
+        cmd.args(["-sS", "-w", "\n%{http_code}"]).args(args);
+        let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(30));
+        assert!(ok, "curl {args:?}: {err}");
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+
+    let (code, script) = curl(&[&format!("{base}/ipxe/{KNOWN}")]);
+    assert_eq!(code, "200");
+    assert!(script.starts_with("#!ipxe\n"), "{script}");
+    assert!(
+        script.contains(&format!("kernel {base}/vmlinuz initrd=initrd.gz console=ttyS0 host=vm-de arch=unknown || goto failed")),
+        "{script}"
+    );
+    assert!(script.contains(&format!("initrd {base}/sub/initrd.gz")), "{script}");
+    pxed.wait_for_log(|l| l.contains("path=/ipxe/de:00:00:00:00:de") && l.contains("mac=de:00:00:00:00:de"), Duration::from_secs(5), "script request logged with its mac");
+
+    let (code, body) = curl(&[&format!("{base}/ipxe/52:54:00:00:00:99")]);
+    assert_eq!(code, "404");
+    assert!(body.contains("no boot profile for MAC 52:54:00:00:00:99"), "{body}");
+
+    // A whole file, a range, and a conditional GET with the ETag.
+    let out = lab.path("big.out");
+    let mut cmd = c.cmd("curl");
+    cmd.args(["-sS", "-o"]).arg(&out).arg(format!("{base}/big.bin"));
+    assert!(run_limited(&mut cmd, Duration::from_secs(30)).0);
+    assert!(std::fs::read(&out).unwrap() == big);
+    let mut cmd = c.cmd("curl");
+    cmd.args(["-sS", "-r", "1000-1099", "-o"]).arg(&out).arg(format!("{base}/big.bin"));
+    assert!(run_limited(&mut cmd, Duration::from_secs(30)).0);
+    assert_eq!(std::fs::read(&out).unwrap(), big[1000..1100]);
+    let (_, headers) = curl(&["-I", &format!("{base}/big.bin")]);
+    let etag = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: ").or_else(|| l.strip_prefix("ETag: ")))
+        .expect("etag header")
+        .trim()
+        .to_string();
+    let (code, _) = curl(&["-H", &format!("If-None-Match: {etag}"), &format!("{base}/big.bin")]);
+    assert_eq!(code, "304");
+
+    // Traversal and symlinks out of boot_dir are refused; writes too.
+    for bad in ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/escape"] {
+        let (code, body) = curl(&["--path-as-is", &format!("{base}{bad}")]);
+        assert!(code == "403" || code == "404", "{bad}: {code}");
+        assert!(!body.contains("TOP-SECRET"), "{bad} leaked");
+    }
+    let (code, _) = curl(&["-X", "PUT", "-d", "x", &format!("{base}/big.bin")]);
+    assert_eq!(code, "405");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_everything_within_two_seconds() {
+    require(&["ip", "curl", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot);
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+    for signal in ["TERM", "INT"] {
+        let mut pxed = Pxed::start(&lab, &cfg);
+        // A transfer that would never finish on its own must not hold the shutdown.
+        let mut stall = c.cmd("python3").args([&probe(), "tftp-stall", SERVER_IP, "big.bin", "10"]).spawn().unwrap();
+        pxed.wait_for_log(|l| l.contains("tftp transfer started"), Duration::from_secs(5), "stalled transfer");
+        let (took, status) = if signal == "TERM" { pxed.stop() } else { pxed.stop_with("-INT") };
+        let _ = stall.kill();
+        let _ = stall.wait();
+        assert!(status.success(), "SIG{signal}: exit status {status}");
+        assert!(took < Duration::from_secs(2), "SIG{signal}: took {took:?}");
+        assert!(pxed.log().contains("stopped"));
+    }
+    // The ports were freed: a new instance binds them all again.
+    let _again = Pxed::start(&lab, &cfg);
+}
+
+#[test]
+fn check_validates_and_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, config(dir.path(), &dir.path().join("state"), "[profiles.a]\naction = \"local\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"a\"\n")).unwrap();
+    let out = Command::new(pxed_bin()).args(["check", "--config"]).arg(&good).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("pool 10.123.0.100-10.123.0.200 (101 addresses)"), "{text}");
+    assert!(text.contains("profiles (1):\n  a (local)"), "{text}");
+    assert!(text.contains("hosts (1):\n  de:00:00:00:00:de -> a"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, config(dir.path(), dir.path(), "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"nope\"\n")).unwrap();
+    let out = Command::new(pxed_bin()).args(["check", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{}:17:1: key `hosts.\"de:00:00:00:00:de\".profile`: no profile named `nope`", bad.display())),
+        "{err}"
+    );
+    // `serve` refuses the same file before binding anything.
+    let out = Command::new(pxed_bin()).args(["serve", "--config"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_describes_every_subcommand_and_flag() {
+    let out = Command::new(pxed_bin()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for word in ["serve", "check", "DHCP", "TFTP", "HTTP"] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
+    let out = Command::new(pxed_bin()).args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["--config", "PXED_CONFIG", "--log-format", "json"] {
+        assert!(text.contains(word), "serve --help lacks {word}: {text}");
+    }
+}

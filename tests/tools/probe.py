@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Raw UDP probes for pxed's integration tests. They run inside a test namespace and print
+what came back on the wire, so the tests can assert it.
+
+  probe.py tftp-abort SERVER FILE [oack|data]  RRQ, then ERROR 8 (after the OACK or after
+                                               DATA 1); prints how many packets followed.
+  probe.py tftp-stall SERVER FILE SECS         RRQ, take the first packet, never ACK.
+  probe.py dhcp-garbage SERVER                 malformed DHCP datagrams to port 67.
+"""
+import socket
+import sys
+import time
+
+
+def count_after(sock, secs):
+    n = 0
+    end = time.time() + secs
+    while True:
+        left = end - time.time()
+        if left <= 0:
+            return n
+        sock.settimeout(left)
+        try:
+            sock.recvfrom(70000)
+            n += 1
+        except socket.timeout:
+            return n
+
+
+def tftp_abort(server, name, phase):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    opts = b"tsize\x000\x00blksize\x001468\x00" if phase == "oack" else b""
+    s.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00" + opts, (server, 69))
+    first, peer = s.recvfrom(70000)
+    want = b"\x00\x06" if phase == "oack" else b"\x00\x03\x00\x01"
+    if not first.startswith(want):
+        print(f"unexpected first packet {first[:16]!r}")
+        sys.exit(1)
+    s.sendto(b"\x00\x05\x00\x08User aborted the transfer\x00", peer)
+    # The server's default retransmit timeout is 1 s: 3.5 s would show 3 resends.
+    print(f"first={first[:2].hex()} from_port={peer[1]} after_error={count_after(s, 3.5)}")
+
+
+def tftp_stall(server, name, secs):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00", (server, 69))
+    first, _ = s.recvfrom(70000)
+    print(f"stalling after {first[:4].hex()}", flush=True)
+    time.sleep(float(secs))
+    print("stall over")
+
+
+def dhcp_garbage(server):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    header = bytes([1, 1, 6, 0]) + b"\x12\x34\x56\x78" + bytes(20) + bytes.fromhex("de00000000de") + bytes(10 + 64 + 128)
+    cookie = bytes([0x63, 0x82, 0x53, 0x63])
+    packets = [
+        b"\x01",                                                    # one byte
+        bytes(100),                                                 # shorter than BOOTP
+        header,                                                     # no magic cookie
+        header + cookie + bytes([53, 1, 1, 94, 2, 1, 2, 255]),      # option 94 with 2 bytes
+        header + cookie + bytes([53, 1, 1, 93, 1, 0, 255]),         # option 93 with 1 byte
+        header + cookie + bytes([53, 1, 1, 50, 200, 1, 2]),         # option longer than packet
+        header + cookie + bytes([53, 5]),                           # truncated option
+    ]
+    for p in packets:
+        s.sendto(p, (server, 67))
+    print(f"sent {len(packets)} malformed packets")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "tftp-abort":
+        tftp_abort(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "oack")
+    elif cmd == "tftp-stall":
+        tftp_stall(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "dhcp-garbage":
+        dhcp_garbage(sys.argv[2])
+    else:
+        sys.exit(f"unknown probe {cmd}")

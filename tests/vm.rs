@@ -1,0 +1,260 @@
+//! QEMU VMs (TCG) network-booting from the real pxed on a bridge br1 in a throwaway
+//! namespace. Each test asserts only what the VM printed on its serial console and what
+//! pxed served. VMs run one at a time: under TCG each one needs a whole core.
+//!
+//! Boot payload: boot-images/out (built by tests/run), or $PXED_BOOT_DIR.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const KERNEL_MARKER: &str = "PXED-DEMO-BOOTED cmdline:";
+const DISK_MARKER: &str = "PXED-DISK-BOOTED";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Firmware {
+    /// SeaBIOS with QEMU's iPXE NIC ROM.
+    Bios,
+    /// OVMF with the NIC ROM disabled: OVMF's own PXE stack.
+    Uefi,
+}
+
+/// A 1 MiB raw disk whose MBR prints DISK_MARKER on COM1 and exits QEMU through
+/// isa-debug-exit: the "disk with bootOrder 2" a VM falls through to.
+fn marker_disk(path: &Path) {
+    let mut mbr = vec![
+        0xFA, // cli
+        0xFC, // cld
+        0x31, 0xC0, // xor ax, ax
+        0x8E, 0xD8, // mov ds, ax
+        0xBE, 0x1B, 0x7C, // mov si, 0x7c1b (the message)
+        0xBA, 0xF8, 0x03, // mov dx, 0x3f8 (COM1)
+        0xAC, // next: lodsb
+        0x84, 0xC0, // test al, al
+        0x74, 0x03, // jz done
+        0xEE, // out dx, al
+        0xEB, 0xF8, // jmp next
+        0xB0, 0x00, // done: mov al, 0
+        0xE6, 0xF4, // out 0xf4, al (isa-debug-exit)
+        0xF4, // halt: hlt
+        0xEB, 0xFD, // jmp halt
+    ];
+    assert_eq!(mbr.len(), 0x1B);
+    mbr.extend(format!("\r\n{DISK_MARKER}\r\n\0").as_bytes());
+    mbr.resize(510, 0);
+    mbr.extend([0x55, 0xAA]);
+    mbr.resize(1 << 20, 0);
+    std::fs::write(path, mbr).unwrap();
+}
+
+struct Boot {
+    console: String,
+    took: Duration,
+}
+
+/// Boots a VM on a new tap of `lab`'s br1 until its console shows one of `until`, QEMU
+/// exits, or `limit` passes.
+fn boot(lab: &mut Lab, fw: Firmware, mac: &str, disk: Option<&Path>, until: &[&str], limit: Duration) -> Boot {
+    let tap = lab.tap();
+    let console_path = lab.path(&format!("{tap}-console.log"));
+    let mut cmd = lab.server.cmd("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-m", "512", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"]);
+    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    cmd.args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")]);
+    match fw {
+        Firmware::Bios => {
+            cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1")]);
+        }
+        Firmware::Uefi => {
+            let vars = lab.path(&format!("{tap}-vars.fd"));
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("OVMF_VARS_4M.fd (package ovmf)");
+            cmd.args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"]);
+            cmd.args(["-drive", &format!("if=pflash,format=raw,file={}", vars.display())]);
+            cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1")]);
+        }
+    }
+    if let Some(d) = disk {
+        cmd.args(["-drive", &format!("file={},format=raw,if=none,id=d0", d.display())]);
+        cmd.args(["-device", "virtio-blk-pci,drive=d0,bootindex=2"]);
+    }
+    let console = std::fs::File::create(&console_path).unwrap();
+    let started = Instant::now();
+    let mut child = cmd.stdin(Stdio::null()).stdout(console).stderr(Stdio::null()).spawn().expect("qemu-system-x86_64");
+    let text = || String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default()).into_owned();
+    loop {
+        let t = text();
+        if until.iter().any(|m| t.contains(m)) || child.try_wait().unwrap().is_some() || started.elapsed() > limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    // Give a just-written final console line time to land.
+    Boot { console: text(), took }
+}
+
+fn vm_config(lab: &Lab, boot_dir: &Path, rest: &str) -> String {
+    config(boot_dir, &lab.path("state"), rest)
+}
+
+fn console_line<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
+    console.lines().find(|l| l.contains(marker)).map(|l| l.trim())
+}
+
+fn setup() -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
+    let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require(&["ip", "qemu-system-x86_64"]);
+    (guard, boot_fixture())
+}
+
+#[test]
+fn bios_vm_boots_the_kernel_of_its_profile() {
+    let (_g, boot_dir) = setup();
+    let mut lab = Lab::new();
+    let mut pxed = Pxed::start(
+        &lab,
+        &vm_config(
+            &lab,
+            &boot_dir,
+            r#"[profiles.fedora]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=bios-profile host={{ hostname }} arch={{ arch }}"
+
+[profiles.other]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=WRONG-PROFILE"
+
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+hostname = "vm-bios"
+
+[hosts."de:00:00:00:00:01"]
+profile = "other"
+"#,
+        ),
+    );
+    let b = boot(&mut lab, Firmware::Bios, "de:00:00:00:00:de", None, &[KERNEL_MARKER], Duration::from_secs(240));
+    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| panic!("no boot marker; console:\n{}\npxed:\n{}", b.console, pxed.log()));
+    println!("BIOS VM boot time: {:.1} s", b.took.as_secs_f64());
+    assert!(line.contains("pxed.test=bios-profile host=vm-bios arch=bios"), "{line}");
+    assert!(line.contains("initrd=initrd.gz"), "{line}");
+    assert!(!line.contains("WRONG-PROFILE"));
+    let log = pxed.wait_for_log(|l| l.contains("path=/initrd.gz"), Duration::from_secs(5), "initrd served");
+    assert!(log.contains("kind=Ipxe arch=bios user_class=\"iPXE\""), "{log}");
+}
+
+#[test]
+fn uefi_vm_boots_through_tftp_ipxe_efi_then_http() {
+    let (_g, boot_dir) = setup();
+    let mut lab = Lab::new();
+    let mut pxed = Pxed::start(
+        &lab,
+        &vm_config(
+            &lab,
+            &boot_dir,
+            r#"[profiles.uefi]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=uefi-profile arch={{ arch }}"
+
+[hosts."de:00:00:00:00:ef"]
+profile = "uefi"
+"#,
+        ),
+    );
+    let b = boot(&mut lab, Firmware::Uefi, "de:00:00:00:00:ef", None, &[KERNEL_MARKER], Duration::from_secs(300));
+    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| panic!("no boot marker; console:\n{}\npxed:\n{}", b.console, pxed.log()));
+    println!("UEFI VM boot time: {:.1} s", b.took.as_secs_f64());
+    assert!(line.contains("pxed.test=uefi-profile arch=efi-x64"), "{line}");
+    assert!(line.contains("initrd=initrd.gz"), "{line}");
+    let log = pxed.wait_for_log(|l| l.contains("path=/initrd.gz"), Duration::from_secs(5), "initrd served");
+    // The chain, in order: DHCP (PXE) -> TFTP ipxe.efi -> DHCP (iPXE) -> HTTP script -> kernel.
+    let pos = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("pxed log lacks {needle}:\n{log}"));
+    let steps = [
+        "kind=Pxe arch=efi-x64 user_class=\"\" file=ipxe.efi",
+        "file=ipxe.efi bytes=",
+        "kind=Ipxe arch=efi-x64 user_class=\"iPXE\"",
+        "ipxe script served mac=de:00:00:00:00:ef",
+        "path=/vmlinuz status=200",
+    ];
+    for w in steps.windows(2) {
+        assert!(pos(w[0]) < pos(w[1]), "{} came after {}:\n{log}", w[0], w[1]);
+    }
+    assert!(log.contains("tftp transfer finished"), "{log}");
+}
+
+#[test]
+fn local_profile_falls_through_to_the_disk() {
+    let (_g, boot_dir) = setup();
+    let mut lab = Lab::new();
+    let disk = lab.path("disk.img");
+    marker_disk(&disk);
+    let mut pxed = Pxed::start(
+        &lab,
+        &vm_config(
+            &lab,
+            &boot_dir,
+            r#"[profiles.installer]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1"
+
+[profiles.disk]
+action = "local"
+
+[hosts."de:00:00:00:00:de"]
+profile = "disk"
+"#,
+        ),
+    );
+    let b = boot(&mut lab, Firmware::Bios, "de:00:00:00:00:de", Some(&disk), &[KERNEL_MARKER, DISK_MARKER], Duration::from_secs(240));
+    println!("BIOS VM local fall-through time: {:.1} s", b.took.as_secs_f64());
+    assert!(!b.console.contains(KERNEL_MARKER), "the kernel booted:\n{}", b.console);
+    assert!(b.console.contains(DISK_MARKER), "the VM did not reach its disk; console:\n{}\npxed:\n{}", b.console, pxed.log());
+    let log = pxed.wait_for_log(|l| l.contains("kind=\"local\""), Duration::from_secs(5), "local script served");
+    assert!(!log.contains("path=/vmlinuz"), "kernel was fetched:\n{log}");
+}
+
+#[test]
+fn unknown_mac_is_not_booted() {
+    let (_g, boot_dir) = setup();
+    let mut lab = Lab::new();
+    let disk = lab.path("disk.img");
+    marker_disk(&disk);
+    let pxed = Pxed::start(
+        &lab,
+        &vm_config(
+            &lab,
+            &boot_dir,
+            r#"[profiles.installer]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1"
+
+[hosts."de:00:00:00:00:de"]
+profile = "installer"
+"#,
+        ),
+    );
+    let stranger = "52:54:00:de:ad:01";
+    let b = boot(&mut lab, Firmware::Bios, stranger, Some(&disk), &[KERNEL_MARKER, DISK_MARKER], Duration::from_secs(300));
+    println!("BIOS VM unknown MAC to disk time: {:.1} s", b.took.as_secs_f64());
+    assert!(!b.console.contains(KERNEL_MARKER), "an unknown MAC booted:\n{}", b.console);
+    assert!(b.console.contains(DISK_MARKER), "the VM did not give up on the network and reach its disk:\n{}", b.console);
+    let log = pxed.log();
+    assert!(log.contains(&format!("mac={stranger}")) && log.contains("reason=\"unmanaged mac\""), "{log}");
+    assert!(!log.lines().any(|l| l.contains("dhcp reply sent") && l.contains(stranger)), "{log}");
+    assert!(!log.contains("http request"), "{log}");
+}
+

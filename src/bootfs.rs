@@ -58,7 +58,9 @@ impl BootDir {
         let joined = self.root.join(&rel);
         let real = match joined.canonicalize() {
             Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(PathError::NotFound(requested.into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PathError::NotFound(requested.into()))
+            }
             Err(source) => {
                 return Err(PathError::Io {
                     path: requested.into(),
@@ -127,15 +129,24 @@ mod tests {
         assert!(b.resolve("/sub/vmlinuz").is_ok());
         assert!(b.resolve("\\sub\\vmlinuz").is_ok());
         assert!(b.resolve("./sub/./vmlinuz").is_ok());
-        assert!(b.resolve("inside").is_ok(), "a symlink that stays inside is fine");
+        assert!(
+            b.resolve("inside").is_ok(),
+            "a symlink that stays inside is fine"
+        );
     }
 
     #[test]
     fn refuses_everything_that_leaves() {
         let (_t, b) = tree();
         assert!(matches!(b.resolve("../secret"), Err(PathError::Escapes(_))));
-        assert!(matches!(b.resolve("sub/../../secret"), Err(PathError::Escapes(_))));
-        assert!(matches!(b.resolve("..\\secret"), Err(PathError::Escapes(_))));
+        assert!(matches!(
+            b.resolve("sub/../../secret"),
+            Err(PathError::Escapes(_))
+        ));
+        assert!(matches!(
+            b.resolve("..\\secret"),
+            Err(PathError::Escapes(_))
+        ));
         assert!(matches!(b.resolve("escape"), Err(PathError::Escapes(_))));
         assert!(matches!(b.resolve(""), Err(PathError::Invalid(_))));
         assert!(matches!(b.resolve("/"), Err(PathError::Invalid(_))));

@@ -6,12 +6,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+
+mod locate;
+mod raw;
+
+use locate::{dotted, invalid, key_at, line_col, span_of};
+use raw::*;
 
 use crate::mac::Mac;
 use crate::profiles::{self, Profile};
@@ -52,137 +56,6 @@ pub struct Warning {
     pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
-}
-
-// ---------------------------------------------------------------------------------------
-// The file as written. Every table refuses unknown keys.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    server: RawServer,
-    dhcp: RawDhcp,
-    #[serde(default)]
-    http: RawHttp,
-    #[serde(default)]
-    tftp: RawTftp,
-    #[serde(default)]
-    first_stage: RawFirstStage,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    profiles: BTreeMap<String, RawProfile>,
-    #[serde(default)]
-    hosts: BTreeMap<String, RawHost>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    interface: String,
-    address: Ipv4Addr,
-    boot_dir: PathBuf,
-    state_dir: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDhcp {
-    subnet: String,
-    range: [Ipv4Addr; 2],
-    router: Option<Ipv4Addr>,
-    #[serde(default = "default_lease_time")]
-    lease_time: String,
-    #[serde(default)]
-    dns: Vec<Ipv4Addr>,
-    domain: Option<String>,
-}
-
-fn default_lease_time() -> String {
-    "1h".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    #[serde(default = "default_http_listen")]
-    listen: SocketAddr,
-}
-
-impl Default for RawHttp {
-    fn default() -> Self {
-        RawHttp {
-            listen: default_http_listen(),
-        }
-    }
-}
-
-fn default_http_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTftp {
-    #[serde(default = "default_max_blksize")]
-    max_blksize: u16,
-    #[serde(default = "default_max_windowsize")]
-    max_windowsize: u16,
-}
-
-impl Default for RawTftp {
-    fn default() -> Self {
-        RawTftp {
-            max_blksize: default_max_blksize(),
-            max_windowsize: default_max_windowsize(),
-        }
-    }
-}
-
-fn default_max_blksize() -> u16 {
-    1468
-}
-
-fn default_max_windowsize() -> u16 {
-    64
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFirstStage {
-    bios: Option<String>,
-    efi_ia32: Option<String>,
-    efi_x64: Option<String>,
-    efi_arm64: Option<String>,
-    http_ia32: Option<String>,
-    http_x64: Option<String>,
-    http_arm64: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    profile: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProfile {
-    kernel: Option<String>,
-    #[serde(default)]
-    initrd: Vec<String>,
-    cmdline: Option<String>,
-    script: Option<String>,
-    chain: Option<String>,
-    action: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    profile: String,
-    ip: Option<Ipv4Addr>,
-    hostname: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -383,9 +256,9 @@ impl Validator<'_> {
         let mut written: HashMap<Mac, String> = HashMap::new();
         let mut pinned: HashMap<Ipv4Addr, String> = HashMap::new();
         for (key, h) in raw.hosts {
-            let mac: Mac = key
-                .parse()
-                .map_err(|e: crate::mac::MacParseError| self.err(&["hosts", &key], e.to_string()))?;
+            let mac: Mac = key.parse().map_err(|e: crate::mac::MacParseError| {
+                self.err(&["hosts", &key], e.to_string())
+            })?;
             if let Some(first) = written.get(&mac) {
                 return Err(self.err(
                     &["hosts", &key],
@@ -395,11 +268,17 @@ impl Validator<'_> {
             if !profiles.contains_key(&h.profile) {
                 return Err(self.err(
                     &["hosts", &key, "profile"],
-                    format!("no profile named `{}` (define [profiles.{}])", h.profile, h.profile),
+                    format!(
+                        "no profile named `{}` (define [profiles.{}])",
+                        h.profile, h.profile
+                    ),
                 ));
             }
             if let Some(ip) = h.ip {
-                if !dhcp.subnet.contains(&ip) || ip == dhcp.subnet.network() || ip == dhcp.subnet.broadcast() {
+                if !dhcp.subnet.contains(&ip)
+                    || ip == dhcp.subnet.network()
+                    || ip == dhcp.subnet.broadcast()
+                {
                     return Err(self.err(
                         &["hosts", &key, "ip"],
                         format!("{ip} is not a usable address in subnet {}", dhcp.subnet),
@@ -436,10 +315,7 @@ impl Validator<'_> {
 
         if let Some(p) = &raw.defaults.profile {
             if !profiles.contains_key(p) {
-                return Err(self.err(
-                    &["defaults", "profile"],
-                    format!("no profile named `{p}`"),
-                ));
+                return Err(self.err(&["defaults", "profile"], format!("no profile named `{p}`")));
             }
         }
 
@@ -484,7 +360,10 @@ impl Validator<'_> {
 
     fn dhcp(&self, d: RawDhcp, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
         let subnet: Ipv4Net = d.subnet.parse().map_err(|_| {
-            self.err(&["dhcp", "subnet"], format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet))
+            self.err(
+                &["dhcp", "subnet"],
+                format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet),
+            )
         })?;
         if subnet.network() != subnet.addr() {
             return Err(self.err(
@@ -512,14 +391,23 @@ impl Validator<'_> {
         }
         if let Some(r) = d.router {
             if !subnet.contains(&r) {
-                return Err(self.err(&["dhcp", "router"], format!("{r} is not in subnet {subnet}")));
+                return Err(self.err(
+                    &["dhcp", "router"],
+                    format!("{r} is not in subnet {subnet}"),
+                ));
             }
         }
         let lease_time = humantime::parse_duration(&d.lease_time).map_err(|e| {
-            self.err(&["dhcp", "lease_time"], format!("`{}`: {e} (try \"1h\" or \"30m\")", d.lease_time))
+            self.err(
+                &["dhcp", "lease_time"],
+                format!("`{}`: {e} (try \"1h\" or \"30m\")", d.lease_time),
+            )
         })?;
         if lease_time < Duration::from_secs(60) || lease_time.as_secs() > u64::from(u32::MAX - 1) {
-            return Err(self.err(&["dhcp", "lease_time"], "must be between 1 minute and 136 years"));
+            return Err(self.err(
+                &["dhcp", "lease_time"],
+                "must be between 1 minute and 136 years",
+            ));
         }
         Ok(Dhcp {
             subnet,
@@ -574,8 +462,15 @@ impl Validator<'_> {
             ));
         }
         if p.kernel.is_none() && (!p.initrd.is_empty() || p.cmdline.is_some()) {
-            let key = if p.cmdline.is_some() { "cmdline" } else { "initrd" };
-            return Err(self.err(&["profiles", name, key], "only allowed together with `kernel`"));
+            let key = if p.cmdline.is_some() {
+                "cmdline"
+            } else {
+                "initrd"
+            };
+            return Err(self.err(
+                &["profiles", name, key],
+                "only allowed together with `kernel`",
+            ));
         }
         if let Some(kernel) = p.kernel {
             self.boot_path(&["profiles", name, "kernel"], &kernel, true)?;
@@ -635,7 +530,8 @@ pub fn check_relative(p: &str) -> Result<(), String> {
 fn valid_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Warns about boot files named by the config that are not under `boot_dir`.
@@ -669,14 +565,18 @@ fn missing_files(c: &Config, text: &str) -> Vec<Warning> {
     for (name, p) in &c.profiles {
         match p {
             Profile::Kernel { kernel, initrd, .. } => {
-                check(vec!["profiles".into(), name.clone(), "kernel".into()], kernel);
+                check(
+                    vec!["profiles".into(), name.clone(), "kernel".into()],
+                    kernel,
+                );
                 for i in initrd {
                     check(vec!["profiles".into(), name.clone(), "initrd".into()], i);
                 }
             }
-            Profile::Script { script } => {
-                check(vec!["profiles".into(), name.clone(), "script".into()], script)
-            }
+            Profile::Script { script } => check(
+                vec!["profiles".into(), name.clone(), "script".into()],
+                script,
+            ),
             Profile::Chain { .. } | Profile::Local => {}
         }
     }
@@ -690,93 +590,18 @@ fn check_script_templates(c: &Config, text: &str) -> Result<Vec<Warning>, Config
             if let Ok(body) = std::fs::read_to_string(c.server.boot_dir.join(script)) {
                 profiles::check_template(&body).map_err(|e| {
                     let path = ["profiles", name.as_str(), "script"];
-                    invalid(&c.source, text, span_of(text, &path), dotted(&path), format!("{script}: {e}"))
+                    invalid(
+                        &c.source,
+                        text,
+                        span_of(text, &path),
+                        dotted(&path),
+                        format!("{script}: {e}"),
+                    )
                 })?;
             }
         }
     }
     Ok(Vec::new())
-}
-
-// ---------------------------------------------------------------------------------------
-// Locating keys in the text, so that every error can name a line.
-
-fn invalid(file: &Path, text: &str, span: Option<Range<usize>>, key: String, message: String) -> ConfigError {
-    let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    ConfigError::Invalid {
-        file: file.to_path_buf(),
-        line,
-        column,
-        key,
-        message,
-    }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
-    (line, col)
-}
-
-/// `["hosts", "de:00:..", "ip"]` as `hosts."de:00:..".ip`.
-fn dotted(path: &[&str]) -> String {
-    path.iter()
-        .map(|k| {
-            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                k.to_string()
-            } else {
-                format!("\"{k}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Span of the key at `path` (or of its table header), if the text parses.
-fn span_of(text: &str, path: &[&str]) -> Option<Range<usize>> {
-    let doc = toml_edit::Document::parse(text.to_string()).ok()?;
-    let mut table: &dyn toml_edit::TableLike = doc.as_table();
-    let mut best = None;
-    for (i, k) in path.iter().enumerate() {
-        let (key, item) = table.get_key_value(k)?;
-        best = key.span().or_else(|| item.span()).or(best);
-        if i + 1 < path.len() {
-            table = item.as_table_like()?;
-        }
-    }
-    best
-}
-
-/// Dotted path of the innermost key whose key or value contains byte `pos`.
-fn key_at(text: &str, pos: usize) -> Option<String> {
-    let doc = toml_edit::Document::parse(text.to_string()).ok()?;
-    let mut best: Option<Vec<String>> = None;
-    let mut stack = Vec::new();
-    walk(doc.as_table(), pos, &mut stack, &mut best);
-    best.map(|p| {
-        let refs: Vec<&str> = p.iter().map(String::as_str).collect();
-        dotted(&refs)
-    })
-}
-
-fn walk(table: &dyn toml_edit::TableLike, pos: usize, stack: &mut Vec<String>, best: &mut Option<Vec<String>>) {
-    for (k, item) in table.iter() {
-        stack.push(k.to_string());
-        let key_span = table.get_key_value(k).and_then(|(key, _)| key.span());
-        let hit = [key_span, item.span()]
-            .into_iter()
-            .flatten()
-            .any(|s| s.start <= pos && pos < s.end.max(s.start + 1));
-        if hit && best.as_ref().is_none_or(|b| b.len() < stack.len()) {
-            *best = Some(stack.clone());
-        }
-        if let Some(t) = item.as_table_like() {
-            walk(t, pos, stack, best);
-        }
-        stack.pop();
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let boot_dir = config.server.boot_dir.display().to_string();
     let shared = Shared::new(config);
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::dhcp::serve(dhcp, iface.clone(), shared.clone(), cancel.clone()));
+    tasks.spawn(crate::dhcp::serve(
+        dhcp,
+        iface.clone(),
+        shared.clone(),
+        cancel.clone(),
+    ));
     info!(interface = %iface, addr = %dhcp_addr, "dhcp listener ready");
     tasks.spawn(crate::tftp::serve(tftp, shared.clone(), cancel.clone()));
     info!(interface = %iface, addr = %tftp_addr, %boot_dir, "tftp listener ready");
@@ -51,7 +56,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     })
     .await;
     if drained.is_err() {
-        warn!(remaining = tasks.len(), "aborting transfers still running at shutdown");
+        warn!(
+            remaining = tasks.len(),
+            "aborting transfers still running at shutdown"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -85,7 +93,11 @@ pub fn summary(c: &Config) -> String {
     s.push_str(&format!("hosts ({}):\n", hosts.len()));
     for (mac, h) in hosts {
         let ip = h.ip.map(|i| format!(" ip {i}")).unwrap_or_default();
-        let name = h.hostname.as_ref().map(|n| format!(" hostname {n}")).unwrap_or_default();
+        let name = h
+            .hostname
+            .as_ref()
+            .map(|n| format!(" hostname {n}"))
+            .unwrap_or_default();
         s.push_str(&format!("  {mac} -> {}{ip}{name}\n", h.profile));
     }
     match &c.default_profile {

@@ -41,7 +41,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// Serves until `cancel` fires. In-flight downloads are given no grace here: the daemon
 /// bounds shutdown and aborts what is left.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         router(shared).into_make_service_with_connect_info::<SocketAddr>(),
@@ -51,12 +55,24 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cance
 }
 
 fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
-async fn script(State(app): State<App>, Path(mac): Path<String>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+async fn script(
+    State(app): State<App>,
+    Path(mac): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     let Ok(mac) = mac.parse::<Mac>() else {
-        return text(StatusCode::BAD_REQUEST, format!("pxed: `{mac}` is not a MAC address\n"));
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("pxed: `{mac}` is not a MAC address\n"),
+        );
     };
     let cfg = app.shared.config();
     let Some(name) = cfg.profile_for(&mac) else {
@@ -67,7 +83,10 @@ async fn script(State(app): State<App>, Path(mac): Path<String>, ConnectInfo(pee
         );
     };
     let Some(profile) = cfg.profiles.get(name) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: profile {name} vanished\n"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("pxed: profile {name} vanished\n"),
+        );
     };
     let script_text = match profile {
         Profile::Script { script } => {
@@ -82,7 +101,10 @@ async fn script(State(app): State<App>, Path(mac): Path<String>, ConnectInfo(pee
                     Ok(t) => Some(t),
                     Err(e) => {
                         warn!(%mac, profile = name, error = %e, "cannot read script template");
-                        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: cannot read {script}\n"));
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("pxed: cannot read {script}\n"),
+                        );
                     }
                 },
                 Err(e) => {
@@ -115,14 +137,22 @@ async fn script(State(app): State<App>, Path(mac): Path<String>, ConnectInfo(pee
         }
         Err(e) => {
             warn!(%mac, profile = name, error = %e, "cannot render ipxe script");
-            text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: profile {name}: {e}\n"))
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("pxed: profile {name}: {e}\n"),
+            )
         }
     }
 }
 
 async fn static_file(State(app): State<App>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "pxed is read-only\n").into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "pxed is read-only\n",
+        )
+            .into_response();
     }
     let raw = req.uri().path();
     let decoded = match percent_encoding::percent_decode_str(raw).decode_utf8() {
@@ -142,7 +172,10 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n")),
         },
         Err(PathError::NotFound(_)) | Err(PathError::NotAFile(_)) | Err(PathError::Invalid(_)) => {
-            text(StatusCode::NOT_FOUND, format!("pxed: no such file {decoded}\n"))
+            text(
+                StatusCode::NOT_FOUND,
+                format!("pxed: no such file {decoded}\n"),
+            )
         }
         Err(e @ PathError::Escapes(_)) => {
             warn!(path = %decoded, "http path outside boot_dir refused");
@@ -156,7 +189,10 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let range = req.headers().get(header::RANGE).cloned();
     let mac = path
         .strip_prefix("/ipxe/")

@@ -13,7 +13,11 @@ fn fixture(extra: &str) -> Fixture {
     std::fs::create_dir_all(boot.join("sub")).unwrap();
     std::fs::write(boot.join("vmlinuz"), b"0123456789abcdef").unwrap();
     std::fs::write(boot.join("sub/initrd.gz"), b"initrd").unwrap();
-    std::fs::write(boot.join("custom.ipxe"), "#!ipxe\necho hello {{ hostname }} on {{ arch }}\n").unwrap();
+    std::fs::write(
+        boot.join("custom.ipxe"),
+        "#!ipxe\necho hello {{ hostname }} on {{ arch }}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("secret"), b"secret").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret"), boot.join("link")).unwrap();
     let text = format!(
@@ -50,12 +54,20 @@ hostname = "c2"
     Fixture { _dir: dir, app }
 }
 
-async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, String) {
+async fn get_with(
+    app: &Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let mut req = Request::builder().uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -97,7 +109,10 @@ async fn unknown_mac_gets_404_text_or_the_default() {
     let f = fixture("");
     let (status, body) = get(&f.app, "/ipxe/52:54:00:00:00:99").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body.contains("no boot profile for MAC 52:54:00:00:00:99"), "{body}");
+    assert!(
+        body.contains("no boot profile for MAC 52:54:00:00:00:99"),
+        "{body}"
+    );
     let (status, _) = get(&f.app, "/ipxe/not-a-mac").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -114,7 +129,12 @@ async fn static_files_with_range_and_etag() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "0123456789abcdef");
     assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
-    let etag = headers.get(header::ETAG).expect("etag").to_str().unwrap().to_string();
+    let etag = headers
+        .get(header::ETAG)
+        .expect("etag")
+        .to_str()
+        .unwrap()
+        .to_string();
 
     let (status, headers, body) = get_with(&f.app, "/vmlinuz", &[("range", "bytes=4-7")]).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
@@ -134,10 +154,22 @@ async fn static_files_with_range_and_etag() {
 #[tokio::test]
 async fn traversal_and_symlinks_out_are_refused() {
     let f = fixture("");
-    for uri in ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/sub/%2e%2e%2f%2e%2e%2fsecret", "/link"] {
+    for uri in [
+        "/../secret",
+        "/sub/../../secret",
+        "/%2e%2e/secret",
+        "/sub/%2e%2e%2f%2e%2e%2fsecret",
+        "/link",
+    ] {
         let (status, body) = get(&f.app, uri).await;
-        assert!(status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND, "{uri}: {status}");
-        assert!(!body.contains("secret\n") && body != "secret", "{uri} leaked: {body}");
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "{uri}: {status}"
+        );
+        assert!(
+            !body.contains("secret\n") && body != "secret",
+            "{uri} leaked: {body}"
+        );
     }
     let (status, _) = get(&f.app, "/link").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -150,7 +182,11 @@ async fn traversal_and_symlinks_out_are_refused() {
 #[tokio::test]
 async fn writes_are_refused() {
     let f = fixture("");
-    let req = Request::builder().method("PUT").uri("/vmlinuz").body(Body::from("x")).unwrap();
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/vmlinuz")
+        .body(Body::from("x"))
+        .unwrap();
     let resp = f.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     let (_, body) = get(&f.app, "/vmlinuz").await;

@@ -93,7 +93,14 @@ impl LeaseTable {
     }
 
     /// Whether `ip` may be given to `mac` at `now`.
-    fn available_to(&self, cfg: &Config, reserved: &HashMap<Ipv4Addr, Mac>, ip: Ipv4Addr, mac: Mac, now: u64) -> bool {
+    fn available_to(
+        &self,
+        cfg: &Config,
+        reserved: &HashMap<Ipv4Addr, Mac>,
+        ip: Ipv4Addr,
+        mac: Mac,
+        now: u64,
+    ) -> bool {
         if ip == cfg.server.address || cfg.dhcp.router == Some(ip) {
             return false;
         }
@@ -118,10 +125,18 @@ impl LeaseTable {
     /// Picks the address to offer `mac`: its pinned address, else its previous one, else the
     /// address it asked for, else the first never-used pool address, else the pool address
     /// that expired longest ago. `None` when the pool is exhausted.
-    pub fn choose(&self, cfg: &Config, mac: Mac, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    pub fn choose(
+        &self,
+        cfg: &Config,
+        mac: Mac,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
         let reserved = cfg.reserved();
         if let Some(ip) = cfg.hosts.get(&mac).and_then(|h| h.ip) {
-            return self.available_to(cfg, &reserved, ip, mac, now).then_some(ip);
+            return self
+                .available_to(cfg, &reserved, ip, mac, now)
+                .then_some(ip);
         }
         if let Some(l) = self.by_mac.get(&mac) {
             if Self::in_pool(cfg, l.ip) && self.available_to(cfg, &reserved, l.ip, mac, now) {
@@ -220,7 +235,11 @@ impl LeaseTable {
 
     /// Forgets an OFFER the client turned down (it REQUESTed another server's address).
     pub fn drop_offer(&mut self, mac: Mac) {
-        if self.by_mac.get(&mac).is_some_and(|l| l.state == State::Offered) {
+        if self
+            .by_mac
+            .get(&mac)
+            .is_some_and(|l| l.state == State::Offered)
+        {
             if let Some(l) = self.by_mac.remove(&mac) {
                 self.by_ip.remove(&l.ip);
             }
@@ -298,7 +317,10 @@ action = "local"
         assert_eq!(t.choose(&c, mac(1), Some(ip(10)), 0), Some(ip(11)));
         assert_eq!(t.choose(&c, mac(7), None, 0), Some(ip(10)));
         assert_eq!(t.check(&c, mac(1), ip(10), 0), Err(Refusal::Taken(ip(10))));
-        assert_eq!(t.check(&c, mac(7), ip(11), 0), Err(Refusal::NotAllowed(ip(11))));
+        assert_eq!(
+            t.check(&c, mac(7), ip(11), 0),
+            Err(Refusal::NotAllowed(ip(11)))
+        );
         assert_eq!(t.check(&c, mac(7), ip(10), 0), Ok(()));
     }
 
@@ -315,7 +337,10 @@ action = "local"
         let c = cfg("");
         let mut t = LeaseTable::new();
         t.bind(mac(1), ip(10), State::Bound, 100);
-        assert_eq!(t.check(&c, mac(2), Ipv4Addr::new(192, 168, 1, 5), 0), Err(Refusal::WrongSubnet(Ipv4Addr::new(192, 168, 1, 5))));
+        assert_eq!(
+            t.check(&c, mac(2), Ipv4Addr::new(192, 168, 1, 5), 0),
+            Err(Refusal::WrongSubnet(Ipv4Addr::new(192, 168, 1, 5)))
+        );
         assert_eq!(t.check(&c, mac(2), ip(10), 0), Err(Refusal::Taken(ip(10))));
         assert_eq!(t.check(&c, mac(1), ip(10), 0), Ok(()));
         assert_eq!(t.check(&c, mac(2), ip(10), 200), Ok(()));
@@ -331,6 +356,9 @@ action = "local"
         t.bind(mac(2), ip(11), State::Bound, 1000);
         assert!(t.decline(mac(2), ip(11), 0));
         assert_eq!(t.choose(&c, mac(2), Some(ip(11)), 10), Some(ip(12)));
-        assert_eq!(t.choose(&c, mac(3), Some(ip(11)), DECLINE_QUARANTINE_SECS + 1), Some(ip(11)));
+        assert_eq!(
+            t.choose(&c, mac(3), Some(ip(11)), DECLINE_QUARANTINE_SECS + 1),
+            Some(ip(11))
+        );
     }
 }

@@ -48,7 +48,9 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PXED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -64,7 +66,12 @@ fn main() -> ExitCode {
                 print!("{}", pxed::daemon::summary(&c));
                 for w in warnings {
                     let line = w.line.map(|l| format!(":{l}")).unwrap_or_default();
-                    println!("warning: {}{line}: key `{}`: {}", config.display(), w.key, w.message);
+                    println!(
+                        "warning: {}{line}: key `{}`: {}",
+                        config.display(),
+                        w.key,
+                        w.message
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -101,7 +108,10 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
         let signals = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 warn!("cannot install signal handlers");
                 return;
             };

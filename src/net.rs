@@ -23,7 +23,10 @@ pub struct SocketError {
 }
 
 /// A UDP socket bound to `addr` and to `interface` (`SO_BINDTODEVICE`), with broadcast on.
-pub fn udp_on_interface(interface: &str, addr: SocketAddr) -> Result<tokio::net::UdpSocket, SocketError> {
+pub fn udp_on_interface(
+    interface: &str,
+    addr: SocketAddr,
+) -> Result<tokio::net::UdpSocket, SocketError> {
     let err = |what: &'static str| {
         let interface = interface.to_string();
         move |source| SocketError {
@@ -33,11 +36,16 @@ pub fn udp_on_interface(interface: &str, addr: SocketAddr) -> Result<tokio::net:
             source,
         }
     };
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err("creating socket for"))?;
-    s.set_reuse_address(true).map_err(err("setting SO_REUSEADDR on"))?;
-    s.set_broadcast(true).map_err(err("setting SO_BROADCAST on"))?;
-    s.bind_device(Some(interface.as_bytes())).map_err(err("binding to device for"))?;
-    s.set_nonblocking(true).map_err(err("setting non-blocking on"))?;
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(err("creating socket for"))?;
+    s.set_reuse_address(true)
+        .map_err(err("setting SO_REUSEADDR on"))?;
+    s.set_broadcast(true)
+        .map_err(err("setting SO_BROADCAST on"))?;
+    s.bind_device(Some(interface.as_bytes()))
+        .map_err(err("binding to device for"))?;
+    s.set_nonblocking(true)
+        .map_err(err("setting non-blocking on"))?;
     s.bind(&addr.into()).map_err(err("binding"))?;
     tokio::net::UdpSocket::from_std(s.into()).map_err(err("registering"))
 }
@@ -47,7 +55,12 @@ const ATF_COM: libc::c_int = 0x02;
 
 /// Adds a complete ARP entry `ip -> mac` on `interface`, so that a DHCP reply can be
 /// unicast to a client that has no address yet (RFC 2131 §4.1). Needs CAP_NET_ADMIN.
-pub fn inject_arp(socket: &impl AsRawFd, interface: &str, ip: Ipv4Addr, mac: Mac) -> std::io::Result<()> {
+pub fn inject_arp(
+    socket: &impl AsRawFd,
+    interface: &str,
+    ip: Ipv4Addr,
+    mac: Mac,
+) -> std::io::Result<()> {
     // SAFETY: arpreq is plain old data; all-zero is a valid value.
     let mut req: libc::arpreq = unsafe { std::mem::zeroed() };
     let pa = SocketAddrV4::new(ip, 0);

@@ -251,7 +251,9 @@ mod tests {
             cmdline: String::new(),
         };
         let s = render_ipxe("m", &p, &vars(), None).unwrap();
-        assert!(s.contains("kernel http://mirror.example/vmlinuz initrd=initrd.img || goto failed\n"));
+        assert!(
+            s.contains("kernel http://mirror.example/vmlinuz initrd=initrd.img || goto failed\n")
+        );
         assert!(s.contains("initrd https://mirror.example/initrd.img?x=1 || goto failed\n"));
     }
 

@@ -42,12 +42,18 @@ impl Shared {
 
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The MAC leased an address, for logging HTTP and TFTP requests by machine.
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
-        self.leases.lock().unwrap_or_else(|e| e.into_inner()).mac_of(ip)
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mac_of(ip)
     }
 
     /// The address leased to a MAC.

@@ -13,7 +13,10 @@ use common::*;
 const KNOWN: &str = "de:00:00:00:00:de";
 
 fn probe() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/probe.py").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools/probe.py")
+        .display()
+        .to_string()
 }
 
 /// A boot dir with generated files, a secret next to it and a symlink pointing at the secret.
@@ -64,15 +67,25 @@ fn udhcpc(lab: &Lab, ns: &Netns, extra: &[&str]) -> Option<String> {
         "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND ip=$ip subnet=$subnet router=$router serverid=$serverid lease=$lease siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n",
     )
     .unwrap();
-    Command::new("chmod").arg("755").arg(&script).status().unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
     let mut cmd = ns.cmd("busybox");
-    cmd.args(["udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s"]).arg(&script).args(extra);
+    cmd.args([
+        "udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s",
+    ])
+    .arg(&script)
+    .args(extra);
     let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(20));
     if !ok {
         eprintln!("udhcpc failed: {out}{err}");
         return None;
     }
-    out.lines().find(|l| l.starts_with("BOUND")).map(str::to_string)
+    out.lines()
+        .find(|l| l.starts_with("BOUND"))
+        .map(str::to_string)
 }
 
 #[test]
@@ -84,7 +97,12 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
     let c = lab.client(KNOWN, None);
 
     // UEFI x64 PXE firmware.
-    let uefi = udhcpc(&lab, &c, &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"]).expect("lease for uefi");
+    let uefi = udhcpc(
+        &lab,
+        &c,
+        &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"],
+    )
+    .expect("lease for uefi");
     assert!(uefi.contains(" ip=10.123.0.100 "), "{uefi}");
     assert!(uefi.contains(" subnet=255.255.255.0 "), "{uefi}");
     assert!(uefi.contains(" router=10.123.0.1 "), "{uefi}");
@@ -95,24 +113,44 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
     assert!(uefi.contains(" hostname=vm-de"), "{uefi}");
 
     // BIOS PXE firmware, same MAC: same address, BIOS first stage.
-    let bios = udhcpc(&lab, &c, &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"]).expect("lease for bios");
+    let bios = udhcpc(
+        &lab,
+        &c,
+        &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"],
+    )
+    .expect("lease for bios");
     assert!(bios.contains(" ip=10.123.0.100 "), "{bios}");
     assert!(bios.contains(" boot_file=undionly.kpxe "), "{bios}");
 
     // iPXE (user class "iPXE"): its own script URL.
     let ipxe = udhcpc(&lab, &c, &["-x", "0x4d:69505845"]).expect("lease for ipxe");
     assert!(ipxe.contains(" ip=10.123.0.100 "), "{ipxe}");
-    assert!(ipxe.contains(" boot_file=http://10.123.0.1:8080/ipxe/de:00:00:00:00:de "), "{ipxe}");
+    assert!(
+        ipxe.contains(" boot_file=http://10.123.0.1:8080/ipxe/de:00:00:00:00:de "),
+        "{ipxe}"
+    );
 
     // An unmanaged MAC gets no answer at all.
     let stranger = lab.client("52:54:00:aa:bb:cc", None);
-    assert_eq!(udhcpc(&lab, &stranger, &["-V", "PXEClient:Arch:00007:UNDI:003016"]), None);
-    let log = pxed.wait_for_log(|l| l.contains("reason=\"unmanaged mac\""), Duration::from_secs(5), "unmanaged mac");
-    assert!(!log.lines().any(|l| l.contains("dhcp reply sent") && l.contains("52:54:00:aa:bb:cc")));
+    assert_eq!(
+        udhcpc(&lab, &stranger, &["-V", "PXEClient:Arch:00007:UNDI:003016"]),
+        None
+    );
+    let log = pxed.wait_for_log(
+        |l| l.contains("reason=\"unmanaged mac\""),
+        Duration::from_secs(5),
+        "unmanaged mac",
+    );
+    assert!(!log
+        .lines()
+        .any(|l| l.contains("dhcp reply sent") && l.contains("52:54:00:aa:bb:cc")));
 
     // Malformed datagrams are logged and dropped, and serving goes on.
     c.ip(&["addr", "add", "10.123.0.50/24", "dev", "vc"]);
-    let (ok, out, err) = run_limited(c.cmd("python3").args([&probe(), "dhcp-garbage", SERVER_IP]), Duration::from_secs(10));
+    let (ok, out, err) = run_limited(
+        c.cmd("python3").args([&probe(), "dhcp-garbage", SERVER_IP]),
+        Duration::from_secs(10),
+    );
     assert!(ok, "{out}{err}");
     pxed.wait_for_log(
         |l| l.matches("dropping malformed dhcp packet").count() >= 4,
@@ -136,37 +174,85 @@ fn tftp_transfers_seen_by_curl_and_atftp() {
         let (ok, so, se) = run_limited(cmd, Duration::from_secs(60));
         assert!(ok, "{what} failed: {so}{se}");
         let got = std::fs::read(&out).unwrap();
-        assert!(got == big, "{what}: received {} bytes that differ from the {} sent", got.len(), big.len());
+        assert!(
+            got == big,
+            "{what}: received {} bytes that differ from the {} sent",
+            got.len(),
+            big.len()
+        );
     };
 
     fetch(
-        c.cmd("curl").args(["-sS", "--tftp-blksize", "1468", "-o"]).arg(&out).arg(format!("tftp://{SERVER_IP}/big.bin")),
+        c.cmd("curl")
+            .args(["-sS", "--tftp-blksize", "1468", "-o"])
+            .arg(&out)
+            .arg(format!("tftp://{SERVER_IP}/big.bin")),
         "curl blksize 1468",
     );
-    fetch(c.cmd("curl").args(["-sS", "-o"]).arg(&out).arg(format!("tftp://{SERVER_IP}/big.bin")), "curl default blksize");
+    fetch(
+        c.cmd("curl")
+            .args(["-sS", "-o"])
+            .arg(&out)
+            .arg(format!("tftp://{SERVER_IP}/big.bin")),
+        "curl default blksize",
+    );
     fetch(
         c.cmd("atftp")
-            .args(["--option", "blksize 1468", "--option", "windowsize 16", "-g", "-r", "big.bin", "-l"])
+            .args([
+                "--option",
+                "blksize 1468",
+                "--option",
+                "windowsize 16",
+                "-g",
+                "-r",
+                "big.bin",
+                "-l",
+            ])
             .arg(&out)
             .arg(SERVER_IP),
         "atftp windowsize 16",
     );
     let log = pxed.log();
-    assert!(log.contains("file=big.bin size=4194427 blksize=1468 windowsize=16"), "{log}");
-    assert!(log.contains("file=big.bin size=4194427 blksize=512 windowsize=1"), "{log}");
+    assert!(
+        log.contains("file=big.bin size=4194427 blksize=1468 windowsize=16"),
+        "{log}"
+    );
+    assert!(
+        log.contains("file=big.bin size=4194427 blksize=512 windowsize=1"),
+        "{log}"
+    );
 
     // Refusals: traversal, a symlink out of boot_dir, a missing file, a write.
     for bad in ["../secret", "sub/../../secret", "escape", "missing.bin"] {
-        let (ok, so, _) = run_limited(c.cmd("curl").args(["-sS"]).arg(format!("tftp://{SERVER_IP}/{bad}")), Duration::from_secs(20));
+        let (ok, so, _) = run_limited(
+            c.cmd("curl")
+                .args(["-sS"])
+                .arg(format!("tftp://{SERVER_IP}/{bad}")),
+            Duration::from_secs(20),
+        );
         assert!(!ok && !so.contains("TOP-SECRET"), "{bad} was served: {so}");
     }
-    pxed.wait_for_log(|l| l.matches("tftp request refused").count() >= 4, Duration::from_secs(5), "refusals logged");
+    pxed.wait_for_log(
+        |l| l.matches("tftp request refused").count() >= 4,
+        Duration::from_secs(5),
+        "refusals logged",
+    );
     let upload = lab.path("upload.txt");
     std::fs::write(&upload, "x").unwrap();
-    let (ok, _, _) = run_limited(c.cmd("curl").args(["-sS", "-T"]).arg(&upload).arg(format!("tftp://{SERVER_IP}/upload.txt")), Duration::from_secs(20));
+    let (ok, _, _) = run_limited(
+        c.cmd("curl")
+            .args(["-sS", "-T"])
+            .arg(&upload)
+            .arg(format!("tftp://{SERVER_IP}/upload.txt")),
+        Duration::from_secs(20),
+    );
     assert!(!ok, "upload accepted");
     assert!(!boot.join("upload.txt").exists());
-    pxed.wait_for_log(|l| l.contains("tftp write refused"), Duration::from_secs(5), "write refused");
+    pxed.wait_for_log(
+        |l| l.contains("tftp write refused"),
+        Duration::from_secs(5),
+        "write refused",
+    );
 }
 
 #[test]
@@ -179,9 +265,16 @@ fn tftp_client_error_ends_the_transfer_and_transfers_do_not_serialize() {
 
     // OVMF's size probe: RRQ with tsize, OACK, ERROR 8. Then the same mid-transfer.
     for phase in ["oack", "data"] {
-        let (ok, out, err) = run_limited(c.cmd("python3").args([&probe(), "tftp-abort", SERVER_IP, "big.bin", phase]), Duration::from_secs(15));
+        let (ok, out, err) = run_limited(
+            c.cmd("python3")
+                .args([&probe(), "tftp-abort", SERVER_IP, "big.bin", phase]),
+            Duration::from_secs(15),
+        );
         assert!(ok, "{out}{err}");
-        assert!(out.contains("after_error=0"), "{phase}: server kept sending after the client's ERROR: {out}");
+        assert!(
+            out.contains("after_error=0"),
+            "{phase}: server kept sending after the client's ERROR: {out}"
+        );
     }
     pxed.wait_for_log(
         |l| l.matches("tftp transfer aborted by client").count() == 2,
@@ -196,13 +289,26 @@ fn tftp_client_error_ends_the_transfer_and_transfers_do_not_serialize() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    pxed.wait_for_log(|l| l.matches("file=big.bin").count() >= 3, Duration::from_secs(5), "stalled transfer started");
+    pxed.wait_for_log(
+        |l| l.matches("file=big.bin").count() >= 3,
+        Duration::from_secs(5),
+        "stalled transfer started",
+    );
     let mut children = Vec::new();
     for i in 0..8 {
         let out = lab.path(&format!("par{i}"));
         let child = c
             .cmd("atftp")
-            .args(["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "big.bin", "-l"])
+            .args([
+                "--option",
+                "blksize 1468",
+                "--option",
+                "windowsize 8",
+                "-g",
+                "-r",
+                "big.bin",
+                "-l",
+            ])
             .arg(&out)
             .arg(SERVER_IP)
             .spawn()
@@ -211,7 +317,11 @@ fn tftp_client_error_ends_the_transfer_and_transfers_do_not_serialize() {
     }
     for (mut child, out) in children {
         assert!(child.wait().unwrap().success());
-        assert!(std::fs::read(&out).unwrap() == big, "parallel download {} corrupt", out.display());
+        assert!(
+            std::fs::read(&out).unwrap() == big,
+            "parallel download {} corrupt",
+            out.display()
+        );
     }
     assert!(
         stall.try_wait().unwrap().is_none(),
@@ -247,35 +357,61 @@ fn http_scripts_and_files_seen_by_curl() {
         script.contains(&format!("kernel {base}/vmlinuz initrd=initrd.gz console=ttyS0 host=vm-de arch=unknown || goto failed")),
         "{script}"
     );
-    assert!(script.contains(&format!("initrd {base}/sub/initrd.gz")), "{script}");
-    pxed.wait_for_log(|l| l.contains("path=/ipxe/de:00:00:00:00:de") && l.contains("mac=de:00:00:00:00:de"), Duration::from_secs(5), "script request logged with its mac");
+    assert!(
+        script.contains(&format!("initrd {base}/sub/initrd.gz")),
+        "{script}"
+    );
+    pxed.wait_for_log(
+        |l| l.contains("path=/ipxe/de:00:00:00:00:de") && l.contains("mac=de:00:00:00:00:de"),
+        Duration::from_secs(5),
+        "script request logged with its mac",
+    );
 
     let (code, body) = curl(&[&format!("{base}/ipxe/52:54:00:00:00:99")]);
     assert_eq!(code, "404");
-    assert!(body.contains("no boot profile for MAC 52:54:00:00:00:99"), "{body}");
+    assert!(
+        body.contains("no boot profile for MAC 52:54:00:00:00:99"),
+        "{body}"
+    );
 
     // A whole file, a range, and a conditional GET with the ETag.
     let out = lab.path("big.out");
     let mut cmd = c.cmd("curl");
-    cmd.args(["-sS", "-o"]).arg(&out).arg(format!("{base}/big.bin"));
+    cmd.args(["-sS", "-o"])
+        .arg(&out)
+        .arg(format!("{base}/big.bin"));
     assert!(run_limited(&mut cmd, Duration::from_secs(30)).0);
     assert!(std::fs::read(&out).unwrap() == big);
     let mut cmd = c.cmd("curl");
-    cmd.args(["-sS", "-r", "1000-1099", "-o"]).arg(&out).arg(format!("{base}/big.bin"));
+    cmd.args(["-sS", "-r", "1000-1099", "-o"])
+        .arg(&out)
+        .arg(format!("{base}/big.bin"));
     assert!(run_limited(&mut cmd, Duration::from_secs(30)).0);
     assert_eq!(std::fs::read(&out).unwrap(), big[1000..1100]);
     let (_, headers) = curl(&["-I", &format!("{base}/big.bin")]);
     let etag = headers
         .lines()
-        .find_map(|l| l.strip_prefix("etag: ").or_else(|| l.strip_prefix("ETag: ")))
+        .find_map(|l| {
+            l.strip_prefix("etag: ")
+                .or_else(|| l.strip_prefix("ETag: "))
+        })
         .expect("etag header")
         .trim()
         .to_string();
-    let (code, _) = curl(&["-H", &format!("If-None-Match: {etag}"), &format!("{base}/big.bin")]);
+    let (code, _) = curl(&[
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &format!("{base}/big.bin"),
+    ]);
     assert_eq!(code, "304");
 
     // Traversal and symlinks out of boot_dir are refused; writes too.
-    for bad in ["/../secret", "/sub/../../secret", "/%2e%2e/secret", "/escape"] {
+    for bad in [
+        "/../secret",
+        "/sub/../../secret",
+        "/%2e%2e/secret",
+        "/escape",
+    ] {
         let (code, body) = curl(&["--path-as-is", &format!("{base}{bad}")]);
         assert!(code == "403" || code == "404", "{bad}: {code}");
         assert!(!body.contains("TOP-SECRET"), "{bad} leaked");
@@ -294,9 +430,21 @@ fn sigterm_and_sigint_stop_everything_within_two_seconds() {
     for signal in ["TERM", "INT"] {
         let mut pxed = Pxed::start(&lab, &cfg);
         // A transfer that would never finish on its own must not hold the shutdown.
-        let mut stall = c.cmd("python3").args([&probe(), "tftp-stall", SERVER_IP, "big.bin", "10"]).spawn().unwrap();
-        pxed.wait_for_log(|l| l.contains("tftp transfer started"), Duration::from_secs(5), "stalled transfer");
-        let (took, status) = if signal == "TERM" { pxed.stop() } else { pxed.stop_with("-INT") };
+        let mut stall = c
+            .cmd("python3")
+            .args([&probe(), "tftp-stall", SERVER_IP, "big.bin", "10"])
+            .spawn()
+            .unwrap();
+        pxed.wait_for_log(
+            |l| l.contains("tftp transfer started"),
+            Duration::from_secs(5),
+            "stalled transfer",
+        );
+        let (took, status) = if signal == "TERM" {
+            pxed.stop()
+        } else {
+            pxed.stop_with("-INT")
+        };
         let _ = stall.kill();
         let _ = stall.wait();
         assert!(status.success(), "SIG{signal}: exit status {status}");
@@ -311,25 +459,62 @@ fn sigterm_and_sigint_stop_everything_within_two_seconds() {
 fn check_validates_and_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, config(dir.path(), &dir.path().join("state"), "[profiles.a]\naction = \"local\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"a\"\n")).unwrap();
-    let out = Command::new(pxed_bin()).args(["check", "--config"]).arg(&good).output().unwrap();
+    std::fs::write(
+        &good,
+        config(
+            dir.path(),
+            &dir.path().join("state"),
+            "[profiles.a]\naction = \"local\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"a\"\n",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(pxed_bin())
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("pool 10.123.0.100-10.123.0.200 (101 addresses)"), "{text}");
+    assert!(
+        text.contains("pool 10.123.0.100-10.123.0.200 (101 addresses)"),
+        "{text}"
+    );
     assert!(text.contains("profiles (1):\n  a (local)"), "{text}");
-    assert!(text.contains("hosts (1):\n  de:00:00:00:00:de -> a"), "{text}");
+    assert!(
+        text.contains("hosts (1):\n  de:00:00:00:00:de -> a"),
+        "{text}"
+    );
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, config(dir.path(), dir.path(), "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"nope\"\n")).unwrap();
-    let out = Command::new(pxed_bin()).args(["check", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        config(
+            dir.path(),
+            dir.path(),
+            "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"nope\"\n",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(pxed_bin())
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains(&format!("{}:17:1: key `hosts.\"de:00:00:00:00:de\".profile`: no profile named `nope`", bad.display())),
+        err.contains(&format!(
+            "{}:17:1: key `hosts.\"de:00:00:00:00:de\".profile`: no profile named `nope`",
+            bad.display()
+        )),
         "{err}"
     );
     // `serve` refuses the same file before binding anything.
-    let out = Command::new(pxed_bin()).args(["serve", "--config"]).arg(&bad).output().unwrap();
+    let out = Command::new(pxed_bin())
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
@@ -341,7 +526,10 @@ fn help_describes_every_subcommand_and_flag() {
     for word in ["serve", "check", "DHCP", "TFTP", "HTTP"] {
         assert!(text.contains(word), "--help lacks {word}: {text}");
     }
-    let out = Command::new(pxed_bin()).args(["serve", "--help"]).output().unwrap();
+    let out = Command::new(pxed_bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for word in ["--config", "PXED_CONFIG", "--log-format", "json"] {
         assert!(text.contains(word), "serve --help lacks {word}: {text}");

@@ -61,36 +61,81 @@ struct Boot {
 
 /// Boots a VM on a new tap of `lab`'s br1 until its console shows one of `until`, QEMU
 /// exits, or `limit` passes.
-fn boot(lab: &mut Lab, fw: Firmware, mac: &str, disk: Option<&Path>, until: &[&str], limit: Duration) -> Boot {
+fn boot(
+    lab: &mut Lab,
+    fw: Firmware,
+    mac: &str,
+    disk: Option<&Path>,
+    until: &[&str],
+    limit: Duration,
+) -> Boot {
     let tap = lab.tap();
     let console_path = lab.path(&format!("{tap}-console.log"));
     let mut cmd = lab.server.cmd("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", "512", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"]);
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-m",
+        "512",
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+    ]);
     cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    cmd.args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")]);
+    cmd.args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+    ]);
     match fw {
         Firmware::Bios => {
-            cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1")]);
+            cmd.args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1"),
+            ]);
         }
         Firmware::Uefi => {
             let vars = lab.path(&format!("{tap}-vars.fd"));
-            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("OVMF_VARS_4M.fd (package ovmf)");
-            cmd.args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"]);
-            cmd.args(["-drive", &format!("if=pflash,format=raw,file={}", vars.display())]);
-            cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1")]);
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+                .expect("OVMF_VARS_4M.fd (package ovmf)");
+            cmd.args([
+                "-drive",
+                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            ]);
+            cmd.args([
+                "-drive",
+                &format!("if=pflash,format=raw,file={}", vars.display()),
+            ]);
+            cmd.args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"),
+            ]);
         }
     }
     if let Some(d) = disk {
-        cmd.args(["-drive", &format!("file={},format=raw,if=none,id=d0", d.display())]);
+        cmd.args([
+            "-drive",
+            &format!("file={},format=raw,if=none,id=d0", d.display()),
+        ]);
         cmd.args(["-device", "virtio-blk-pci,drive=d0,bootindex=2"]);
     }
     let console = std::fs::File::create(&console_path).unwrap();
     let started = Instant::now();
-    let mut child = cmd.stdin(Stdio::null()).stdout(console).stderr(Stdio::null()).spawn().expect("qemu-system-x86_64");
-    let text = || String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default()).into_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(console)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64");
+    let text =
+        || String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default()).into_owned();
     loop {
         let t = text();
-        if until.iter().any(|m| t.contains(m)) || child.try_wait().unwrap().is_some() || started.elapsed() > limit {
+        if until.iter().any(|m| t.contains(m))
+            || child.try_wait().unwrap().is_some()
+            || started.elapsed() > limit
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -99,7 +144,10 @@ fn boot(lab: &mut Lab, fw: Firmware, mac: &str, disk: Option<&Path>, until: &[&s
     let _ = child.kill();
     let _ = child.wait();
     // Give a just-written final console line time to land.
-    Boot { console: text(), took }
+    Boot {
+        console: text(),
+        took,
+    }
 }
 
 fn vm_config(lab: &Lab, boot_dir: &Path, rest: &str) -> String {
@@ -107,7 +155,10 @@ fn vm_config(lab: &Lab, boot_dir: &Path, rest: &str) -> String {
 }
 
 fn console_line<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
-    console.lines().find(|l| l.contains(marker)).map(|l| l.trim())
+    console
+        .lines()
+        .find(|l| l.contains(marker))
+        .map(|l| l.trim())
 }
 
 fn setup() -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
@@ -144,14 +195,37 @@ profile = "other"
 "#,
         ),
     );
-    let b = boot(&mut lab, Firmware::Bios, "de:00:00:00:00:de", None, &[KERNEL_MARKER], Duration::from_secs(240));
-    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| panic!("no boot marker; console:\n{}\npxed:\n{}", b.console, pxed.log()));
+    let b = boot(
+        &mut lab,
+        Firmware::Bios,
+        "de:00:00:00:00:de",
+        None,
+        &[KERNEL_MARKER],
+        Duration::from_secs(240),
+    );
+    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| {
+        panic!(
+            "no boot marker; console:\n{}\npxed:\n{}",
+            b.console,
+            pxed.log()
+        )
+    });
     println!("BIOS VM boot time: {:.1} s", b.took.as_secs_f64());
-    assert!(line.contains("pxed.test=bios-profile host=vm-bios arch=bios"), "{line}");
+    assert!(
+        line.contains("pxed.test=bios-profile host=vm-bios arch=bios"),
+        "{line}"
+    );
     assert!(line.contains("initrd=initrd.gz"), "{line}");
     assert!(!line.contains("WRONG-PROFILE"));
-    let log = pxed.wait_for_log(|l| l.contains("path=/initrd.gz"), Duration::from_secs(5), "initrd served");
-    assert!(log.contains("kind=Ipxe arch=bios user_class=\"iPXE\""), "{log}");
+    let log = pxed.wait_for_log(
+        |l| l.contains("path=/initrd.gz"),
+        Duration::from_secs(5),
+        "initrd served",
+    );
+    assert!(
+        log.contains("kind=Ipxe arch=bios user_class=\"iPXE\""),
+        "{log}"
+    );
 }
 
 #[test]
@@ -173,14 +247,37 @@ profile = "uefi"
 "#,
         ),
     );
-    let b = boot(&mut lab, Firmware::Uefi, "de:00:00:00:00:ef", None, &[KERNEL_MARKER], Duration::from_secs(300));
-    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| panic!("no boot marker; console:\n{}\npxed:\n{}", b.console, pxed.log()));
+    let b = boot(
+        &mut lab,
+        Firmware::Uefi,
+        "de:00:00:00:00:ef",
+        None,
+        &[KERNEL_MARKER],
+        Duration::from_secs(300),
+    );
+    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| {
+        panic!(
+            "no boot marker; console:\n{}\npxed:\n{}",
+            b.console,
+            pxed.log()
+        )
+    });
     println!("UEFI VM boot time: {:.1} s", b.took.as_secs_f64());
-    assert!(line.contains("pxed.test=uefi-profile arch=efi-x64"), "{line}");
+    assert!(
+        line.contains("pxed.test=uefi-profile arch=efi-x64"),
+        "{line}"
+    );
     assert!(line.contains("initrd=initrd.gz"), "{line}");
-    let log = pxed.wait_for_log(|l| l.contains("path=/initrd.gz"), Duration::from_secs(5), "initrd served");
+    let log = pxed.wait_for_log(
+        |l| l.contains("path=/initrd.gz"),
+        Duration::from_secs(5),
+        "initrd served",
+    );
     // The chain, in order: DHCP (PXE) -> TFTP ipxe.efi -> DHCP (iPXE) -> HTTP script -> kernel.
-    let pos = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("pxed log lacks {needle}:\n{log}"));
+    let pos = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("pxed log lacks {needle}:\n{log}"))
+    };
     let steps = [
         "kind=Pxe arch=efi-x64 user_class=\"\" file=ipxe.efi",
         "file=ipxe.efi bytes=",
@@ -189,7 +286,12 @@ profile = "uefi"
         "path=/vmlinuz status=200",
     ];
     for w in steps.windows(2) {
-        assert!(pos(w[0]) < pos(w[1]), "{} came after {}:\n{log}", w[0], w[1]);
+        assert!(
+            pos(w[0]) < pos(w[1]),
+            "{} came after {}:\n{log}",
+            w[0],
+            w[1]
+        );
     }
     assert!(log.contains("tftp transfer finished"), "{log}");
 }
@@ -218,11 +320,34 @@ profile = "disk"
 "#,
         ),
     );
-    let b = boot(&mut lab, Firmware::Bios, "de:00:00:00:00:de", Some(&disk), &[KERNEL_MARKER, DISK_MARKER], Duration::from_secs(240));
-    println!("BIOS VM local fall-through time: {:.1} s", b.took.as_secs_f64());
-    assert!(!b.console.contains(KERNEL_MARKER), "the kernel booted:\n{}", b.console);
-    assert!(b.console.contains(DISK_MARKER), "the VM did not reach its disk; console:\n{}\npxed:\n{}", b.console, pxed.log());
-    let log = pxed.wait_for_log(|l| l.contains("kind=\"local\""), Duration::from_secs(5), "local script served");
+    let b = boot(
+        &mut lab,
+        Firmware::Bios,
+        "de:00:00:00:00:de",
+        Some(&disk),
+        &[KERNEL_MARKER, DISK_MARKER],
+        Duration::from_secs(240),
+    );
+    println!(
+        "BIOS VM local fall-through time: {:.1} s",
+        b.took.as_secs_f64()
+    );
+    assert!(
+        !b.console.contains(KERNEL_MARKER),
+        "the kernel booted:\n{}",
+        b.console
+    );
+    assert!(
+        b.console.contains(DISK_MARKER),
+        "the VM did not reach its disk; console:\n{}\npxed:\n{}",
+        b.console,
+        pxed.log()
+    );
+    let log = pxed.wait_for_log(
+        |l| l.contains("kind=\"local\""),
+        Duration::from_secs(5),
+        "local script served",
+    );
     assert!(!log.contains("path=/vmlinuz"), "kernel was fetched:\n{log}");
 }
 
@@ -248,13 +373,37 @@ profile = "installer"
         ),
     );
     let stranger = "52:54:00:de:ad:01";
-    let b = boot(&mut lab, Firmware::Bios, stranger, Some(&disk), &[KERNEL_MARKER, DISK_MARKER], Duration::from_secs(300));
-    println!("BIOS VM unknown MAC to disk time: {:.1} s", b.took.as_secs_f64());
-    assert!(!b.console.contains(KERNEL_MARKER), "an unknown MAC booted:\n{}", b.console);
-    assert!(b.console.contains(DISK_MARKER), "the VM did not give up on the network and reach its disk:\n{}", b.console);
+    let b = boot(
+        &mut lab,
+        Firmware::Bios,
+        stranger,
+        Some(&disk),
+        &[KERNEL_MARKER, DISK_MARKER],
+        Duration::from_secs(300),
+    );
+    println!(
+        "BIOS VM unknown MAC to disk time: {:.1} s",
+        b.took.as_secs_f64()
+    );
+    assert!(
+        !b.console.contains(KERNEL_MARKER),
+        "an unknown MAC booted:\n{}",
+        b.console
+    );
+    assert!(
+        b.console.contains(DISK_MARKER),
+        "the VM did not give up on the network and reach its disk:\n{}",
+        b.console
+    );
     let log = pxed.log();
-    assert!(log.contains(&format!("mac={stranger}")) && log.contains("reason=\"unmanaged mac\""), "{log}");
-    assert!(!log.lines().any(|l| l.contains("dhcp reply sent") && l.contains(stranger)), "{log}");
+    assert!(
+        log.contains(&format!("mac={stranger}")) && log.contains("reason=\"unmanaged mac\""),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("dhcp reply sent") && l.contains(stranger)),
+        "{log}"
+    );
     assert!(!log.contains("http request"), "{log}");
 }
-

@@ -45,7 +45,13 @@ fn contract_config_parses_exactly_as_written() {
     assert_eq!(c.server.address, Ipv4Addr::new(10, 123, 0, 1));
     assert_eq!(c.server.boot_dir, PathBuf::from("/srv/pxed/boot"));
     assert_eq!(c.dhcp.subnet.to_string(), "10.123.0.0/24");
-    assert_eq!(c.dhcp.range, (Ipv4Addr::new(10, 123, 0, 100), Ipv4Addr::new(10, 123, 0, 200)));
+    assert_eq!(
+        c.dhcp.range,
+        (
+            Ipv4Addr::new(10, 123, 0, 100),
+            Ipv4Addr::new(10, 123, 0, 200)
+        )
+    );
     assert_eq!(c.dhcp.lease_time, Duration::from_secs(3600));
     assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(c.http_base(), "http://10.123.0.1:8080");
@@ -68,7 +74,10 @@ fn contract_config_parses_exactly_as_written() {
 fn mac_keys_match_case_insensitively_with_either_separator() {
     let text = CONTRACT.replace("de:00:00:00:00:de", "DE-00-00-00-00-DE");
     let c = parse_str(&text).unwrap();
-    assert_eq!(c.profile_for(&"de:00:00:00:00:de".parse().unwrap()), Some("fedora"));
+    assert_eq!(
+        c.profile_for(&"de:00:00:00:00:de".parse().unwrap()),
+        Some("fedora")
+    );
 }
 
 #[test]
@@ -96,20 +105,30 @@ profile = \"disk\"
     let h = &c.hosts[&"52:54:00:00:00:01".parse().unwrap()];
     assert_eq!(h.ip, Some(Ipv4Addr::new(10, 123, 0, 50)));
     assert_eq!(h.hostname.as_deref(), Some("db-1"));
-    assert_eq!(c.profile_for(&"52:54:00:99:99:99".parse().unwrap()), Some("disk"));
+    assert_eq!(
+        c.profile_for(&"52:54:00:99:99:99".parse().unwrap()),
+        Some("disk")
+    );
     assert_eq!(c.reserved().len(), 1);
 }
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let text = CONTRACT.replace("state_dir = \"/var/lib/pxed\"", "state_dir = \"/var/lib/pxed\"\nstate_dri = 1");
+    let text = CONTRACT.replace(
+        "state_dir = \"/var/lib/pxed\"",
+        "state_dir = \"/var/lib/pxed\"\nstate_dri = 1",
+    );
     let err = parse_str(&text).unwrap_err().to_string();
-    assert!(err.starts_with("test.toml:6:1: key `server.state_dri`: unknown field `state_dri`"), "{err}");
+    assert!(
+        err.starts_with("test.toml:6:1: key `server.state_dri`: unknown field `state_dri`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn host_with_missing_profile_is_refused() {
-    let (line, key, msg) = err_of(&CONTRACT.replace("profile = \"fedora\"", "profile = \"ubuntu\""));
+    let (line, key, msg) =
+        err_of(&CONTRACT.replace("profile = \"fedora\"", "profile = \"ubuntu\""));
     assert_eq!(line, 22);
     assert_eq!(key, "hosts.\"de:00:00:00:00:de\".profile");
     assert!(msg.contains("no profile named `ubuntu`"), "{msg}");
@@ -120,7 +139,10 @@ fn range_outside_subnet_is_refused() {
     let (line, key, msg) = err_of(&CONTRACT.replace("\"10.123.0.200\"", "\"10.124.0.200\""));
     assert_eq!((line, key.as_str()), (9, "dhcp.range"));
     assert!(msg.contains("10.124.0.200"), "{msg}");
-    let (_, key, _) = err_of(&CONTRACT.replace("\"10.123.0.100\", \"10.123.0.200\"", "\"10.123.0.200\", \"10.123.0.100\""));
+    let (_, key, _) = err_of(&CONTRACT.replace(
+        "\"10.123.0.100\", \"10.123.0.200\"",
+        "\"10.123.0.200\", \"10.123.0.100\"",
+    ));
     assert_eq!(key, "dhcp.range");
 }
 
@@ -129,7 +151,10 @@ fn duplicate_macs_are_refused_even_when_written_differently() {
     let text = format!("{CONTRACT}\n[hosts.\"DE-00-00-00-00-DE\"]\nprofile = \"fedora\"\n");
     let (line, key, msg) = err_of(&text);
     let both = format!("{key} {msg}");
-    assert!(both.contains("DE-00-00-00-00-DE") && both.contains("de:00:00:00:00:de"), "{both}");
+    assert!(
+        both.contains("DE-00-00-00-00-DE") && both.contains("de:00:00:00:00:de"),
+        "{both}"
+    );
     assert!([21, 24].contains(&line), "{line}");
     assert!(msg.contains("duplicate MAC"), "{msg}");
 }
@@ -137,26 +162,69 @@ fn duplicate_macs_are_refused_even_when_written_differently() {
 #[test]
 fn paths_that_escape_boot_dir_are_refused() {
     for bad in ["../etc/shadow", "/etc/shadow", "a/../../b"] {
-        let (line, key, msg) = err_of(&CONTRACT.replace("kernel = \"vmlinuz\"", &format!("kernel = \"{bad}\"")));
-        assert_eq!((line, key.as_str()), (17, "profiles.fedora.kernel"), "{bad}");
+        let (line, key, msg) =
+            err_of(&CONTRACT.replace("kernel = \"vmlinuz\"", &format!("kernel = \"{bad}\"")));
+        assert_eq!(
+            (line, key.as_str()),
+            (17, "profiles.fedora.kernel"),
+            "{bad}"
+        );
         assert!(msg.contains("boot_dir"), "{msg}");
     }
-    let (_, key, _) = err_of(&format!("{CONTRACT}\n[first_stage]\nbios = \"../x.kpxe\"\n"));
+    let (_, key, _) = err_of(&format!(
+        "{CONTRACT}\n[first_stage]\nbios = \"../x.kpxe\"\n"
+    ));
     assert_eq!(key, "first_stage.bios");
 }
 
 #[test]
 fn bad_values_are_refused_with_their_key() {
     let cases = [
-        ("lease_time = \"1h\"", "lease_time = \"soon\"", "dhcp.lease_time"),
-        ("subnet = \"10.123.0.0/24\"", "subnet = \"10.123.0.1/24\"", "dhcp.subnet"),
-        ("address = \"10.123.0.1\" ", "address = \"10.123.0\" ", "server.address"),
-        ("address = \"10.123.0.1\" ", "address = \"10.9.0.1\" ", "server.address"),
-        ("profile = \"fedora\"", "profile = \"fedora\"\nip = \"10.99.0.5\"", "hosts.\"de:00:00:00:00:de\".ip"),
-        ("profile = \"fedora\"", "profile = \"fedora\"\nhostname = \"a b\"", "hosts.\"de:00:00:00:00:de\".hostname"),
-        ("cmdline = \"console=ttyS0 inst.stage2=...\"", "cmdline = \"{{ macaddr }}\"", "profiles.fedora.cmdline"),
-        ("kernel = \"vmlinuz\"", "kernel = \"vmlinuz\"\naction = \"local\"", "profiles.fedora"),
-        ("[hosts.\"de:00:00:00:00:de\"]", "[hosts.\"de:00:00:00:00\"]", "hosts.\"de:00:00:00:00\""),
+        (
+            "lease_time = \"1h\"",
+            "lease_time = \"soon\"",
+            "dhcp.lease_time",
+        ),
+        (
+            "subnet = \"10.123.0.0/24\"",
+            "subnet = \"10.123.0.1/24\"",
+            "dhcp.subnet",
+        ),
+        (
+            "address = \"10.123.0.1\" ",
+            "address = \"10.123.0\" ",
+            "server.address",
+        ),
+        (
+            "address = \"10.123.0.1\" ",
+            "address = \"10.9.0.1\" ",
+            "server.address",
+        ),
+        (
+            "profile = \"fedora\"",
+            "profile = \"fedora\"\nip = \"10.99.0.5\"",
+            "hosts.\"de:00:00:00:00:de\".ip",
+        ),
+        (
+            "profile = \"fedora\"",
+            "profile = \"fedora\"\nhostname = \"a b\"",
+            "hosts.\"de:00:00:00:00:de\".hostname",
+        ),
+        (
+            "cmdline = \"console=ttyS0 inst.stage2=...\"",
+            "cmdline = \"{{ macaddr }}\"",
+            "profiles.fedora.cmdline",
+        ),
+        (
+            "kernel = \"vmlinuz\"",
+            "kernel = \"vmlinuz\"\naction = \"local\"",
+            "profiles.fedora",
+        ),
+        (
+            "[hosts.\"de:00:00:00:00:de\"]",
+            "[hosts.\"de:00:00:00:00\"]",
+            "hosts.\"de:00:00:00:00\"",
+        ),
         ("[http]", "[htp]", "htp"),
     ];
     for (from, to, want_key) in cases {
@@ -223,7 +291,11 @@ fn an_unknown_key_in_any_table_of_any_example_is_refused() {
             }
             t.insert("bogus_key", toml_edit::value(1));
             let (_, key, msg) = err_of(&doc2.to_string());
-            assert!(key.ends_with("bogus_key"), "{}: {path:?}: key {key}: {msg}", file.display());
+            assert!(
+                key.ends_with("bogus_key"),
+                "{}: {path:?}: key {key}: {msg}",
+                file.display()
+            );
             tried += 1;
         }
     }

@@ -104,7 +104,9 @@ pub fn classify(msg: &Message) -> Option<Client> {
     };
     let ipxe_option = opts.get(OptionCode::Unknown(175)).is_some();
     // iPXE's user class is the RFC 3004 list form ("\x04iPXE") or the bare string.
-    let ipxe_class = user_class.as_deref().is_some_and(|u| u == "iPXE" || u.ends_with("iPXE"));
+    let ipxe_class = user_class
+        .as_deref()
+        .is_some_and(|u| u == "iPXE" || u.ends_with("iPXE"));
     let kind = if ipxe_class || ipxe_option {
         ClientKind::Ipxe
     } else if vendor.starts_with(b"PXEClient") {
@@ -209,7 +211,11 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
         }
         MessageType::Inform => {
             let mut reply = build(msg, cfg, &client, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
-            for code in [OptionCode::AddressLeaseTime, OptionCode::Renewal, OptionCode::Rebinding] {
+            for code in [
+                OptionCode::AddressLeaseTime,
+                OptionCode::Renewal,
+                OptionCode::Rebinding,
+            ] {
                 reply.opts_mut().remove(code);
             }
             let to = if giaddr.is_unspecified() {
@@ -268,7 +274,14 @@ fn nak(req: &Message, cfg: &Config, client: Client, why: &str) -> Decision {
 }
 
 fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
-    let mut m = Message::new_with_id(req.xid(), req.ciaddr(), yiaddr, siaddr, req.giaddr(), req.chaddr());
+    let mut m = Message::new_with_id(
+        req.xid(),
+        req.ciaddr(),
+        yiaddr,
+        siaddr,
+        req.giaddr(),
+        req.chaddr(),
+    );
     m.set_opcode(Opcode::BootReply);
     m.set_htype(req.htype());
     m.set_flags(req.flags());
@@ -277,7 +290,13 @@ fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
 }
 
 /// An OFFER or ACK for `ip`, with the standard options and the boot file for this client.
-fn build(req: &Message, cfg: &Config, client: &Client, mtype: MessageType, ip: Ipv4Addr) -> Message {
+fn build(
+    req: &Message,
+    cfg: &Config,
+    client: &Client,
+    mtype: MessageType,
+    ip: Ipv4Addr,
+) -> Message {
     let mut m = base_reply(req, ip, cfg.server.address);
     let lease = cfg.dhcp.lease_time.as_secs() as u32;
     let o = m.opts_mut();
@@ -306,7 +325,9 @@ fn build(req: &Message, cfg: &Config, client: &Client, mtype: MessageType, ip: I
                 // PXE_DISCOVERY_CONTROL = 8: boot the file named here. Without it, PXE
                 // firmware such as OVMF goes on to boot-server discovery on port 4011.
                 o.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
-                o.insert(DhcpOption::TFTPServerName(cfg.server.address.to_string().into_bytes()));
+                o.insert(DhcpOption::TFTPServerName(
+                    cfg.server.address.to_string().into_bytes(),
+                ));
             }
             ClientKind::HttpBoot => {
                 o.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));

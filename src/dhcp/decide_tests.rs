@@ -46,7 +46,13 @@ fn config(extra: &str) -> Config {
 }
 
 /// A BOOTREQUEST as bytes: the fixed 236-byte header, the magic cookie, then `options`.
-fn request(chaddr: [u8; 6], flags: u16, ciaddr: [u8; 4], giaddr: [u8; 4], options: &[&[u8]]) -> Vec<u8> {
+fn request(
+    chaddr: [u8; 6],
+    flags: u16,
+    ciaddr: [u8; 4],
+    giaddr: [u8; 4],
+    options: &[&[u8]],
+) -> Vec<u8> {
     let mut p = vec![
         0x01, // op: BOOTREQUEST
         0x01, // htype: Ethernet
@@ -104,7 +110,11 @@ fn decode(bytes: &[u8]) -> Message {
 }
 
 /// Decides, then puts the reply through the encoder and decoder as the wire would.
-fn run(cfg: &Config, leases: &mut LeaseTable, bytes: &[u8]) -> (Option<(Message, Destination, usize)>, Decision) {
+fn run(
+    cfg: &Config,
+    leases: &mut LeaseTable,
+    bytes: &[u8],
+) -> (Option<(Message, Destination, usize)>, Decision) {
     let d = decide(&decode(bytes), cfg, leases, 1_000);
     let out = match &d {
         Decision::Reply { msg, to, .. } => {
@@ -136,9 +146,17 @@ fn bootfile(m: &Message) -> Option<String> {
 
 fn assert_standard_options(m: &Message) {
     assert_eq!(opt(m, 54), Some(&DhcpOption::ServerIdentifier(SERVER)));
-    assert_eq!(opt(m, 1), Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0))));
+    assert_eq!(
+        opt(m, 1),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+    );
     assert_eq!(opt(m, 3), Some(&DhcpOption::Router(vec![SERVER])));
-    assert_eq!(opt(m, 6), Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 123, 0, 53)])));
+    assert_eq!(
+        opt(m, 6),
+        Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
+            10, 123, 0, 53
+        )]))
+    );
     assert_eq!(opt(m, 51), Some(&DhcpOption::AddressLeaseTime(3600)));
     assert_eq!(opt(m, 58), Some(&DhcpOption::Renewal(1800)));
     assert_eq!(opt(m, 59), Some(&DhcpOption::Rebinding(3150)));
@@ -148,7 +166,13 @@ fn assert_standard_options(m: &Message) {
 fn ipxe_rom_gets_its_own_script_url() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS, IPXE_FEATURES]);
+    let bytes = request(
+        KNOWN,
+        0,
+        [0; 4],
+        [0; 4],
+        &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS, IPXE_FEATURES],
+    );
     let (reply, d) = run(&cfg, &mut leases, &bytes);
     let (m, to, len) = reply.unwrap();
     assert!(len >= MIN_REPLY_LEN);
@@ -166,7 +190,10 @@ fn ipxe_rom_gets_its_own_script_url() {
     // Not a PXEClient request, so no option 60 or 43 in the reply.
     assert_eq!(opt(&m, 60), None);
     assert_eq!(opt(&m, 43), None);
-    assert_eq!(to, Destination::Hardware(Ipv4Addr::new(10, 123, 0, 100), Mac(KNOWN)));
+    assert_eq!(
+        to,
+        Destination::Hardware(Ipv4Addr::new(10, 123, 0, 100), Mac(KNOWN))
+    );
     match d {
         Decision::Reply { client, .. } => assert_eq!(client.kind, ClientKind::Ipxe),
         _ => unreachable!(),
@@ -179,7 +206,9 @@ fn option_175_alone_marks_ipxe() {
     let mut leases = LeaseTable::new();
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, IPXE_FEATURES]);
     let (reply, _) = run(&cfg, &mut leases, &bytes);
-    assert!(bootfile(&reply.unwrap().0).unwrap().ends_with("/ipxe/de:00:00:00:00:de"));
+    assert!(bootfile(&reply.unwrap().0)
+        .unwrap()
+        .ends_with("/ipxe/de:00:00:00:00:de"));
 }
 
 #[test]
@@ -187,17 +216,35 @@ fn ovmf_uefi_pxe_gets_ipxe_efi_over_tftp() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
     let class = vendor("PXEClient:Arch:00007:UNDI:003016");
-    let bytes = request(KNOWN, 0x8000, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_X64, &class]);
+    let bytes = request(
+        KNOWN,
+        0x8000,
+        [0; 4],
+        [0; 4],
+        &[DISCOVER, ARCH_EFI_X64, &class],
+    );
     let (reply, _) = run(&cfg, &mut leases, &bytes);
     let (m, to, _) = reply.unwrap();
     assert_eq!(mtype(&m), MessageType::Offer);
     assert_eq!(bootfile(&m).as_deref(), Some("ipxe.efi"));
-    assert_eq!(m.fname_str().unwrap().unwrap().trim_end_matches('\0'), "ipxe.efi");
+    assert_eq!(
+        m.fname_str().unwrap().unwrap().trim_end_matches('\0'),
+        "ipxe.efi"
+    );
     assert_eq!(m.siaddr(), SERVER);
-    assert_eq!(opt(&m, 60), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
-    assert_eq!(opt(&m, 66), Some(&DhcpOption::TFTPServerName(b"10.123.0.1".to_vec())));
+    assert_eq!(
+        opt(&m, 60),
+        Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+    );
+    assert_eq!(
+        opt(&m, 66),
+        Some(&DhcpOption::TFTPServerName(b"10.123.0.1".to_vec()))
+    );
     // Option 43, sub-option 6 PXE_DISCOVERY_CONTROL = 8: no boot server discovery.
-    assert_eq!(opt(&m, 43), Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255])));
+    assert_eq!(
+        opt(&m, 43),
+        Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
+    );
     assert_standard_options(&m);
     assert_eq!(to, Destination::Broadcast, "broadcast bit set");
 }
@@ -221,15 +268,27 @@ fn arm64_and_http_boot_arches() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
     let class = vendor("PXEClient:Arch:00011:UNDI:003000");
-    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_ARM64, &class]);
+    let bytes = request(
+        KNOWN,
+        0,
+        [0; 4],
+        [0; 4],
+        &[DISCOVER, ARCH_EFI_ARM64, &class],
+    );
     let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
     assert_eq!(bootfile(&m).as_deref(), Some("ipxe-arm64.efi"));
 
     let class = vendor("HTTPClient:Arch:00016:UNDI:003000");
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_HTTP_X64, &class]);
     let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
-    assert_eq!(bootfile(&m).as_deref(), Some("http://10.123.0.1:8080/ipxe.efi"));
-    assert_eq!(opt(&m, 60), Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec())));
+    assert_eq!(
+        bootfile(&m).as_deref(),
+        Some("http://10.123.0.1:8080/ipxe.efi")
+    );
+    assert_eq!(
+        opt(&m, 60),
+        Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+    );
 }
 
 #[test]
@@ -237,10 +296,22 @@ fn first_stage_table_can_be_overridden() {
     let cfg = config("[first_stage]\nefi_x64 = \"snponly.efi\"\nbios = \"ipxe/undionly.kpxe\"\n");
     let mut leases = LeaseTable::new();
     let class = vendor("PXEClient:Arch:00007:UNDI:003016");
-    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_X64, &class])).0.unwrap();
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_EFI_X64, &class]),
+    )
+    .0
+    .unwrap();
     assert_eq!(bootfile(&m).as_deref(), Some("snponly.efi"));
     let class = vendor("PXEClient:Arch:00000:UNDI:002001");
-    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, &class])).0.unwrap();
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, &class]),
+    )
+    .0
+    .unwrap();
     assert_eq!(bootfile(&m).as_deref(), Some("ipxe/undionly.kpxe"));
 }
 
@@ -248,7 +319,13 @@ fn first_stage_table_can_be_overridden() {
 fn plain_client_gets_an_address_and_no_boot_file() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (m, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&m), MessageType::Offer);
     assert_eq!(bootfile(&m), None);
     assert!(m.fname().is_none_or(|f| f.iter().all(|b| *b == 0)));
@@ -258,25 +335,52 @@ fn plain_client_gets_an_address_and_no_boot_file() {
 fn unknown_mac_gets_nothing_unless_there_is_a_default() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let bytes = request(UNKNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS]);
+    let bytes = request(
+        UNKNOWN,
+        0,
+        [0; 4],
+        [0; 4],
+        &[DISCOVER, ARCH_BIOS, IPXE_USER_CLASS],
+    );
     let (reply, d) = run(&cfg, &mut leases, &bytes);
     assert!(reply.is_none());
-    assert!(matches!(d, Decision::Ignore { reason: "unmanaged mac", .. }));
+    assert!(matches!(
+        d,
+        Decision::Ignore {
+            reason: "unmanaged mac",
+            ..
+        }
+    ));
     assert_eq!(leases.iter().count(), 0, "no address was held for it");
 
     let cfg = config("[defaults]\nprofile = \"fedora\"\n");
     let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
-    assert_eq!(bootfile(&m).as_deref(), Some("http://10.123.0.1:8080/ipxe/52:54:00:12:34:56"));
+    assert_eq!(
+        bootfile(&m).as_deref(),
+        Some("http://10.123.0.1:8080/ipxe/52:54:00:12:34:56")
+    );
 }
 
 #[test]
 fn full_dora_then_same_mac_same_address() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (offer, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     let ip = offer.yiaddr();
     let req = requested(ip.octets());
-    let (ack, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req])).0.unwrap();
+    let (ack, to, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&ack), MessageType::Ack);
     assert_eq!(ack.yiaddr(), ip);
     assert_standard_options(&ack);
@@ -285,9 +389,21 @@ fn full_dora_then_same_mac_same_address() {
     // Another machine gets another address; the first one gets its own again.
     let other = [0xde, 0, 0, 0, 0, 0xdf];
     let cfg = config("[defaults]\nprofile = \"fedora\"\n");
-    let (o2, _, _) = run(&cfg, &mut leases, &request(other, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (o2, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(other, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     assert_ne!(o2.yiaddr(), ip);
-    let (again, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (again, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     assert_eq!(again.yiaddr(), ip);
 }
 
@@ -295,17 +411,33 @@ fn full_dora_then_same_mac_same_address() {
 fn request_for_a_taken_or_foreign_address_is_naked() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    run(&cfg, &mut leases, &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER]));
+    run(
+        &cfg,
+        &mut leases,
+        &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER]),
+    );
     // INIT-REBOOT for an address of another subnet.
     let req = requested([192, 168, 1, 50]);
-    let (nak, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, &req])).0.unwrap();
+    let (nak, to, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, &req]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&nak), MessageType::Nak);
     assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(opt(&nak, 54), Some(&DhcpOption::ServerIdentifier(SERVER)));
     assert_eq!(to, Destination::Broadcast);
     // SELECTING an address pinned to another host.
     let req = requested([10, 123, 0, 7]);
-    let (nak, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req])).0.unwrap();
+    let (nak, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&nak), MessageType::Nak);
 }
 
@@ -313,7 +445,13 @@ fn request_for_a_taken_or_foreign_address_is_naked() {
 fn pinned_host_gets_its_address() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (m, _, _) = run(&cfg, &mut leases, &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 7));
 }
 
@@ -321,11 +459,27 @@ fn pinned_host_gets_its_address() {
 fn request_to_another_server_drops_our_offer() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (offer, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     let req = requested([10, 123, 0, 150]);
-    let (reply, d) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, OTHER_SERVER_ID, &req]));
+    let (reply, d) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, OTHER_SERVER_ID, &req]),
+    );
     assert!(reply.is_none());
-    assert!(matches!(d, Decision::Ignore { reason: "client chose another server", .. }));
+    assert!(matches!(
+        d,
+        Decision::Ignore {
+            reason: "client chose another server",
+            ..
+        }
+    ));
     assert!(leases.mac_of(offer.yiaddr()).is_none());
 }
 
@@ -333,11 +487,27 @@ fn request_to_another_server_drops_our_offer() {
 fn renew_is_unicast_to_ciaddr() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (offer, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     let ip = offer.yiaddr().octets();
     let req = requested(ip);
-    run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]));
-    let (ack, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip, [0; 4], &[REQUEST])).0.unwrap();
+    run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
+    );
+    let (ack, to, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, ip, [0; 4], &[REQUEST]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&ack), MessageType::Ack);
     assert_eq!(ack.ciaddr(), Ipv4Addr::from(ip));
     assert_eq!(to, Destination::Unicast(Ipv4Addr::from(ip)));
@@ -360,16 +530,36 @@ fn relayed_requests_go_back_to_the_relay() {
 fn release_frees_and_inform_gets_options_without_a_lease() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])).0.unwrap();
+    let (offer, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
     let ip = offer.yiaddr();
     let req = requested(ip.octets());
-    run(&cfg, &mut leases, &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]));
+    run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
+    );
     assert!(leases.get(&Mac(KNOWN)).unwrap().active(1_000));
-    let (r, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]));
+    let (r, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]),
+    );
     assert!(r.is_none());
     assert!(!leases.get(&Mac(KNOWN)).unwrap().active(1_000));
 
-    let (m, to, _) = run(&cfg, &mut leases, &request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM])).0.unwrap();
+    let (m, to, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM]),
+    )
+    .0
+    .unwrap();
     assert_eq!(mtype(&m), MessageType::Ack);
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(opt(&m, 51), None);

@@ -30,18 +30,28 @@ pub enum PacketError {
 
 /// Decodes a datagram without ever letting a decoder panic take the server down.
 pub fn decode(bytes: &[u8]) -> Result<Message, PacketError> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| Message::decode(&mut Decoder::new(bytes)))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        Message::decode(&mut Decoder::new(bytes))
+    })) {
         Ok(r) => Ok(r?),
         Err(_) => Err(PacketError::DecoderPanic),
     }
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Serves DHCP on `socket` until `cancel` fires.
-pub async fn serve(socket: UdpSocket, interface: String, shared: Arc<Shared>, cancel: CancellationToken) {
+pub async fn serve(
+    socket: UdpSocket,
+    interface: String,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let mut buf = vec![0u8; 1500];
     loop {
         let (len, peer) = tokio::select! {
@@ -68,10 +78,16 @@ pub async fn serve(socket: UdpSocket, interface: String, shared: Arc<Shared>, ca
         };
         match decision {
             Decision::Ignore { reason, client } => match client {
-                Some(c) => info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored"),
+                Some(c) => {
+                    info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+                }
                 None => debug!(%peer, reason, "dhcp packet ignored"),
             },
-            Decision::Reply { msg: reply, to, client } => {
+            Decision::Reply {
+                msg: reply,
+                to,
+                client,
+            } => {
                 let arch = decide::client_arch_name(&client);
                 shared
                     .seen
@@ -87,7 +103,12 @@ pub async fn serve(socket: UdpSocket, interface: String, shared: Arc<Shared>, ca
                 };
                 let request_type = message_type_name(&msg);
                 let reply_type = message_type_name(&reply);
-                let file = reply.fname_str().and_then(|r| r.ok()).unwrap_or("").trim_end_matches('\0').to_string();
+                let file = reply
+                    .fname_str()
+                    .and_then(|r| r.ok())
+                    .unwrap_or("")
+                    .trim_end_matches('\0')
+                    .to_string();
                 let dest = send(&socket, &interface, &bytes, to).await;
                 match dest {
                     Ok(addr) => info!(
@@ -96,7 +117,9 @@ pub async fn serve(socket: UdpSocket, interface: String, shared: Arc<Shared>, ca
                         user_class = client.user_class.as_deref().unwrap_or(""),
                         file = %file, to = %addr, "dhcp reply sent"
                     ),
-                    Err(e) => warn!(mac = %client.mac, reply = reply_type, error = %e, "dhcp send failed"),
+                    Err(e) => {
+                        warn!(mac = %client.mac, reply = reply_type, error = %e, "dhcp send failed")
+                    }
                 }
             }
         }
@@ -121,18 +144,25 @@ fn message_type_name(m: &Message) -> &'static str {
     }
 }
 
-async fn send(socket: &UdpSocket, interface: &str, bytes: &[u8], to: Destination) -> std::io::Result<SocketAddr> {
+async fn send(
+    socket: &UdpSocket,
+    interface: &str,
+    bytes: &[u8],
+    to: Destination,
+) -> std::io::Result<SocketAddr> {
     let addr = match to {
         Destination::Relay(ip) => SocketAddr::from((ip, 67)),
         Destination::Unicast(ip) => SocketAddr::from((ip, 68)),
         Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
-        Destination::Hardware(ip, mac) => match crate::net::inject_arp(socket, interface, ip, mac) {
-            Ok(()) => SocketAddr::from((ip, 68)),
-            Err(e) => {
-                debug!(%mac, error = %e, "arp injection failed, broadcasting instead");
-                SocketAddr::from((Ipv4Addr::BROADCAST, 68))
+        Destination::Hardware(ip, mac) => {
+            match crate::net::inject_arp(socket, interface, ip, mac) {
+                Ok(()) => SocketAddr::from((ip, 68)),
+                Err(e) => {
+                    debug!(%mac, error = %e, "arp injection failed, broadcasting instead");
+                    SocketAddr::from((Ipv4Addr::BROADCAST, 68))
+                }
             }
-        },
+        }
     };
     socket.send_to(bytes, addr).await?;
     Ok(addr)

@@ -199,7 +199,9 @@ async fn transfer(
                 Ok(Ok(n)) => match packet::parse(&inbuf[..n]) {
                     Ok(Packet::Ack(b)) => break Event::Ack(b),
                     Ok(Packet::Error { code, message }) => break Event::Error { code, message },
-                    Ok(other) => debug!(%peer, packet = ?other, "unexpected tftp packet in transfer"),
+                    Ok(other) => {
+                        debug!(%peer, packet = ?other, "unexpected tftp packet in transfer")
+                    }
                     Err(e) => warn!(%peer, error = %e, "dropping malformed tftp packet"),
                 },
             }

@@ -141,7 +141,11 @@ pub fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
             Ok(Packet::Error { code, message })
         }
         OACK => {
-            let s = if body.is_empty() { Vec::new() } else { strings(body)? };
+            let s = if body.is_empty() {
+                Vec::new()
+            } else {
+                strings(body)?
+            };
             Ok(Packet::Oack(
                 s.chunks(2)
                     .filter(|kv| kv.len() == 2)
@@ -200,7 +204,10 @@ mod tests {
             Packet::Rrq {
                 filename: "ipxe.efi".into(),
                 mode: "octet".into(),
-                options: vec![("tsize".into(), "0".into()), ("blksize".into(), "1468".into())],
+                options: vec![
+                    ("tsize".into(), "0".into()),
+                    ("blksize".into(), "1468".into())
+                ],
             }
         );
     }
@@ -231,14 +238,23 @@ mod tests {
         assert_eq!(parse(&[0, 4, 1]), Err(ParseError::Truncated));
         assert_eq!(parse(&[0, 9, 0, 0]), Err(ParseError::Opcode(9)));
         assert_eq!(parse(b"\x00\x01file"), Err(ParseError::BadString));
-        assert_eq!(parse(b"\x00\x01file\x00octet\x00blksize\x00"), Err(ParseError::BadString));
-        assert_eq!(parse(b"\x00\x01\xff\xfe\x00octet\x00"), Err(ParseError::BadString));
+        assert_eq!(
+            parse(b"\x00\x01file\x00octet\x00blksize\x00"),
+            Err(ParseError::BadString)
+        );
+        assert_eq!(
+            parse(b"\x00\x01\xff\xfe\x00octet\x00"),
+            Err(ParseError::BadString)
+        );
     }
 
     #[test]
     fn encodes() {
         assert_eq!(error(1, "no"), b"\x00\x05\x00\x01no\x00");
-        assert_eq!(oack(&[("tsize".into(), "42".into())]), b"\x00\x06tsize\x0042\x00");
+        assert_eq!(
+            oack(&[("tsize".into(), "42".into())]),
+            b"\x00\x06tsize\x0042\x00"
+        );
         let mut b = [0u8; 4];
         data_header(&mut b, 258);
         assert_eq!(b, [0, 3, 1, 2]);

@@ -233,7 +233,9 @@ impl Session {
             };
         }
         match event {
-            Event::Error { code, message } => self.finish(Status::AbortedByClient { code, message }),
+            Event::Error { code, message } => {
+                self.finish(Status::AbortedByClient { code, message })
+            }
             Event::Timeout => {
                 self.retries += 1;
                 if self.retries > self.max_retries {
@@ -280,7 +282,9 @@ impl Session {
     /// Maps a wire block number to the block it acknowledges among those sent and not yet
     /// acknowledged.
     fn unwrap_block(&self, wire: u16) -> Option<u64> {
-        (self.acked + 1..=self.sent).rev().find(|b| (*b & 0xffff) as u16 == wire)
+        (self.acked + 1..=self.sent)
+            .rev()
+            .find(|b| (*b & 0xffff) as u16 == wire)
     }
 
     /// The next window of DATA blocks after the last one sent.

@@ -1,7 +1,10 @@
 use super::*;
 
 fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn data(block: u16, offset: u64, len: usize) -> Send {
@@ -22,7 +25,13 @@ fn blocks(step: &Step) -> Vec<u16> {
 fn negotiates_within_limits() {
     let limits = Limits::default();
     let n = negotiate(
-        &opts(&[("tsize", "0"), ("blksize", "65464"), ("timeout", "3"), ("windowsize", "500"), ("x-vendor", "1")]),
+        &opts(&[
+            ("tsize", "0"),
+            ("blksize", "65464"),
+            ("timeout", "3"),
+            ("windowsize", "500"),
+            ("x-vendor", "1"),
+        ]),
         1234,
         &limits,
     );
@@ -31,10 +40,19 @@ fn negotiates_within_limits() {
     assert_eq!(n.timeout, Duration::from_secs(3));
     assert_eq!(
         n.oack,
-        Some(opts(&[("tsize", "1234"), ("blksize", "1468"), ("timeout", "3"), ("windowsize", "64")]))
+        Some(opts(&[
+            ("tsize", "1234"),
+            ("blksize", "1468"),
+            ("timeout", "3"),
+            ("windowsize", "64")
+        ]))
     );
     // Out-of-range values are left out, and no options means no OACK.
-    let n = negotiate(&opts(&[("blksize", "4"), ("timeout", "0"), ("windowsize", "0")]), 1, &limits);
+    let n = negotiate(
+        &opts(&[("blksize", "4"), ("timeout", "0"), ("windowsize", "0")]),
+        1,
+        &limits,
+    );
     assert_eq!((n.blksize, n.windowsize, n.oack), (512, 1, None));
 }
 
@@ -61,14 +79,30 @@ fn exact_multiple_of_blksize_ends_with_an_empty_block() {
 
 #[test]
 fn oack_then_windows() {
-    let n = negotiate(&opts(&[("blksize", "1000"), ("windowsize", "4"), ("tsize", "0")]), 9500, &Limits::default());
+    let n = negotiate(
+        &opts(&[("blksize", "1000"), ("windowsize", "4"), ("tsize", "0")]),
+        9500,
+        &Limits::default(),
+    );
     let mut s = Session::new(9500, n, 5);
     assert_eq!(
         s.start().send,
-        vec![Send::Oack(opts(&[("blksize", "1000"), ("windowsize", "4"), ("tsize", "9500")]))]
+        vec![Send::Oack(opts(&[
+            ("blksize", "1000"),
+            ("windowsize", "4"),
+            ("tsize", "9500")
+        ]))]
     );
     let w1 = s.handle(Event::Ack(0));
-    assert_eq!(w1.send, vec![data(1, 0, 1000), data(2, 1000, 1000), data(3, 2000, 1000), data(4, 3000, 1000)]);
+    assert_eq!(
+        w1.send,
+        vec![
+            data(1, 0, 1000),
+            data(2, 1000, 1000),
+            data(3, 2000, 1000),
+            data(4, 3000, 1000)
+        ]
+    );
     assert_eq!(blocks(&s.handle(Event::Ack(4))), vec![5, 6, 7, 8]);
     // Last window is short: blocks 9 and 10 (500 bytes).
     let w3 = s.handle(Event::Ack(8));
@@ -99,7 +133,11 @@ fn timeout_resends_the_unacknowledged_window_then_gives_up() {
     let last = s.handle(Event::Timeout);
     assert_eq!(last.status, Status::TimedOut);
     assert!(matches!(last.send[..], [Send::Error { .. }]));
-    assert_eq!(s.handle(Event::Ack(6)).send, vec![], "nothing after the end");
+    assert_eq!(
+        s.handle(Event::Ack(6)).send,
+        vec![],
+        "nothing after the end"
+    );
 }
 
 #[test]
@@ -113,7 +151,11 @@ fn lost_oack_is_resent_on_timeout() {
 #[test]
 fn client_error_ends_the_transfer_at_once() {
     // OVMF's size probe: RRQ with tsize, OACK, then ERROR 8 instead of ACK 0.
-    let n = negotiate(&opts(&[("tsize", "0"), ("blksize", "1468")]), 1_000_000, &Limits::default());
+    let n = negotiate(
+        &opts(&[("tsize", "0"), ("blksize", "1468")]),
+        1_000_000,
+        &Limits::default(),
+    );
     let mut s = Session::new(1_000_000, n, 5);
     s.start();
     let step = s.handle(Event::Error {
@@ -121,7 +163,13 @@ fn client_error_ends_the_transfer_at_once() {
         message: String::new(),
     });
     assert_eq!(step.send, vec![]);
-    assert_eq!(step.status, Status::AbortedByClient { code: 8, message: String::new() });
+    assert_eq!(
+        step.status,
+        Status::AbortedByClient {
+            code: 8,
+            message: String::new()
+        }
+    );
     // Nothing is ever sent again, not on a timeout and not on a late ACK.
     assert_eq!(s.handle(Event::Timeout).send, vec![]);
     assert_eq!(s.handle(Event::Ack(0)).send, vec![]);
@@ -145,7 +193,11 @@ fn duplicate_and_stale_acks_are_ignored() {
     assert_eq!(blocks(&s.handle(Event::Ack(1))), vec![2]);
     // A duplicate ACK 1 must not trigger a second copy of block 2 (Sorcerer's Apprentice).
     assert_eq!(s.handle(Event::Ack(1)).send, vec![]);
-    assert_eq!(s.handle(Event::Ack(7)).send, vec![], "ack for a block never sent");
+    assert_eq!(
+        s.handle(Event::Ack(7)).send,
+        vec![],
+        "ack for a block never sent"
+    );
     assert_eq!(blocks(&s.handle(Event::Ack(2))), vec![3]);
 }
 

@@ -18,17 +18,25 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub fn require(tools: &[&str]) {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root (network namespaces): run it as root, e.g. via tests/run");
+    assert_eq!(
+        euid, 0,
+        "this test needs root (network namespaces): run it as root, e.g. via tests/run"
+    );
     for t in tools {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
             .unwrap_or(false);
-        assert!(found, "this test needs `{t}` on PATH; run scripts/install-deps.sh (tests/run does)");
+        assert!(
+            found,
+            "this test needs `{t}` on PATH; run scripts/install-deps.sh (tests/run does)"
+        );
     }
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     out
 }
 
@@ -51,7 +59,11 @@ impl Netns {
     /// Creates a uniquely named namespace with `lo` up.
     pub fn new() -> Netns {
         clean_leftovers();
-        let name = format!("pxedt-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "pxedt-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         must(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -88,10 +100,14 @@ fn delete_netns(name: &str) {
 
 /// Removes `pxedt-<pid>-*` namespaces whose test process is gone.
 fn clean_leftovers() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("pxedt-") else { continue };
+        let Some(rest) = name.strip_prefix("pxedt-") else {
+            continue;
+        };
         let pid = rest.split('-').next().unwrap_or("");
         if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
             delete_netns(name);
@@ -129,7 +145,9 @@ impl Lab {
         let c = Netns::new();
         let vs = format!("vs{}", self.taps);
         self.taps += 1;
-        self.server.ip(&["link", "add", &vs, "type", "veth", "peer", "name", "vc", "netns", &c.name]);
+        self.server.ip(&[
+            "link", "add", &vs, "type", "veth", "peer", "name", "vc", "netns", &c.name,
+        ]);
         self.server.ip(&["link", "set", &vs, "master", "br1", "up"]);
         c.ip(&["link", "set", "vc", "address", mac]);
         c.ip(&["link", "set", "vc", "up"]);
@@ -143,8 +161,10 @@ impl Lab {
     pub fn tap(&mut self) -> String {
         let name = format!("tap{}", self.taps);
         self.taps += 1;
-        self.server.ip(&["tuntap", "add", "dev", &name, "mode", "tap"]);
-        self.server.ip(&["link", "set", &name, "master", "br1", "up"]);
+        self.server
+            .ip(&["tuntap", "add", "dev", &name, "mode", "tap"]);
+        self.server
+            .ip(&["link", "set", &name, "master", "br1", "up"]);
         name
     }
 
@@ -223,7 +243,12 @@ impl Pxed {
     }
 
     /// Polls the log until `pred` holds; fails with the log if it doesn't within `limit`.
-    pub fn wait_for_log(&mut self, pred: impl Fn(&str) -> bool, limit: Duration, what: &str) -> String {
+    pub fn wait_for_log(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        limit: Duration,
+        what: &str,
+    ) -> String {
         let start = Instant::now();
         loop {
             let l = self.log();
@@ -235,7 +260,10 @@ impl Pxed {
                     panic!("pxed exited ({status}) while waiting for {what}:\n{l}");
                 }
             }
-            assert!(start.elapsed() < limit, "timed out waiting for {what}; pxed log:\n{l}");
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; pxed log:\n{l}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -250,7 +278,9 @@ impl Pxed {
         let mut child = self.child.take().expect("running");
         // `ip netns exec` execs pxed, so the child pid is pxed's.
         let start = Instant::now();
-        let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return (start.elapsed(), status);
@@ -267,7 +297,9 @@ impl Pxed {
 impl Drop for Pxed {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             std::thread::sleep(Duration::from_millis(100));
             let _ = c.kill();
             let _ = c.wait();

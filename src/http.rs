@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -196,6 +196,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
     let range = req.headers().get(header::RANGE).cloned();
     let mac = path
         .strip_prefix("/ipxe/")
+        .and_then(|m| percent_encoding::percent_decode_str(m).decode_utf8().ok())
         .and_then(|m| m.parse::<Mac>().ok())
         .or_else(|| match peer {
             Some(SocketAddr::V4(v4)) => app.shared.mac_of(*v4.ip()),
@@ -209,6 +210,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| HttpBody::size_hint(resp.body()).exact())
         .unwrap_or(0);
     info!(
         %mac,

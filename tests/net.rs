@@ -311,6 +311,8 @@ fn tftp_client_error_ends_the_transfer_and_transfers_do_not_serialize() {
             ])
             .arg(&out)
             .arg(SERVER_IP)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         children.push((child, out));

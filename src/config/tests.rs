@@ -307,3 +307,41 @@ fn line_and_column() {
     assert_eq!(line_col("a\nbc\n", 0), (1, 1));
     assert_eq!(line_col("a\nbc\n", 3), (2, 2));
 }
+
+#[test]
+fn load_warns_about_missing_boot_files_but_accepts_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("vmlinuz"), b"k").unwrap();
+    std::fs::write(boot.join("undionly.kpxe"), b"u").unwrap();
+    let text = CONTRACT.replace("/srv/pxed/boot", boot.to_str().unwrap());
+    let file = dir.path().join("pxed.toml");
+    std::fs::write(&file, &text).unwrap();
+    let (_, warnings) = load(&file).unwrap();
+    let keys: Vec<(&str, Option<usize>)> =
+        warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("first_stage.efi_x64", None),
+            ("profiles.fedora.initrd", Some(18))
+        ],
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].message.contains("initrd.gz does not exist"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn load_names_the_file_when_it_cannot_be_read() {
+    let err = load(Path::new("/nonexistent/pxed.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/nonexistent/pxed.toml: cannot read config"),
+        "{err}"
+    );
+}

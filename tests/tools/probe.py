@@ -37,9 +37,13 @@ def tftp_abort(server, name, phase):
     if not first.startswith(want):
         print(f"unexpected first packet {first[:16]!r}")
         sys.exit(1)
+    oack = ""
+    if phase == "oack":
+        fields = first[2:].split(b"\x00")[:-1]
+        oack = ",".join(f"{k.decode()}={v.decode()}" for k, v in zip(fields[::2], fields[1::2]))
     s.sendto(b"\x00\x05\x00\x08User aborted the transfer\x00", peer)
     # The server's default retransmit timeout is 1 s: 3.5 s would show 3 resends.
-    print(f"first={first[:2].hex()} from_port={peer[1]} after_error={count_after(s, 3.5)}")
+    print(f"first={first[:2].hex()} oack={oack} from_port={peer[1]} after_error={count_after(s, 3.5)}")
 
 
 def tftp_stall(server, name, secs):

@@ -161,6 +161,33 @@ fn console_line<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
         .map(|l| l.trim())
 }
 
+/// Boots a VM that must reach its kernel; returns the console marker line and pxed's log
+/// once the initrd was served.
+fn boot_to_kernel(lab: &mut Lab, pxed: &mut Pxed, fw: Firmware, mac: &str) -> (String, String) {
+    let b = boot(
+        lab,
+        fw,
+        mac,
+        None,
+        &[KERNEL_MARKER],
+        Duration::from_secs(300),
+    );
+    let Some(line) = console_line(&b.console, KERNEL_MARKER) else {
+        panic!(
+            "no boot marker; console:\n{}\npxed:\n{}",
+            b.console,
+            pxed.log()
+        );
+    };
+    println!("{fw:?} VM boot time: {:.1} s", b.took.as_secs_f64());
+    let log = pxed.wait_for_log(
+        |l| l.contains("path=/initrd.gz"),
+        Duration::from_secs(5),
+        "initrd served",
+    );
+    (line.to_string(), log)
+}
+
 fn setup() -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
     let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require(&["ip", "qemu-system-x86_64"]);
@@ -195,33 +222,13 @@ profile = "other"
 "#,
         ),
     );
-    let b = boot(
-        &mut lab,
-        Firmware::Bios,
-        "de:00:00:00:00:de",
-        None,
-        &[KERNEL_MARKER],
-        Duration::from_secs(240),
-    );
-    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| {
-        panic!(
-            "no boot marker; console:\n{}\npxed:\n{}",
-            b.console,
-            pxed.log()
-        )
-    });
-    println!("BIOS VM boot time: {:.1} s", b.took.as_secs_f64());
+    let (line, log) = boot_to_kernel(&mut lab, &mut pxed, Firmware::Bios, "de:00:00:00:00:de");
     assert!(
         line.contains("pxed.test=bios-profile host=vm-bios arch=bios"),
         "{line}"
     );
     assert!(line.contains("initrd=initrd.gz"), "{line}");
     assert!(!line.contains("WRONG-PROFILE"));
-    let log = pxed.wait_for_log(
-        |l| l.contains("path=/initrd.gz"),
-        Duration::from_secs(5),
-        "initrd served",
-    );
     assert!(
         log.contains("kind=Ipxe arch=bios user_class=\"iPXE\""),
         "{log}"
@@ -247,32 +254,12 @@ profile = "uefi"
 "#,
         ),
     );
-    let b = boot(
-        &mut lab,
-        Firmware::Uefi,
-        "de:00:00:00:00:ef",
-        None,
-        &[KERNEL_MARKER],
-        Duration::from_secs(300),
-    );
-    let line = console_line(&b.console, KERNEL_MARKER).unwrap_or_else(|| {
-        panic!(
-            "no boot marker; console:\n{}\npxed:\n{}",
-            b.console,
-            pxed.log()
-        )
-    });
-    println!("UEFI VM boot time: {:.1} s", b.took.as_secs_f64());
+    let (line, log) = boot_to_kernel(&mut lab, &mut pxed, Firmware::Uefi, "de:00:00:00:00:ef");
     assert!(
         line.contains("pxed.test=uefi-profile arch=efi-x64"),
         "{line}"
     );
     assert!(line.contains("initrd=initrd.gz"), "{line}");
-    let log = pxed.wait_for_log(
-        |l| l.contains("path=/initrd.gz"),
-        Duration::from_secs(5),
-        "initrd served",
-    );
     // The chain, in order: DHCP (PXE) -> TFTP ipxe.efi -> DHCP (iPXE) -> HTTP script -> kernel.
     let pos = |needle: &str| {
         log.find(needle)
@@ -296,42 +283,28 @@ profile = "uefi"
     assert!(log.contains("tftp transfer finished"), "{log}");
 }
 
-#[test]
-fn local_profile_falls_through_to_the_disk() {
+/// A BIOS VM with a network NIC (bootindex 1) and a marker disk (bootindex 2), as a KubeVirt
+/// VM with `bootOrder: 1` and `2`. Fails unless it reaches the disk without loading a kernel.
+fn boot_to_disk(hosts: &str, mac: &str) -> (Pxed, Lab) {
     let (_g, boot_dir) = setup();
     let mut lab = Lab::new();
     let disk = lab.path("disk.img");
     marker_disk(&disk);
-    let mut pxed = Pxed::start(
+    let profiles = "[profiles.installer]\nkernel = \"vmlinuz\"\ninitrd = [\"initrd.gz\"]\ncmdline = \"console=ttyS0 panic=1\"\n\n[profiles.disk]\naction = \"local\"\n\n";
+    let pxed = Pxed::start(
         &lab,
-        &vm_config(
-            &lab,
-            &boot_dir,
-            r#"[profiles.installer]
-kernel = "vmlinuz"
-initrd = ["initrd.gz"]
-cmdline = "console=ttyS0 panic=1"
-
-[profiles.disk]
-action = "local"
-
-[hosts."de:00:00:00:00:de"]
-profile = "disk"
-"#,
-        ),
+        &vm_config(&lab, &boot_dir, &format!("{profiles}{hosts}")),
     );
+    let until = [KERNEL_MARKER, DISK_MARKER];
     let b = boot(
         &mut lab,
         Firmware::Bios,
-        "de:00:00:00:00:de",
+        mac,
         Some(&disk),
-        &[KERNEL_MARKER, DISK_MARKER],
-        Duration::from_secs(240),
+        &until,
+        Duration::from_secs(300),
     );
-    println!(
-        "BIOS VM local fall-through time: {:.1} s",
-        b.took.as_secs_f64()
-    );
+    println!("BIOS VM {mac} to disk: {:.1} s", b.took.as_secs_f64());
     assert!(
         !b.console.contains(KERNEL_MARKER),
         "the kernel booted:\n{}",
@@ -343,57 +316,33 @@ profile = "disk"
         b.console,
         pxed.log()
     );
+    (pxed, lab)
+}
+
+#[test]
+fn local_profile_falls_through_to_the_disk() {
+    let (mut pxed, _lab) = boot_to_disk(
+        "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"disk\"\n",
+        "de:00:00:00:00:de",
+    );
     let log = pxed.wait_for_log(
         |l| l.contains("kind=\"local\""),
         Duration::from_secs(5),
         "local script served",
+    );
+    assert!(
+        log.contains("ipxe script served mac=de:00:00:00:00:de profile=\"disk\""),
+        "{log}"
     );
     assert!(!log.contains("path=/vmlinuz"), "kernel was fetched:\n{log}");
 }
 
 #[test]
 fn unknown_mac_is_not_booted() {
-    let (_g, boot_dir) = setup();
-    let mut lab = Lab::new();
-    let disk = lab.path("disk.img");
-    marker_disk(&disk);
-    let pxed = Pxed::start(
-        &lab,
-        &vm_config(
-            &lab,
-            &boot_dir,
-            r#"[profiles.installer]
-kernel = "vmlinuz"
-initrd = ["initrd.gz"]
-cmdline = "console=ttyS0 panic=1"
-
-[hosts."de:00:00:00:00:de"]
-profile = "installer"
-"#,
-        ),
-    );
     let stranger = "52:54:00:de:ad:01";
-    let b = boot(
-        &mut lab,
-        Firmware::Bios,
+    let (pxed, _lab) = boot_to_disk(
+        "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"installer\"\n",
         stranger,
-        Some(&disk),
-        &[KERNEL_MARKER, DISK_MARKER],
-        Duration::from_secs(300),
-    );
-    println!(
-        "BIOS VM unknown MAC to disk time: {:.1} s",
-        b.took.as_secs_f64()
-    );
-    assert!(
-        !b.console.contains(KERNEL_MARKER),
-        "an unknown MAC booted:\n{}",
-        b.console
-    );
-    assert!(
-        b.console.contains(DISK_MARKER),
-        "the VM did not give up on the network and reach its disk:\n{}",
-        b.console
     );
     let log = pxed.log();
     assert!(

@@ -160,13 +160,7 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
                 return ignore("pool exhausted", Some(client));
             };
             leases.bind(mac, ip, State::Offered, now + OFFER_HOLD_SECS);
-            let reply = build(msg, cfg, &client, MessageType::Offer, ip);
-            let to = destination(msg, ip, mac);
-            Decision::Reply {
-                msg: Box::new(reply),
-                to,
-                client,
-            }
+            answer(msg, cfg, client, MessageType::Offer, ip)
         }
         MessageType::Request => {
             if let Some(sid) = server_id {
@@ -188,13 +182,7 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
             match leases.check(cfg, mac, ip, now) {
                 Ok(()) => {
                     leases.bind(mac, ip, State::Bound, now + lease_secs);
-                    let reply = build(msg, cfg, &client, MessageType::Ack, ip);
-                    let to = destination(msg, ip, mac);
-                    Decision::Reply {
-                        msg: Box::new(reply),
-                        to,
-                        client,
-                    }
+                    answer(msg, cfg, client, MessageType::Ack, ip)
                 }
                 Err(_) => nak(msg, cfg, client, "requested address not available"),
             }
@@ -237,6 +225,22 @@ fn message_type(msg: &Message) -> Option<MessageType> {
     match msg.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(t)) => Some(*t),
         _ => None,
+    }
+}
+
+/// An OFFER or ACK of `ip`, addressed per RFC 2131 §4.1.
+fn answer(
+    req: &Message,
+    cfg: &Config,
+    client: Client,
+    mtype: MessageType,
+    ip: Ipv4Addr,
+) -> Decision {
+    let reply = build(req, cfg, &client, mtype, ip);
+    Decision::Reply {
+        msg: Box::new(reply),
+        to: destination(req, ip, client.mac),
+        client,
     }
 }
 

@@ -126,6 +126,17 @@ fn run(
     (out, d)
 }
 
+/// DISCOVER then REQUEST (selecting) for `mac`; returns the ACK.
+fn dora(cfg: &Config, leases: &mut LeaseTable, mac: [u8; 6]) -> (Message, Destination) {
+    let discover = request(mac, 0, [0; 4], [0; 4], &[DISCOVER]);
+    let (offer, _, _) = run(cfg, leases, &discover).0.expect("offer");
+    let req = requested(offer.yiaddr().octets());
+    let bytes = request(mac, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]);
+    let (ack, to, _) = run(cfg, leases, &bytes).0.expect("ack");
+    assert_eq!(ack.yiaddr(), offer.yiaddr());
+    (ack, to)
+}
+
 fn opt(m: &Message, code: u8) -> Option<&DhcpOption> {
     m.opts().get(OptionCode::from(code))
 }
@@ -365,45 +376,18 @@ fn unknown_mac_gets_nothing_unless_there_is_a_default() {
 fn full_dora_then_same_mac_same_address() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
-    )
-    .0
-    .unwrap();
-    let ip = offer.yiaddr();
-    let req = requested(ip.octets());
-    let (ack, to, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
-    )
-    .0
-    .unwrap();
+    let (ack, to) = dora(&cfg, &mut leases, KNOWN);
+    let ip = ack.yiaddr();
     assert_eq!(mtype(&ack), MessageType::Ack);
-    assert_eq!(ack.yiaddr(), ip);
+    assert_eq!(ip, Ipv4Addr::new(10, 123, 0, 100));
     assert_standard_options(&ack);
     assert_eq!(to, Destination::Hardware(ip, Mac(KNOWN)));
 
     // Another machine gets another address; the first one gets its own again.
-    let other = [0xde, 0, 0, 0, 0, 0xdf];
     let cfg = config("[defaults]\nprofile = \"fedora\"\n");
-    let (o2, _, _) = run(
-        &cfg,
-        &mut leases,
-        &request(other, 0, [0; 4], [0; 4], &[DISCOVER]),
-    )
-    .0
-    .unwrap();
-    assert_ne!(o2.yiaddr(), ip);
-    let (again, _, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
-    )
-    .0
-    .unwrap();
+    let (other, _) = dora(&cfg, &mut leases, [0xde, 0, 0, 0, 0, 0xdf]);
+    assert_ne!(other.yiaddr(), ip);
+    let (again, _) = dora(&cfg, &mut leases, KNOWN);
     assert_eq!(again.yiaddr(), ip);
 }
 
@@ -487,30 +471,12 @@ fn request_to_another_server_drops_our_offer() {
 fn renew_is_unicast_to_ciaddr() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
-    )
-    .0
-    .unwrap();
-    let ip = offer.yiaddr().octets();
-    let req = requested(ip);
-    run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
-    );
-    let (ack, to, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, ip, [0; 4], &[REQUEST]),
-    )
-    .0
-    .unwrap();
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
+    let renew = request(KNOWN, 0, ip.octets(), [0; 4], &[REQUEST]);
+    let (ack, to, _) = run(&cfg, &mut leases, &renew).0.unwrap();
     assert_eq!(mtype(&ack), MessageType::Ack);
-    assert_eq!(ack.ciaddr(), Ipv4Addr::from(ip));
-    assert_eq!(to, Destination::Unicast(Ipv4Addr::from(ip)));
+    assert_eq!(ack.ciaddr(), ip);
+    assert_eq!(to, Destination::Unicast(ip));
 }
 
 #[test]
@@ -530,36 +496,14 @@ fn relayed_requests_go_back_to_the_relay() {
 fn release_frees_and_inform_gets_options_without_a_lease() {
     let cfg = config("");
     let mut leases = LeaseTable::new();
-    let (offer, _, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
-    )
-    .0
-    .unwrap();
-    let ip = offer.yiaddr();
-    let req = requested(ip.octets());
-    run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
-    );
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
     assert!(leases.get(&Mac(KNOWN)).unwrap().active(1_000));
-    let (r, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]),
-    );
-    assert!(r.is_none());
+    let release = request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]);
+    assert!(run(&cfg, &mut leases, &release).0.is_none());
     assert!(!leases.get(&Mac(KNOWN)).unwrap().active(1_000));
 
-    let (m, to, _) = run(
-        &cfg,
-        &mut leases,
-        &request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM]),
-    )
-    .0
-    .unwrap();
+    let inform = request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM]);
+    let (m, to, _) = run(&cfg, &mut leases, &inform).0.unwrap();
     assert_eq!(mtype(&m), MessageType::Ack);
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(opt(&m, 51), None);

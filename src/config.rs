@@ -108,6 +108,8 @@ pub struct Dhcp {
     pub router: Option<Ipv4Addr>,
     /// Option 51; T1 and T2 are 1/2 and 7/8 of it.
     pub lease_time: Duration,
+    /// How long a DECLINEd address stays out of the pool.
+    pub decline_time: Duration,
     /// Option 6.
     pub dns: Vec<Ipv4Addr>,
     /// Option 15.
@@ -409,11 +411,18 @@ impl Validator<'_> {
                 "must be between 1 minute and 136 years",
             ));
         }
+        let decline_time = humantime::parse_duration(&d.decline_time).map_err(|e| {
+            self.err(
+                &["dhcp", "decline_time"],
+                format!("`{}`: {e} (try \"10m\")", d.decline_time),
+            )
+        })?;
         Ok(Dhcp {
             subnet,
             range: (start, end),
             router: d.router,
             lease_time,
+            decline_time,
             dns: d.dns,
             domain: d.domain,
         })

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::leases::LeaseTable;
 use crate::state::Shared;
+use crate::store::LeaseStore;
 
 /// How long running transfers get to finish after a stop before they are aborted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -29,12 +31,17 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_context(|| format!("http listener on {http_addr}"))?;
 
     let boot_dir = config.server.boot_dir.display().to_string();
-    let shared = Shared::new(config);
+    let store = LeaseStore::open(&config.server.state_dir).context("lease store")?;
+    let restored = store.load().context("loading leases")?;
+    info!(store = %store.path().display(), leases = restored.len(), "leases restored");
+    let leases = LeaseTable::restore(&config, restored);
+    let shared = Shared::with_leases(config, leases);
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::dhcp::serve(
         dhcp,
         iface.clone(),
         shared.clone(),
+        store,
         cancel.clone(),
     ));
     info!(interface = %iface, addr = %dhcp_addr, "dhcp listener ready");

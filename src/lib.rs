@@ -10,7 +10,7 @@
 //! | [`config`] | the TOML file: parse, validate, locate errors by line and key | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
-//! | [`leases`] | the address pool and its leases | pure |
+//! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
 //! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
 //! | [`dhcp`] | the DHCP socket loop: decode, decide, send per RFC 2131 §4.1 | shell |
 //! | [`tftp::packet`] | TFTP wire format | pure |
@@ -19,6 +19,7 @@
 //! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
 //! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
 //! | [`state`] | what the listeners share: live config, leases, client facts | shared |
+//! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
 //! | [`daemon`] | binds the listeners, runs them, stops them within 2 s | wiring |
 //!
@@ -35,4 +36,5 @@ pub mod mac;
 pub mod net;
 pub mod profiles;
 pub mod state;
+pub mod store;
 pub mod tftp;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
@@ -28,15 +29,24 @@ pub struct Shared {
     pub leases: Mutex<LeaseTable>,
     /// Per-client facts learned from DHCP.
     pub seen: Mutex<HashMap<Mac, Seen>>,
+    /// DISCOVERs that got no OFFER because the pool was exhausted.
+    pub pool_exhausted: AtomicU64,
 }
 
 impl Shared {
-    /// Wraps a validated config.
+    /// Wraps a validated config with an empty lease table.
     pub fn new(config: Config) -> Arc<Shared> {
+        let leases = LeaseTable::new(&config);
+        Self::with_leases(config, leases)
+    }
+
+    /// Wraps a validated config and the leases restored from the store.
+    pub fn with_leases(config: Config, leases: LeaseTable) -> Arc<Shared> {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
-            leases: Mutex::new(LeaseTable::new()),
+            leases: Mutex::new(leases),
             seen: Mutex::new(HashMap::new()),
+            pool_exhausted: AtomicU64::new(0),
         })
     }
 
@@ -61,7 +71,7 @@ impl Shared {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(mac)
+            .get_by_mac(mac)
             .map(|l| l.ip)
     }
 

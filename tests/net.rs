@@ -162,6 +162,41 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
 }
 
 #[test]
+fn acked_leases_survive_kill_9() {
+    require(&["ip", "busybox"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = format!(
+        "{}\n[defaults]\nprofile = \"fedora\"\n",
+        lab_config(&lab, &boot)
+    );
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let a = lab.client("52:54:00:00:0a:01", None);
+    let b = lab.client("52:54:00:00:0b:02", None);
+    let first = udhcpc(&lab, &a, &[]).expect("lease for a");
+    assert!(first.contains(" ip=10.123.0.100 "), "{first}");
+    pxed.kill9();
+
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let log = pxed.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("leases restored") && l.ends_with("leases=1")),
+        "{log}"
+    );
+    // Another machine must not get a's address, and a gets its own back.
+    let other = udhcpc(&lab, &b, &[]).expect("lease for b");
+    assert!(other.contains(" ip=10.123.0.101 "), "{other}");
+    let again = udhcpc(&lab, &a, &["-r", "10.123.0.100"]).expect("lease for a again");
+    assert!(again.contains(" ip=10.123.0.100 "), "{again}");
+    pxed.wait_for_log(
+        |l| l.matches("reply=\"ack\"").count() >= 2,
+        Duration::from_secs(5),
+        "acks after restart",
+    );
+}
+
+#[test]
 fn tftp_transfers_seen_by_curl_and_atftp() {
     require(&["ip", "curl", "atftp", "python3"]);
     let mut lab = Lab::new();

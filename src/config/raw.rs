@@ -46,9 +46,15 @@ pub(super) struct RawDhcp {
     pub(super) router: Option<Ipv4Addr>,
     #[serde(default = "default_lease_time")]
     pub(super) lease_time: String,
+    #[serde(default = "default_decline_time")]
+    pub(super) decline_time: String,
     #[serde(default)]
     pub(super) dns: Vec<Ipv4Addr>,
     pub(super) domain: Option<String>,
+}
+
+pub(super) fn default_decline_time() -> String {
+    "10m".into()
 }
 
 pub(super) fn default_lease_time() -> String {

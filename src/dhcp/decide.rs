@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 
 use crate::config::Config;
-use crate::leases::{LeaseTable, State, OFFER_HOLD_SECS};
+use crate::leases::{ClientId, LeaseTable, State, OFFER_HOLD_SECS};
 use crate::mac::Mac;
 use crate::profiles::arch_name;
 
@@ -35,6 +35,8 @@ pub enum ClientKind {
 pub struct Client {
     /// The hardware address.
     pub mac: Mac,
+    /// The lease key: option 61 when sent, else derived from the MAC.
+    pub id: ClientId,
     /// Its kind.
     pub kind: ClientKind,
     /// Option 93, if sent.
@@ -116,8 +118,13 @@ pub fn classify(msg: &Message) -> Option<Client> {
     } else {
         ClientKind::Plain
     };
+    let id = match opts.get(OptionCode::ClientIdentifier) {
+        Some(DhcpOption::ClientIdentifier(v)) if !v.is_empty() => ClientId(v.clone()),
+        _ => ClientId::from_mac(mac),
+    };
     Some(Client {
         mac,
+        id,
         kind,
         arch,
         user_class,
@@ -152,48 +159,70 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
         _ => None,
     };
     let mac = client.mac;
+    let id = client.id.clone();
     let lease_secs = cfg.dhcp.lease_time.as_secs();
 
     match mtype {
         MessageType::Discover => {
-            let Some(ip) = leases.choose(cfg, mac, requested, now) else {
+            let Some(ip) = leases.choose(cfg, &id, mac, requested, now) else {
                 return ignore("pool exhausted", Some(client));
             };
-            leases.bind(mac, ip, State::Offered, now + OFFER_HOLD_SECS);
+            leases.bind(&id, mac, ip, State::Offered, now + OFFER_HOLD_SECS);
             answer(msg, cfg, client, MessageType::Offer, ip)
         }
         MessageType::Request => {
-            if let Some(sid) = server_id {
-                if sid != cfg.server.address {
-                    // SELECTING another server's offer: release ours.
-                    leases.drop_offer(mac);
+            let ciaddr = msg.ciaddr();
+            let ip = match (server_id, ciaddr.is_unspecified(), requested) {
+                // SELECTING another server's offer: forget ours.
+                (Some(sid), _, _) if sid != cfg.server.address => {
+                    leases.drop_offer(&id);
                     return ignore("client chose another server", Some(client));
                 }
-            }
-            let ciaddr = msg.ciaddr();
-            let wanted = if server_id.is_some() || ciaddr.is_unspecified() {
-                requested // SELECTING or INIT-REBOOT
-            } else {
-                Some(ciaddr) // RENEWING or REBINDING
+                // SELECTING our offer.
+                (Some(_), _, Some(ip)) => ip,
+                (Some(_), _, None) => return nak(msg, cfg, client, "no requested address"),
+                // INIT-REBOOT: confirm the address the client believes it has.
+                (None, true, Some(ip)) => {
+                    if !cfg.dhcp.subnet.contains(&ip) {
+                        return nak(msg, cfg, client, "address is not on this network");
+                    }
+                    let pinned = cfg.hosts.get(&mac).and_then(|h| h.ip);
+                    match (leases.get(&id), pinned) {
+                        (Some(l), _) if l.ip != ip => {
+                            return nak(msg, cfg, client, "that is not your address")
+                        }
+                        (None, Some(p)) if p != ip => {
+                            return nak(msg, cfg, client, "that is not your address")
+                        }
+                        // RFC 2131 §4.3.2: with no record of the client, stay silent.
+                        (None, None) => {
+                            return ignore(
+                                "init-reboot from a client without a lease",
+                                Some(client),
+                            )
+                        }
+                        _ => ip,
+                    }
+                }
+                (None, true, None) => return ignore("request without an address", Some(client)),
+                // RENEWING (unicast) or REBINDING (broadcast).
+                (None, false, _) => ciaddr,
             };
-            let Some(ip) = wanted else {
-                return nak(msg, cfg, client, "no requested address");
-            };
-            match leases.check(cfg, mac, ip, now) {
+            match leases.check(cfg, &id, mac, ip, now) {
                 Ok(()) => {
-                    leases.bind(mac, ip, State::Bound, now + lease_secs);
+                    leases.bind(&id, mac, ip, State::Bound, now + lease_secs);
                     answer(msg, cfg, client, MessageType::Ack, ip)
                 }
                 Err(_) => nak(msg, cfg, client, "requested address not available"),
             }
         }
         MessageType::Release => {
-            leases.release(mac, msg.ciaddr());
+            leases.release(&id, msg.ciaddr(), now);
             ignore("released", Some(client))
         }
         MessageType::Decline => {
             if let Some(ip) = requested {
-                leases.decline(mac, ip, now);
+                leases.decline(&id, ip, now + cfg.dhcp.decline_time.as_secs());
             }
             ignore("declined", Some(client))
         }
@@ -303,23 +332,40 @@ fn build(
 ) -> Message {
     let mut m = base_reply(req, ip, cfg.server.address);
     let lease = cfg.dhcp.lease_time.as_secs() as u32;
+    let prl = match req.opts().get(OptionCode::ParameterRequestList) {
+        Some(DhcpOption::ParameterRequestList(codes)) => Some(codes.clone()),
+        _ => None,
+    };
+    // Options the client did not ask for are left out when it sent a request list (RFC 2131
+    // §4.3.1); mask, lease times, server id and the boot options are always sent.
+    let wants = |code: OptionCode| prl.as_ref().is_none_or(|p| p.contains(&code));
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(mtype));
     o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
     o.insert(DhcpOption::SubnetMask(cfg.dhcp.subnet.netmask()));
-    if let Some(r) = cfg.dhcp.router {
+    if let Some(r) = cfg.dhcp.router.filter(|_| wants(OptionCode::Router)) {
         o.insert(DhcpOption::Router(vec![r]));
     }
-    if !cfg.dhcp.dns.is_empty() {
+    if !cfg.dhcp.dns.is_empty() && wants(OptionCode::DomainNameServer) {
         o.insert(DhcpOption::DomainNameServer(cfg.dhcp.dns.clone()));
     }
-    if let Some(d) = &cfg.dhcp.domain {
+    if let Some(d) = cfg
+        .dhcp
+        .domain
+        .as_ref()
+        .filter(|_| wants(OptionCode::DomainName))
+    {
         o.insert(DhcpOption::DomainName(d.clone()));
     }
     o.insert(DhcpOption::AddressLeaseTime(lease));
     o.insert(DhcpOption::Renewal(lease / 2));
     o.insert(DhcpOption::Rebinding(lease / 8 * 7));
-    if let Some(h) = cfg.hosts.get(&client.mac).and_then(|h| h.hostname.clone()) {
+    if let Some(h) = cfg
+        .hosts
+        .get(&client.mac)
+        .and_then(|h| h.hostname.clone())
+        .filter(|_| wants(OptionCode::Hostname))
+    {
         o.insert(DhcpOption::Hostname(h));
     }
     if let Some(file) = boot_file(cfg, client) {
@@ -373,10 +419,40 @@ pub fn boot_file(cfg: &Config, client: &Client) -> Option<String> {
     }
 }
 
-/// Encodes a reply, padded to the BOOTP minimum.
-pub fn encode(msg: &Message) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
+/// The largest reply a request allows (option 57, RFC 2132 §9.10): the client's maximum
+/// IP datagram, never below 576, less 28 bytes of IP and UDP headers.
+pub fn max_reply_len(req: &Message) -> usize {
+    let max_datagram = match req.opts().get(OptionCode::MaxMessageSize) {
+        Some(DhcpOption::MaxMessageSize(n)) => usize::from(*n).max(576),
+        _ => 576,
+    };
+    max_datagram - 28
+}
+
+/// Options dropped, in this order, when a reply does not fit the client's maximum size.
+const TRIMMABLE: [OptionCode; 5] = [
+    OptionCode::DomainName,
+    OptionCode::DomainNameServer,
+    OptionCode::Hostname,
+    OptionCode::TFTPServerName,
+    OptionCode::Router,
+];
+
+/// Encodes a reply within `max_len` bytes (dropping optional options if it must), padded to
+/// the BOOTP minimum of 300 bytes.
+pub fn encode(msg: &Message, max_len: usize) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
     use dhcproto::Encodable;
     let mut buf = msg.to_vec()?;
+    if buf.len() > max_len {
+        let mut trimmed = msg.clone();
+        for code in TRIMMABLE {
+            trimmed.opts_mut().remove(code);
+            buf = trimmed.to_vec()?;
+            if buf.len() <= max_len {
+                break;
+            }
+        }
+    }
     if buf.len() < MIN_REPLY_LEN {
         buf.resize(MIN_REPLY_LEN, 0);
     }

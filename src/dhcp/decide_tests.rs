@@ -118,7 +118,7 @@ fn run(
     let d = decide(&decode(bytes), cfg, leases, 1_000);
     let out = match &d {
         Decision::Reply { msg, to, .. } => {
-            let wire = encode(msg).unwrap();
+            let wire = encode(msg, 1500).unwrap();
             Some((decode(&wire), *to, wire.len()))
         }
         Decision::Ignore { .. } => None,
@@ -176,7 +176,7 @@ fn assert_standard_options(m: &Message) {
 #[test]
 fn ipxe_rom_gets_its_own_script_url() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let bytes = request(
         KNOWN,
         0,
@@ -214,7 +214,7 @@ fn ipxe_rom_gets_its_own_script_url() {
 #[test]
 fn option_175_alone_marks_ipxe() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, IPXE_FEATURES]);
     let (reply, _) = run(&cfg, &mut leases, &bytes);
     assert!(bootfile(&reply.unwrap().0)
@@ -225,7 +225,7 @@ fn option_175_alone_marks_ipxe() {
 #[test]
 fn ovmf_uefi_pxe_gets_ipxe_efi_over_tftp() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let class = vendor("PXEClient:Arch:00007:UNDI:003016");
     let bytes = request(
         KNOWN,
@@ -263,7 +263,7 @@ fn ovmf_uefi_pxe_gets_ipxe_efi_over_tftp() {
 #[test]
 fn legacy_bios_pxe_gets_undionly() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let class = vendor("PXEClient:Arch:00000:UNDI:002001");
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_BIOS, &class]);
     let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
@@ -277,7 +277,7 @@ fn legacy_bios_pxe_gets_undionly() {
 #[test]
 fn arm64_and_http_boot_arches() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let class = vendor("PXEClient:Arch:00011:UNDI:003000");
     let bytes = request(
         KNOWN,
@@ -305,7 +305,7 @@ fn arm64_and_http_boot_arches() {
 #[test]
 fn first_stage_table_can_be_overridden() {
     let cfg = config("[first_stage]\nefi_x64 = \"snponly.efi\"\nbios = \"ipxe/undionly.kpxe\"\n");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let class = vendor("PXEClient:Arch:00007:UNDI:003016");
     let (m, _, _) = run(
         &cfg,
@@ -329,7 +329,7 @@ fn first_stage_table_can_be_overridden() {
 #[test]
 fn plain_client_gets_an_address_and_no_boot_file() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let (m, _, _) = run(
         &cfg,
         &mut leases,
@@ -345,7 +345,7 @@ fn plain_client_gets_an_address_and_no_boot_file() {
 #[test]
 fn unknown_mac_gets_nothing_unless_there_is_a_default() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let bytes = request(
         UNKNOWN,
         0,
@@ -375,7 +375,7 @@ fn unknown_mac_gets_nothing_unless_there_is_a_default() {
 #[test]
 fn full_dora_then_same_mac_same_address() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let (ack, to) = dora(&cfg, &mut leases, KNOWN);
     let ip = ack.yiaddr();
     assert_eq!(mtype(&ack), MessageType::Ack);
@@ -394,7 +394,7 @@ fn full_dora_then_same_mac_same_address() {
 #[test]
 fn request_for_a_taken_or_foreign_address_is_naked() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     run(
         &cfg,
         &mut leases,
@@ -428,7 +428,7 @@ fn request_for_a_taken_or_foreign_address_is_naked() {
 #[test]
 fn pinned_host_gets_its_address() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let (m, _, _) = run(
         &cfg,
         &mut leases,
@@ -442,7 +442,7 @@ fn pinned_host_gets_its_address() {
 #[test]
 fn request_to_another_server_drops_our_offer() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let (offer, _, _) = run(
         &cfg,
         &mut leases,
@@ -470,7 +470,7 @@ fn request_to_another_server_drops_our_offer() {
 #[test]
 fn renew_is_unicast_to_ciaddr() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
     let renew = request(KNOWN, 0, ip.octets(), [0; 4], &[REQUEST]);
     let (ack, to, _) = run(&cfg, &mut leases, &renew).0.unwrap();
@@ -482,7 +482,7 @@ fn renew_is_unicast_to_ciaddr() {
 #[test]
 fn relayed_requests_go_back_to_the_relay() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let bytes = request(KNOWN, 0, [0; 4], [10, 123, 0, 254], &[DISCOVER]);
     let (m, to, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
     assert_eq!(to, Destination::Relay(Ipv4Addr::new(10, 123, 0, 254)));
@@ -495,12 +495,12 @@ fn relayed_requests_go_back_to_the_relay() {
 #[test]
 fn release_frees_and_inform_gets_options_without_a_lease() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
-    assert!(leases.get(&Mac(KNOWN)).unwrap().active(1_000));
+    assert!(leases.get_by_mac(&Mac(KNOWN)).unwrap().active(1_000));
     let release = request(KNOWN, 0, ip.octets(), [0; 4], &[RELEASE, SERVER_ID]);
     assert!(run(&cfg, &mut leases, &release).0.is_none());
-    assert!(!leases.get(&Mac(KNOWN)).unwrap().active(1_000));
+    assert!(!leases.get_by_mac(&Mac(KNOWN)).unwrap().active(1_000));
 
     let inform = request(KNOWN, 0, ip.octets(), [0; 4], &[INFORM]);
     let (m, to, _) = run(&cfg, &mut leases, &inform).0.unwrap();
@@ -513,7 +513,7 @@ fn release_frees_and_inform_gets_options_without_a_lease() {
 #[test]
 fn garbage_is_not_a_client() {
     let cfg = config("");
-    let mut leases = LeaseTable::new();
+    let mut leases = LeaseTable::new(&cfg);
     // A BOOTREPLY (another server's offer) seen on the wire.
     let mut bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]);
     bytes[0] = 0x02; // op: BOOTREPLY
@@ -521,4 +521,243 @@ fn garbage_is_not_a_client() {
     // No message type.
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[]);
     assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+}
+
+/// Option 61 client identifier.
+fn client_id(id: &[u8]) -> Vec<u8> {
+    let mut v = vec![61, id.len() as u8]; // option 61, length
+    v.extend(id);
+    v
+}
+
+#[test]
+fn init_reboot_confirms_a_known_lease_naks_a_wrong_one_and_ignores_strangers() {
+    let cfg = config("[defaults]\nprofile = \"fedora\"\n");
+    let mut leases = LeaseTable::new(&cfg);
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
+    // INIT-REBOOT: no server id, no ciaddr, option 50 = the address it had.
+    let req = requested(ip.octets());
+    let (ack, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, &req]),
+    )
+    .0
+    .unwrap();
+    assert_eq!((mtype(&ack), ack.yiaddr()), (MessageType::Ack, ip));
+    let wrong = requested([10, 123, 0, 150]);
+    let (nak, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, &wrong]),
+    )
+    .0
+    .unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak);
+    // A client pxed has no record of: silent (RFC 2131 §4.3.2).
+    let (reply, d) = run(
+        &cfg,
+        &mut leases,
+        &request(UNKNOWN, 0, [0; 4], [0; 4], &[REQUEST, &wrong]),
+    );
+    assert!(reply.is_none(), "{d:?}");
+}
+
+#[test]
+fn client_identifier_keys_the_lease() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    let a = client_id(b"\x00installer");
+    let b = client_id(b"\x00installed-os");
+    let (oa, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &a]),
+    )
+    .0
+    .unwrap();
+    let req = requested(oa.yiaddr().octets());
+    run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req, &a]),
+    );
+    let (ob, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &b]),
+    )
+    .0
+    .unwrap();
+    assert_ne!(
+        oa.yiaddr(),
+        ob.yiaddr(),
+        "one MAC, two client ids, two leases"
+    );
+    let (again, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &a]),
+    )
+    .0
+    .unwrap();
+    assert_eq!(again.yiaddr(), oa.yiaddr());
+}
+
+#[test]
+fn parameter_request_list_is_respected() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    let prl: &[u8] = &[55, 2, 1, 3]; // option 55: mask, router
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, prl]),
+    )
+    .0
+    .unwrap();
+    assert_eq!(opt(&m, 6), None, "DNS was not requested");
+    assert_eq!(opt(&m, 12), None, "hostname was not requested");
+    assert_eq!(opt(&m, 3), Some(&DhcpOption::Router(vec![SERVER])));
+    assert!(
+        opt(&m, 51).is_some() && opt(&m, 54).is_some(),
+        "lease time and server id always"
+    );
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
+    assert!(opt(&m, 6).is_some(), "no list: everything configured");
+}
+
+#[test]
+fn replies_fit_the_clients_maximum_message_size() {
+    let dns: Vec<String> = (1..=40).map(|n| format!("\"10.123.0.{n}\"")).collect();
+    let text = CONFIG.replace(
+        "dns = [\"10.123.0.53\"]",
+        &format!(
+            "dns = [{}]\ndomain = \"{}\"",
+            dns.join(", "),
+            "d".repeat(200)
+        ),
+    );
+    let cfg = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+    let mut leases = LeaseTable::new(&cfg);
+    let msg = decode(&request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]));
+    let Decision::Reply { msg: reply, .. } = decide(&msg, &cfg, &mut leases, 0) else {
+        panic!()
+    };
+    let full = encode(&reply, 1472).unwrap();
+    assert!(full.len() > 548, "fixture too small: {}", full.len());
+    // No option 57: the RFC default of 576 bytes less IP and UDP headers.
+    let small = encode(&reply, max_reply_len(&msg)).unwrap();
+    assert!(small.len() <= 548, "{}", small.len());
+    let m = decode(&small);
+    assert!(
+        opt(&m, 54).is_some() && opt(&m, 51).is_some(),
+        "essential options kept"
+    );
+    // Option 57 = 1500: everything fits.
+    let big = decode(&request(
+        KNOWN,
+        0,
+        [0; 4],
+        [0; 4],
+        &[DISCOVER, &[57, 2, 0x05, 0xdc]],
+    ));
+    assert_eq!(max_reply_len(&big), 1472);
+}
+
+#[test]
+fn decline_keeps_the_address_out_for_the_configured_time() {
+    let cfg = config("[defaults]\nprofile = \"fedora\"\n").clone();
+    let mut cfg = cfg;
+    cfg.dhcp.decline_time = std::time::Duration::from_secs(300);
+    let mut leases = LeaseTable::new(&cfg);
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
+    let req = requested(ip.octets());
+    let decline = request(KNOWN, 0, [0; 4], [0; 4], &[&[53, 1, 4], SERVER_ID, &req]); // DECLINE
+    assert!(run(&cfg, &mut leases, &decline).0.is_none());
+    // Within 300 s nobody gets it, not even the decliner.
+    let m = decide(
+        &decode(&request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &req])),
+        &cfg,
+        &mut leases,
+        1_200,
+    );
+    let Decision::Reply { msg, .. } = m else {
+        panic!()
+    };
+    assert_ne!(msg.yiaddr(), ip);
+    let m = decide(
+        &decode(&request(UNKNOWN, 0, [0; 4], [0; 4], &[DISCOVER, &req])),
+        &cfg,
+        &mut leases,
+        1_000 + 301,
+    );
+    let Decision::Reply { msg, .. } = m else {
+        panic!()
+    };
+    assert_eq!(msg.yiaddr(), ip, "back in the pool after the quarantine");
+}
+
+#[test]
+fn exhausted_pool_gets_no_offer_but_leaseholders_keep_renewing() {
+    let text = CONFIG.replace(
+        "\"10.123.0.100\", \"10.123.0.200\"",
+        "\"10.123.0.100\", \"10.123.0.100\"",
+    );
+    let cfg = crate::config::parse(
+        Path::new("t.toml"),
+        &format!("{text}[defaults]\nprofile = \"fedora\"\n"),
+    )
+    .unwrap();
+    let mut leases = LeaseTable::new(&cfg);
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
+    let (r, d) = run(
+        &cfg,
+        &mut leases,
+        &request(UNKNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    );
+    assert!(r.is_none());
+    assert!(matches!(
+        d,
+        Decision::Ignore {
+            reason: "pool exhausted",
+            ..
+        }
+    ));
+    let (ack, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, ip.octets(), [0; 4], &[REQUEST]),
+    )
+    .0
+    .unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+}
+
+#[test]
+fn acks_record_a_store_write_and_offers_do_not() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]),
+    );
+    assert!(leases.take_changes().is_empty(), "an OFFER is not written");
+    let req = requested([10, 123, 0, 100]);
+    run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[REQUEST, SERVER_ID, &req]),
+    );
+    let changes = leases.take_changes();
+    assert!(
+        matches!(&changes[..], [crate::leases::Change::Upsert(l)] if l.ip == Ipv4Addr::new(10, 123, 0, 100))
+    );
 }

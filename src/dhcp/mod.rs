@@ -14,7 +14,13 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+
+use crate::leases::Change;
 use crate::state::{Seen, Shared};
+use crate::store::LeaseStore;
 use decide::{Decision, Destination};
 
 /// Why a datagram was dropped before a decision.
@@ -45,17 +51,50 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves DHCP on `socket` until `cancel` fires.
+/// A reply waiting for its lease changes to be committed.
+struct Pending {
+    /// Store writes the reply depends on.
+    changes: Vec<Change>,
+    /// The encoded reply.
+    bytes: Vec<u8>,
+    /// Where it goes.
+    to: Destination,
+    /// For the log line once sent.
+    summary: Summary,
+}
+
+/// What is logged about a sent reply.
+struct Summary {
+    mac: String,
+    request: &'static str,
+    reply: &'static str,
+    ip: Ipv4Addr,
+    kind: String,
+    arch: String,
+    user_class: String,
+    file: String,
+}
+
+/// Most replies one commit carries; bounds the latency a burst can add.
+const MAX_BATCH: usize = 4096;
+
+/// Serves DHCP on `socket` until `cancel` fires. Replies that depend on lease changes (ACKs,
+/// and the releases and declines that produce no reply) are handed to a commit task that
+/// writes them to `store` in batches and only then sends the replies.
 pub async fn serve(
     socket: UdpSocket,
     interface: String,
     shared: Arc<Shared>,
+    store: LeaseStore,
     cancel: CancellationToken,
 ) {
+    let socket = Arc::new(socket);
+    let (tx, rx) = mpsc::unbounded_channel::<Pending>();
+    let committer = tokio::spawn(commit_loop(rx, store, socket.clone(), interface.clone()));
     let mut buf = vec![0u8; 1500];
     loop {
         let (len, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -72,17 +111,33 @@ pub async fn serve(
             }
         };
         let cfg = shared.config();
-        let decision = {
+        let (decision, changes) = {
             let mut leases = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
-            decide::decide(&msg, &cfg, &mut leases, unix_now())
+            let d = decide::decide(&msg, &cfg, &mut leases, unix_now());
+            (d, leases.take_changes())
         };
-        match decision {
-            Decision::Ignore { reason, client } => match client {
-                Some(c) => {
-                    info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+        let pending = match decision {
+            Decision::Ignore { reason, client } => {
+                match client {
+                    Some(c) if reason == "pool exhausted" => {
+                        let n = shared.pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
+                        warn!(mac = %c.mac, subnet = %cfg.dhcp.subnet, total = n, "dhcp pool exhausted, no offer sent");
+                    }
+                    Some(c) => {
+                        info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+                    }
+                    None => debug!(%peer, reason, "dhcp packet ignored"),
                 }
-                None => debug!(%peer, reason, "dhcp packet ignored"),
-            },
+                if changes.is_empty() {
+                    continue;
+                }
+                Pending {
+                    changes,
+                    bytes: Vec::new(),
+                    to: Destination::Broadcast,
+                    summary: Summary::none(),
+                }
+            }
             Decision::Reply {
                 msg: reply,
                 to,
@@ -94,35 +149,115 @@ pub async fn serve(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(client.mac, Seen { arch: arch.clone() });
-                let bytes = match decide::encode(&reply) {
+                let bytes = match decide::encode(&reply, decide::max_reply_len(&msg)) {
                     Ok(b) => b,
                     Err(e) => {
                         warn!(mac = %client.mac, error = %e, "cannot encode dhcp reply");
                         continue;
                     }
                 };
-                let request_type = message_type_name(&msg);
-                let reply_type = message_type_name(&reply);
-                let file = reply
-                    .fname_str()
-                    .and_then(|r| r.ok())
-                    .unwrap_or("")
-                    .trim_end_matches('\0')
-                    .to_string();
-                let dest = send(&socket, &interface, &bytes, to).await;
-                match dest {
-                    Ok(addr) => info!(
-                        mac = %client.mac, request = request_type, reply = reply_type,
-                        ip = %reply.yiaddr(), kind = ?client.kind, arch = %arch,
-                        user_class = client.user_class.as_deref().unwrap_or(""),
-                        file = %file, to = %addr, "dhcp reply sent"
-                    ),
-                    Err(e) => {
-                        warn!(mac = %client.mac, reply = reply_type, error = %e, "dhcp send failed")
+                let summary = Summary {
+                    mac: client.mac.to_string(),
+                    request: message_type_name(&msg),
+                    reply: message_type_name(&reply),
+                    ip: reply.yiaddr(),
+                    kind: format!("{:?}", client.kind),
+                    arch,
+                    user_class: client.user_class.clone().unwrap_or_default(),
+                    file: reply
+                        .fname_str()
+                        .and_then(|r| r.ok())
+                        .unwrap_or("")
+                        .trim_end_matches('\0')
+                        .to_string(),
+                };
+                Pending {
+                    changes,
+                    bytes,
+                    to,
+                    summary,
+                }
+            }
+        };
+        if pending.changes.is_empty() {
+            send_logged(&socket, &interface, pending).await;
+        } else if tx.send(pending).is_err() {
+            warn!("lease commit task is gone; reply withheld");
+        }
+    }
+    drop(tx);
+    let _ = committer.await;
+}
+
+impl Summary {
+    fn none() -> Summary {
+        Summary {
+            mac: String::new(),
+            request: "",
+            reply: "",
+            ip: Ipv4Addr::UNSPECIFIED,
+            kind: String::new(),
+            arch: String::new(),
+            user_class: String::new(),
+            file: String::new(),
+        }
+    }
+}
+
+/// Commits batches of lease changes, then sends the replies that waited for them.
+async fn commit_loop(
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    store: LeaseStore,
+    socket: Arc<UdpSocket>,
+    interface: String,
+) {
+    let store = Arc::new(std::sync::Mutex::new(store));
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let changes: Vec<Change> = batch
+            .iter()
+            .flat_map(|p| p.changes.iter().cloned())
+            .collect();
+        let s = store.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut store = s.lock().unwrap_or_else(|e| e.into_inner());
+            store.commit(&changes)
+        })
+        .await;
+        match committed {
+            Ok(Ok(())) => {
+                debug!(replies = batch.len(), "lease batch committed");
+                for p in batch {
+                    if !p.bytes.is_empty() {
+                        send_logged(&socket, &interface, p).await;
                     }
                 }
             }
+            Ok(Err(e)) => {
+                warn!(error = %e, withheld = batch.len(), "lease commit failed; replies withheld")
+            }
+            Err(e) => {
+                warn!(error = %e, withheld = batch.len(), "lease commit task failed; replies withheld")
+            }
         }
+    }
+}
+
+async fn send_logged(socket: &UdpSocket, interface: &str, p: Pending) {
+    let s = p.summary;
+    match send(socket, interface, &p.bytes, p.to).await {
+        Ok(addr) => info!(
+            mac = %s.mac, request = s.request, reply = s.reply, ip = %s.ip, kind = %s.kind,
+            arch = %s.arch, user_class = s.user_class.as_str(), file = %s.file, to = %addr,
+            "dhcp reply sent"
+        ),
+        Err(e) => warn!(mac = %s.mac, reply = s.reply, error = %e, "dhcp send failed"),
     }
 }
 

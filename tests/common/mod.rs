@@ -268,6 +268,15 @@ impl Pxed {
         }
     }
 
+    /// Kills pxed with SIGKILL, as a crash would, and waits for it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and returns how long pxed took to exit, and its status.
     pub fn stop(&mut self) -> (Duration, std::process::ExitStatus) {
         self.stop_with("-TERM")

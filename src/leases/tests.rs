@@ -1,0 +1,221 @@
+use super::*;
+use crate::config::Config;
+use std::path::Path;
+
+fn cfg(extra: &str) -> Config {
+    let text = format!(
+        r#"[server]
+interface = "br1"
+address = "10.0.0.1"
+boot_dir = "/srv"
+state_dir = "/var/lib/pxed"
+[dhcp]
+subnet = "10.0.0.0/24"
+range = ["10.0.0.10", "10.0.0.12"]
+router = "10.0.0.1"
+[profiles.p]
+action = "local"
+{extra}"#
+    );
+    crate::config::parse(Path::new("t.toml"), &text).unwrap()
+}
+
+fn mac(n: u8) -> Mac {
+    Mac([0x52, 0x54, 0, 0, 0, n])
+}
+
+fn id(n: u8) -> ClientId {
+    ClientId::from_mac(mac(n))
+}
+
+fn ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+fn bind(t: &mut LeaseTable, n: u8, addr: Ipv4Addr, expires: u64) {
+    t.bind(&id(n), mac(n), addr, State::Bound, expires);
+}
+
+#[test]
+fn same_client_gets_same_address_even_after_expiry() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    assert_eq!(t.choose(&c, &id(1), mac(1), None, 0), Some(ip(10)));
+    bind(&mut t, 1, ip(10), 100);
+    assert_eq!(t.choose(&c, &id(2), mac(2), None, 0), Some(ip(11)));
+    bind(&mut t, 2, ip(11), 100);
+    // Long after expiry, client 1 still gets its own address back.
+    assert_eq!(t.choose(&c, &id(1), mac(1), None, 10_000), Some(ip(10)));
+    // A newcomer gets a never-used address before an expired one.
+    assert_eq!(t.choose(&c, &id(3), mac(3), None, 10_000), Some(ip(12)));
+}
+
+#[test]
+fn exhausted_pool_offers_nothing_until_a_lease_expires() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    for n in 1..=3 {
+        let a = t.choose(&c, &id(n), mac(n), None, 0).unwrap();
+        bind(&mut t, n, a, 100 + u64::from(n));
+    }
+    assert_eq!(t.choose(&c, &id(9), mac(9), None, 50), None);
+    assert_eq!(t.free_count(&c, 50), 0);
+    // After expiry, the lease that expired first is taken over.
+    assert_eq!(t.choose(&c, &id(9), mac(9), None, 1000), Some(ip(10)));
+    t.take_changes();
+    bind(&mut t, 9, ip(10), 2000);
+    assert_eq!(t.get(&id(1)), None);
+    assert_eq!(t.mac_of(ip(10)), Some(mac(9)));
+    // The displaced client's lease is deleted from the store in the same commit.
+    let changes = t.take_changes();
+    assert_eq!(changes[0], Change::Delete(id(1)));
+    assert!(matches!(&changes[1], Change::Upsert(l) if l.ip == ip(10) && l.mac == mac(9)));
+}
+
+#[test]
+fn option_61_identifies_the_client_not_the_mac() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    let a = ClientId(b"\x00vm-a".to_vec());
+    let b = ClientId(b"\x00vm-b".to_vec());
+    // Two identifiers behind one MAC (two OSes on one NIC) hold two addresses.
+    t.bind(&a, mac(1), ip(10), State::Bound, 100);
+    assert_eq!(t.choose(&c, &b, mac(1), None, 0), Some(ip(11)));
+    assert_eq!(
+        t.check(&c, &b, mac(1), ip(10), 0),
+        Err(Refusal::Taken(ip(10)))
+    );
+    assert_eq!(t.get_by_mac(&mac(1)).unwrap().ip, ip(10));
+}
+
+#[test]
+fn reserved_addresses_never_go_to_others() {
+    let c = cfg("[hosts.\"52:54:00:00:00:07\"]\nprofile = \"p\"\nip = \"10.0.0.10\"\n");
+    let t = LeaseTable::new(&c);
+    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(10)), 0), Some(ip(11)));
+    assert_eq!(t.choose(&c, &id(7), mac(7), None, 0), Some(ip(10)));
+    assert_eq!(
+        t.check(&c, &id(1), mac(1), ip(10), 0),
+        Err(Refusal::Taken(ip(10)))
+    );
+    assert_eq!(
+        t.check(&c, &id(7), mac(7), ip(11), 0),
+        Err(Refusal::NotAllowed(ip(11)))
+    );
+    assert_eq!(t.check(&c, &id(7), mac(7), ip(10), 0), Ok(()));
+}
+
+#[test]
+fn requested_address_is_honoured_when_free() {
+    let c = cfg("");
+    let t = LeaseTable::new(&c);
+    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(12)), 0), Some(ip(12)));
+    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(99)), 0), Some(ip(10)));
+}
+
+#[test]
+fn check_refuses_wrong_subnet_and_taken() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    bind(&mut t, 1, ip(10), 100);
+    let foreign = Ipv4Addr::new(192, 168, 1, 5);
+    assert_eq!(
+        t.check(&c, &id(2), mac(2), foreign, 0),
+        Err(Refusal::WrongSubnet(foreign))
+    );
+    assert_eq!(
+        t.check(&c, &id(2), mac(2), ip(10), 0),
+        Err(Refusal::Taken(ip(10)))
+    );
+    assert_eq!(t.check(&c, &id(1), mac(1), ip(10), 0), Ok(()));
+    assert_eq!(t.check(&c, &id(2), mac(2), ip(10), 200), Ok(()));
+}
+
+#[test]
+fn release_frees_and_decline_quarantines() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    bind(&mut t, 1, ip(10), 1000);
+    t.take_changes();
+    assert!(t.release(&id(1), ip(10), 5));
+    assert!(
+        matches!(&t.take_changes()[..], [Change::Upsert(l)] if l.state == State::Released && l.expires == 5)
+    );
+    assert_eq!(t.check(&c, &id(2), mac(2), ip(10), 6), Ok(()));
+    bind(&mut t, 2, ip(11), 1000);
+    t.take_changes();
+    assert!(t.decline(&id(2), ip(11), 600));
+    assert_eq!(t.take_changes(), vec![Change::Delete(id(2))]);
+    assert_eq!(t.choose(&c, &id(2), mac(2), Some(ip(11)), 10), Some(ip(12)));
+    assert_eq!(
+        t.choose(&c, &id(3), mac(3), Some(ip(11)), 601),
+        Some(ip(11))
+    );
+}
+
+#[test]
+fn offers_are_not_written_and_a_turned_down_offer_is_freed() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    t.bind(&id(1), mac(1), ip(10), State::Offered, 60);
+    assert!(t.take_changes().is_empty());
+    t.drop_offer(&id(1));
+    assert_eq!(t.get(&id(1)), None);
+    assert_eq!(t.choose(&c, &id(2), mac(2), None, 0), Some(ip(10)));
+}
+
+#[test]
+fn restore_rebuilds_every_index() {
+    let c = cfg("");
+    let leases = vec![
+        Lease {
+            client: id(1),
+            mac: mac(1),
+            ip: ip(11),
+            state: State::Bound,
+            expires: 500,
+        },
+        Lease {
+            client: id(2),
+            mac: mac(2),
+            ip: ip(10),
+            state: State::Released,
+            expires: 5,
+        },
+    ];
+    let t = LeaseTable::restore(&c, leases);
+    assert_eq!(t.mac_of(ip(11)), Some(mac(1)));
+    assert_eq!(t.get_by_mac(&mac(2)).unwrap().ip, ip(10));
+    // Only 10.0.0.12 was never used; after it, released 10.0.0.10 is taken over.
+    assert_eq!(t.choose(&c, &id(3), mac(3), None, 10), Some(ip(12)));
+    assert_eq!(t.in_use(10), 1);
+}
+
+#[test]
+fn allocation_cost_does_not_grow_with_the_number_of_leases() {
+    // A /16 pool filled with 60,000 leases: each allocation must stay cheap.
+    let text = r#"[server]
+interface = "br1"
+address = "10.1.0.1"
+boot_dir = "/srv"
+state_dir = "/var/lib/pxed"
+[dhcp]
+subnet = "10.1.0.0/16"
+range = ["10.1.0.10", "10.1.255.250"]
+[profiles.p]
+action = "local"
+"#;
+    let c = crate::config::parse(Path::new("t.toml"), text).unwrap();
+    let mut t = LeaseTable::new(&c);
+    for n in 0..60_000u32 {
+        let client = ClientId(n.to_be_bytes().to_vec());
+        let m = Mac([2, 0, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        let a = t.choose(&c, &client, m, None, 0).expect("pool has room");
+        t.bind(&client, m, a, State::Bound, 3600);
+    }
+    assert_eq!(t.iter().count(), 60_000);
+    assert_eq!(
+        t.mac_of(Ipv4Addr::new(10, 1, 0, 10)),
+        Some(Mac([2, 0, 0, 0, 0, 0]))
+    );
+}

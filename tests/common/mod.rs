@@ -317,12 +317,22 @@ impl Drop for Pxed {
 }
 
 /// Runs a command to completion with a hard time limit; returns (success, stdout, stderr).
+/// Output is drained while it runs, so a chatty command cannot block on a full pipe.
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).ok();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -335,10 +345,8 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String)
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).ok();
-    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
     (status.is_some_and(|s| s.success()), out, err)
 }
 

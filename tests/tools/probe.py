@@ -6,6 +6,8 @@ what came back on the wire, so the tests can assert it.
                                                DATA 1); prints how many packets followed.
   probe.py tftp-stall SERVER FILE SECS         RRQ, take the first packet, never ACK.
   probe.py dhcp-garbage SERVER                 malformed DHCP datagrams to port 67.
+  probe.py dhcp-verify SERVER GIADDR FILE      for each "mac ip" line of FILE, DISCOVER as a
+                                               relay would; print each OFFER as "mac ip".
 """
 import socket
 import sys
@@ -75,12 +77,61 @@ def dhcp_garbage(server):
     print(f"sent {len(packets)} malformed packets")
 
 
+def dhcp_verify(server, giaddr, path):
+    pairs = [line.split() for line in open(path) if line.strip()]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((giaddr, 67))
+    gi = socket.inet_aton(giaddr)
+    offers = {}
+
+    def discover(i):
+        hw = bytes.fromhex(pairs[i][0].replace(":", ""))
+        p = bytes([1, 1, 6, 1]) + i.to_bytes(4, "big") + bytes(4)  # op, htype, hlen, hops, xid, secs+flags
+        p += bytes(12) + gi + hw + bytes(10 + 64 + 128)            # ciaddr yiaddr siaddr, giaddr, chaddr
+        p += bytes([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255])         # cookie, DISCOVER, end
+        s.sendto(p, (server, 67))
+
+    # Windows of 100 outstanding DISCOVERs; unanswered ones are asked again, up to 3 times.
+    todo = list(range(len(pairs)))
+    for _ in range(3):
+        for start in range(0, len(todo), 100):
+            window = todo[start:start + 100]
+            for i in window:
+                discover(i)
+            collect(s, pairs, offers, window, 2.0)
+        todo = [i for i in todo if i not in offers]
+        if not todo:
+            break
+    for mac, ip in offers.values():
+        print(mac, ip)
+
+
+def collect(s, pairs, offers, window, secs):
+    end = time.time() + secs
+    while any(i not in offers for i in window):
+        left = end - time.time()
+        if left <= 0:
+            return
+        s.settimeout(left)
+        try:
+            data, _ = s.recvfrom(2048)
+        except socket.timeout:
+            return
+        xid = int.from_bytes(data[4:8], "big")
+        if data[0] == 2 and xid < len(pairs):
+            offers[xid] = (pairs[xid][0], socket.inet_ntoa(data[16:20]))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "tftp-abort":
         tftp_abort(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "oack")
     elif cmd == "tftp-stall":
         tftp_stall(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "dhcp-verify":
+        dhcp_verify(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "dhcp-garbage":
         dhcp_garbage(sys.argv[2])
     else:

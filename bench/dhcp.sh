@@ -1,0 +1,120 @@
+#!/bin/bash
+# DHCP DORA rate, pxed (durable SQLite leases) against dnsmasq (lease file, and --leasefile-ro),
+# side by side in one run, with Kea's perfdhcp (Debian package kea-admin).
+#
+# Two namespaces joined by a veth pair; the server on CPU 0, perfdhcp on CPU 1. perfdhcp acts
+# as a relay (giaddr = its address, port 67). Every step starts a fresh server with an empty
+# lease store, runs `perfdhcp -r RATE -R CLIENTS -p SECS -W 1000000`, and counts ACKs against
+# DISCOVERs sent. Prints, per server, each rate's drops and latencies, and the highest rate
+# with under 1% drops, then the ratios.
+#
+# Usage: sudo bench/dhcp.sh [CLIENTS=60000] [SECS=10] [RATES="500 1000 2000 3000 4000 6000"]
+set -euo pipefail
+clients=${1:-60000}
+secs=${2:-10}
+rates=${3:-"500 1000 2000 3000 4000 6000"}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 1; }
+for p in kea-admin dnsmasq-base; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || {
+        apt-get update -q >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" >&2; }
+done
+(cd "$repo" && cargo build --release --quiet)
+pxed="$repo/target/release/pxed"
+
+for old in $(ip netns list | awk '/^pxedd-[0-9]+-/ {print $1}'); do
+    pid=${old#pxedd-}; pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null || ip netns delete "$old" 2>/dev/null || true
+done
+srv=pxedd-$$-srv; cli=pxedd-$$-cli
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    ip netns delete "$srv" 2>/dev/null || true
+    ip netns delete "$cli" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$srv"; ip netns add "$cli"
+ip -n "$srv" link set lo up; ip -n "$cli" link set lo up
+ip -n "$srv" link add veth-s type veth peer name veth-c netns "$cli"
+ip -n "$srv" addr add 10.202.0.1/16 dev veth-s; ip -n "$srv" link set veth-s up
+ip -n "$cli" addr add 10.202.0.2/16 dev veth-c; ip -n "$cli" link set veth-c up
+mkdir -p "$work/boot"
+
+start_server() { # name
+    rm -rf "$work/state"; mkdir -p "$work/state"
+    case $1 in
+    pxed)
+        cat > "$work/pxed.toml" <<TOML
+[server]
+interface = "veth-s"
+address = "10.202.0.1"
+boot_dir = "$work/boot"
+state_dir = "$work/state"
+[dhcp]
+subnet = "10.202.0.0/16"
+range = ["10.202.1.0", "10.202.255.254"]
+lease_time = "1h"
+[http]
+listen = "10.202.0.1:8080"
+[profiles.disk]
+action = "local"
+[defaults]
+profile = "disk"
+TOML
+        PXED_LOG=warn ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/server.log" &
+        server_pid=$! ;;
+    dnsmasq|dnsmasq-ro)
+        extra=(--dhcp-leasefile="$work/state/dnsmasq.leases")
+        [ "$1" = dnsmasq-ro ] && extra+=(--leasefile-ro)
+        ip netns exec "$srv" taskset -c 0 dnsmasq --keep-in-foreground --port=0 --no-ping \
+            --dhcp-range=10.202.1.0,10.202.255.254,255.255.0.0,1h --dhcp-lease-max=70000 \
+            --interface=veth-s --bind-interfaces --user=root --log-facility=/dev/null \
+            --pid-file="$work/state/dnsmasq.pid" "${extra[@]}" 2> "$work/server.log" &
+        server_pid=$! ;;
+    esac
+    sleep 1
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+}
+stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+
+# step RATE -> "acks discovers drop% avg_do_ms avg_ra_ms max_ra_ms"
+step() {
+    local out
+    out=$(ip netns exec "$cli" taskset -c 1 timeout $((secs + 30)) perfdhcp -4 -r "$1" -R "$clients" \
+          -p "$secs" -W 1000000 10.202.0.1 2>&1 || true)
+    echo "$out" > "$work/perfdhcp-$1.txt"
+    echo "$out" | awk '
+        /Statistics for: DISCOVER-OFFER/ { ex = 1 }
+        /Statistics for: REQUEST-ACK/    { ex = 2 }
+        /^sent packets:/     { sent[ex] = $3 }
+        /^received packets:/ { recv[ex] = $3 }
+        /^avg delay:/        { avg[ex] = $3 }
+        /^max delay:/        { max[ex] = $3 }
+        END {
+            d = sent[1] + 0; a = recv[2] + 0
+            drop = (d > 0) ? 100 * (d - a) / d : 100
+            printf "%d %d %.2f %s %s %s\n", a, d, drop, avg[1], avg[2], max[2]
+        }'
+}
+
+declare -A best
+printf '%-11s %6s %9s %9s %7s %10s %10s %10s\n' server rate ACKs/s DISCOVERs drop% avgDO_ms avgRA_ms maxRA_ms
+for server in dnsmasq dnsmasq-ro pxed; do
+    best[$server]=0
+    for rate in $rates; do
+        start_server "$server"
+        read -r acks discovers drop ado ara mra <<< "$(step "$rate")"
+        stop_server
+        printf '%-11s %6s %9.0f %9s %7s %10s %10s %10s\n' "$server" "$rate" \
+            "$(awk -v a="$acks" -v s="$secs" 'BEGIN { print a / s }')" "$discovers" "$drop" "$ado" "$ara" "$mra"
+        if awk -v d="$drop" 'BEGIN { exit !(d < 1) }'; then best[$server]=$rate; fi
+    done
+done
+echo
+echo "highest rate with <1% drops (${clients} clients, ${secs} s steps):"
+for server in dnsmasq dnsmasq-ro pxed; do printf '  %-11s %6s DORA/s\n' "$server" "${best[$server]}"; done
+printf '  pxed / dnsmasq (lease file): %s\n' "$(awk -v a="${best[pxed]}" -v b="${best[dnsmasq]}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')"
+printf '  pxed / dnsmasq --leasefile-ro: %s\n' "$(awk -v a="${best[pxed]}" -v b="${best[dnsmasq-ro]}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')"

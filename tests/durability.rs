@@ -94,7 +94,7 @@ profile = "disk"
     .unwrap();
     let start = |n: usize| {
         let log = dir.path().join(format!("pxed-{n}.log"));
-        let child = srv
+        let mut child = srv
             .cmd(pxed_bin())
             .args(["serve", "--config"])
             .arg(&cfg_path)

@@ -112,6 +112,8 @@ profile = "disk"
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "pxed did not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()

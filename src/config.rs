@@ -102,8 +102,10 @@ pub struct Server {
 pub struct Dhcp {
     /// The served subnet.
     pub subnet: Ipv4Net,
-    /// First and last pool address, inclusive.
-    pub range: (Ipv4Addr, Ipv4Addr),
+    /// Full DHCP server, or proxyDHCP (boot information only, no addresses).
+    pub mode: DhcpMode,
+    /// First and last pool address, inclusive; `None` in proxy mode.
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Option 3.
     pub router: Option<Ipv4Addr>,
     /// Option 51; T1 and T2 are 1/2 and 7/8 of it.
@@ -114,6 +116,16 @@ pub struct Dhcp {
     pub dns: Vec<Ipv4Addr>,
     /// Option 15.
     pub domain: Option<String>,
+}
+
+/// `[dhcp] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    /// pxed hands out addresses and boot information (the default).
+    Server,
+    /// Another server hands out addresses; pxed answers PXE clients with boot information
+    /// only, on port 67 and on port 4011 (the PXE proxyDHCP protocol).
+    Proxy,
 }
 
 /// `[http]`.
@@ -200,7 +212,10 @@ impl Config {
 
     /// Number of addresses in the pool.
     pub fn pool_size(&self) -> u32 {
-        u32::from(self.dhcp.range.1) - u32::from(self.dhcp.range.0) + 1
+        self.dhcp
+            .range
+            .map(|(a, b)| u32::from(b) - u32::from(a) + 1)
+            .unwrap_or(0)
     }
 }
 
@@ -373,18 +388,45 @@ impl Validator<'_> {
                 format!("host bits are set; did you mean {}?", subnet.trunc()),
             ));
         }
-        let [start, end] = d.range;
-        for ip in [start, end] {
-            if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+        let mode = match d.mode.as_deref() {
+            None | Some("server") => DhcpMode::Server,
+            Some("proxy") => DhcpMode::Proxy,
+            Some(other) => {
+                return Err(self.err(
+                    &["dhcp", "mode"],
+                    format!("unknown mode `{other}` (\"server\" or \"proxy\")"),
+                ))
+            }
+        };
+        let range = match (mode, d.range) {
+            (DhcpMode::Server, None) => {
+                return Err(self.err(
+                    &["dhcp"],
+                    "missing field `range` (required unless mode = \"proxy\")",
+                ))
+            }
+            (DhcpMode::Proxy, Some(_)) => {
                 return Err(self.err(
                     &["dhcp", "range"],
-                    format!("{ip} is outside the usable addresses of subnet {subnet}"),
-                ));
+                    "proxy mode hands out no addresses; remove `range`",
+                ))
             }
-        }
-        if u32::from(start) > u32::from(end) {
-            return Err(self.err(&["dhcp", "range"], "first address is after the last"));
-        }
+            (DhcpMode::Proxy, None) => None,
+            (DhcpMode::Server, Some([start, end])) => {
+                for ip in [start, end] {
+                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                        return Err(self.err(
+                            &["dhcp", "range"],
+                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
+                        ));
+                    }
+                }
+                if u32::from(start) > u32::from(end) {
+                    return Err(self.err(&["dhcp", "range"], "first address is after the last"));
+                }
+                Some((start, end))
+            }
+        };
         if !subnet.contains(&server) {
             return Err(self.err(
                 &["server", "address"],
@@ -419,7 +461,8 @@ impl Validator<'_> {
         })?;
         Ok(Dhcp {
             subnet,
-            range: (start, end),
+            mode,
+            range,
             router: d.router,
             lease_time,
             decline_time,

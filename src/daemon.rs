@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, DhcpMode};
 use crate::leases::LeaseTable;
 use crate::state::Shared;
 use crate::store::LeaseStore;
@@ -31,20 +31,38 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .with_context(|| format!("http listener on {http_addr}"))?;
 
     let boot_dir = config.server.boot_dir.display().to_string();
+    let mode = config.dhcp.mode;
     let store = LeaseStore::open(&config.server.state_dir).context("lease store")?;
     let restored = store.load().context("loading leases")?;
     info!(store = %store.path().display(), leases = restored.len(), "leases restored");
     let leases = LeaseTable::restore(&config, restored);
     let shared = Shared::with_leases(config, leases);
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::dhcp::serve(
-        dhcp,
-        iface.clone(),
-        shared.clone(),
-        store,
-        cancel.clone(),
-    ));
-    info!(interface = %iface, addr = %dhcp_addr, "dhcp listener ready");
+    match mode {
+        DhcpMode::Server => {
+            tasks.spawn(crate::dhcp::serve(
+                dhcp,
+                iface.clone(),
+                shared.clone(),
+                store,
+                cancel.clone(),
+            ));
+            info!(interface = %iface, addr = %dhcp_addr, mode = "server", "dhcp listener ready");
+        }
+        DhcpMode::Proxy => {
+            let pxe_addr = SocketAddr::from(([0, 0, 0, 0], 4011));
+            let pxe =
+                crate::net::udp_on_interface(&iface, pxe_addr).context("proxydhcp listener")?;
+            tasks.spawn(crate::dhcp::serve_proxy(
+                dhcp,
+                pxe,
+                iface.clone(),
+                shared.clone(),
+                cancel.clone(),
+            ));
+            info!(interface = %iface, addr = %dhcp_addr, proxy_addr = %pxe_addr, mode = "proxy", "dhcp listener ready");
+        }
+    }
     tasks.spawn(crate::tftp::serve(tftp, shared.clone(), cancel.clone()));
     info!(interface = %iface, addr = %tftp_addr, %boot_dir, "tftp listener ready");
     let http_shared = shared.clone();
@@ -77,19 +95,24 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
 /// A human summary of a config for `pxed check`.
 pub fn summary(c: &Config) -> String {
     let mut s = String::new();
-    let (a, b) = c.dhcp.range;
     s.push_str(&format!(
         "interface {}, address {}, boot_dir {}\n",
         c.server.interface,
         c.server.address,
         c.server.boot_dir.display()
     ));
-    s.push_str(&format!(
-        "pool {a}-{b} ({} addresses) in {}, lease {}\n",
-        c.pool_size(),
-        c.dhcp.subnet,
-        humantime::format_duration(c.dhcp.lease_time)
-    ));
+    match c.dhcp.range {
+        Some((a, b)) => s.push_str(&format!(
+            "pool {a}-{b} ({} addresses) in {}, lease {}\n",
+            c.pool_size(),
+            c.dhcp.subnet,
+            humantime::format_duration(c.dhcp.lease_time)
+        )),
+        None => s.push_str(&format!(
+            "proxyDHCP for {}: boot information only, addresses come from another server\n",
+            c.dhcp.subnet
+        )),
+    }
     s.push_str(&format!("http {}\n", c.http_base()));
     s.push_str(&format!("profiles ({}):\n", c.profiles.len()));
     for (name, p) in &c.profiles {

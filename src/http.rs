@@ -132,6 +132,9 @@ async fn script(
     };
     match profiles::render_ipxe(name, profile, &vars, script_text.as_deref()) {
         Ok(body) => {
+            if let SocketAddr::V4(v4) = peer {
+                app.shared.note_script_peer(*v4.ip(), mac);
+            }
             info!(%mac, profile = name, kind = profile.kind(), %arch, "ipxe script served");
             text(StatusCode::OK, body)
         }

@@ -12,7 +12,8 @@
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
 //! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
 //! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
-//! | [`dhcp`] | the DHCP socket loop: decode, decide, send per RFC 2131 §4.1 | shell |
+//! | [`dhcp::proxy`] | proxyDHCP: boot information without addresses (ports 67 and 4011) | pure |
+//! | [`dhcp`] | the DHCP socket loops: decode, decide, commit leases, send per RFC 2131 §4.1 | shell |
 //! | [`tftp::packet`] | TFTP wire format | pure |
 //! | [`tftp::session`] | one read transfer as a state machine (options, windows, retries) | pure |
 //! | [`tftp`] | the TFTP listener and one task per transfer | shell |

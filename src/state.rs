@@ -29,6 +29,9 @@ pub struct Shared {
     pub leases: Mutex<LeaseTable>,
     /// Per-client facts learned from DHCP.
     pub seen: Mutex<HashMap<Mac, Seen>>,
+    /// Addresses that fetched a MAC's script, so later requests from them (kernel, initrd)
+    /// are logged under that MAC even when another DHCP server leased the address.
+    pub script_peers: Mutex<HashMap<Ipv4Addr, Mac>>,
     /// DISCOVERs that got no OFFER because the pool was exhausted.
     pub pool_exhausted: AtomicU64,
 }
@@ -46,6 +49,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             leases: Mutex::new(leases),
             seen: Mutex::new(HashMap::new()),
+            script_peers: Mutex::new(HashMap::new()),
             pool_exhausted: AtomicU64::new(0),
         })
     }
@@ -58,12 +62,31 @@ impl Shared {
             .clone()
     }
 
-    /// The MAC leased an address, for logging HTTP and TFTP requests by machine.
+    /// The MAC behind an address (our lease, else the last script fetched from it), for
+    /// logging HTTP and TFTP requests by machine.
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
-        self.leases
+        let leased = self
+            .leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .mac_of(ip)
+            .mac_of(ip);
+        leased.or_else(|| {
+            self.script_peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&ip)
+                .copied()
+        })
+    }
+
+    /// Remembers that `ip` fetched the script of `mac`.
+    pub fn note_script_peer(&self, ip: Ipv4Addr, mac: Mac) {
+        let mut peers = self.script_peers.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a stale entry only mislabels a log line, so forgetting all is fine.
+        if peers.len() >= 65_536 {
+            peers.clear();
+        }
+        peers.insert(ip, mac);
     }
 
     /// The address leased to a MAC.

@@ -356,3 +356,88 @@ fn unknown_mac_is_not_booted() {
     );
     assert!(!log.contains("http request"), "{log}");
 }
+
+/// proxyDHCP: dnsmasq, in its own namespace on br1, hands out addresses and nothing else;
+/// pxed in `mode = "proxy"` adds the boot information. Both firmware kinds must boot.
+#[test]
+fn proxy_mode_boots_bios_and_uefi_next_to_an_address_only_dnsmasq() {
+    let (_g, boot_dir) = setup();
+    require(&["dnsmasq"]);
+    let mut lab = Lab::new();
+    let dns = lab.client("02:00:00:00:00:02", Some("10.123.0.2/24"));
+    let leases = lab.path("dnsmasq.leases");
+    let mut dnsmasq = dns
+        .cmd("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--port=0",
+            "--no-ping",
+            "--interface=vc",
+            "--bind-interfaces",
+        ])
+        .args([
+            "--dhcp-range=10.123.0.150,10.123.0.199,255.255.255.0,1h",
+            "--user=root",
+        ])
+        .arg(format!("--dhcp-leasefile={}", leases.display()))
+        .arg(format!("--pid-file={}", lab.path("dnsmasq.pid").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    let config = config(
+        &boot_dir,
+        &lab.path("state"),
+        r#"[profiles.bios]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=proxy-bios"
+
+[profiles.uefi]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=proxy-uefi"
+
+[hosts."de:00:00:00:00:de"]
+profile = "bios"
+
+[hosts."de:00:00:00:00:ef"]
+profile = "uefi"
+"#,
+    )
+    .replace(
+        "range = [\"10.123.0.100\", \"10.123.0.200\"]\n",
+        "mode = \"proxy\"\n",
+    );
+    let mut pxed = Pxed::start(&lab, &config);
+    let cases = [
+        (Firmware::Bios, "de:00:00:00:00:de", "pxed.test=proxy-bios"),
+        (Firmware::Uefi, "de:00:00:00:00:ef", "pxed.test=proxy-uefi"),
+    ];
+    for (fw, mac, want) in cases {
+        let (line, log) = boot_to_kernel(&mut lab, &mut pxed, fw, mac);
+        assert!(line.contains(want), "{fw:?}: {line}");
+        // The address came from dnsmasq, the boot file from pxed.
+        let offers: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("dhcp reply sent") && l.contains(mac))
+            .collect();
+        assert!(
+            !offers.is_empty() && offers.iter().all(|l| l.contains("ip=0.0.0.0")),
+            "{fw:?}: pxed offered an address:\n{log}"
+        );
+        let peer = log
+            .lines()
+            .find(|l| l.contains("path=/vmlinuz") && l.contains(mac))
+            .and_then(|l| l.split("peer=10.123.0.").nth(1))
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<u8>().ok())
+            .unwrap_or_else(|| panic!("{fw:?}: no kernel request from the VM:\n{log}"));
+        assert!(
+            (150..=199).contains(&peer),
+            "{fw:?}: the VM's address 10.123.0.{peer} is not from dnsmasq's range"
+        );
+    }
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+}

@@ -42,7 +42,8 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDhcp {
     pub(super) subnet: String,
-    pub(super) range: [Ipv4Addr; 2],
+    pub(super) mode: Option<String>,
+    pub(super) range: Option<[Ipv4Addr; 2]>,
     pub(super) router: Option<Ipv4Addr>,
     #[serde(default = "default_lease_time")]
     pub(super) lease_time: String,

@@ -47,10 +47,10 @@ fn contract_config_parses_exactly_as_written() {
     assert_eq!(c.dhcp.subnet.to_string(), "10.123.0.0/24");
     assert_eq!(
         c.dhcp.range,
-        (
+        Some((
             Ipv4Addr::new(10, 123, 0, 100),
             Ipv4Addr::new(10, 123, 0, 200)
-        )
+        ))
     );
     assert_eq!(c.dhcp.lease_time, Duration::from_secs(3600));
     assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
@@ -344,4 +344,30 @@ fn load_names_the_file_when_it_cannot_be_read() {
         err.starts_with("/nonexistent/pxed.toml: cannot read config"),
         "{err}"
     );
+}
+
+#[test]
+fn proxy_mode_takes_no_range_and_server_mode_needs_one() {
+    let proxy = CONTRACT.replace(
+        "range = [\"10.123.0.100\", \"10.123.0.200\"]",
+        "mode = \"proxy\"",
+    );
+    let c = parse_str(&proxy).unwrap();
+    assert_eq!(c.dhcp.mode, DhcpMode::Proxy);
+    assert_eq!(c.dhcp.range, None);
+    assert_eq!(c.pool_size(), 0);
+    let (_, key, msg) =
+        err_of(&CONTRACT.replace("range = [\"10.123.0.100\", \"10.123.0.200\"]", ""));
+    assert_eq!(key, "dhcp");
+    assert!(msg.contains("range"), "{msg}");
+    let (_, key, _) = err_of(&CONTRACT.replace(
+        "lease_time = \"1h\"",
+        "lease_time = \"1h\"\nmode = \"proxy\"",
+    ));
+    assert_eq!(key, "dhcp.range");
+    let (_, key, _) = err_of(&CONTRACT.replace(
+        "lease_time = \"1h\"",
+        "lease_time = \"1h\"\nmode = \"relay\"",
+    ));
+    assert_eq!(key, "dhcp.mode");
 }

@@ -57,6 +57,8 @@ pub enum Destination {
     /// To yiaddr and chaddr, port 68, although the client has no address yet: needs an ARP
     /// entry, or falls back to broadcast.
     Hardware(Ipv4Addr, Mac),
+    /// Back to the address and port a request came from (proxyDHCP on port 4011).
+    Peer(std::net::SocketAddr),
 }
 
 /// The outcome of one request.

@@ -2,6 +2,7 @@
 //! drops anything malformed, and sends each reply where RFC 2131 §4.1 says.
 
 pub mod decide;
+pub mod proxy;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -116,68 +117,8 @@ pub async fn serve(
             let d = decide::decide(&msg, &cfg, &mut leases, unix_now());
             (d, leases.take_changes())
         };
-        let pending = match decision {
-            Decision::Ignore { reason, client } => {
-                match client {
-                    Some(c) if reason == "pool exhausted" => {
-                        let n = shared.pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
-                        warn!(mac = %c.mac, subnet = %cfg.dhcp.subnet, total = n, "dhcp pool exhausted, no offer sent");
-                    }
-                    Some(c) => {
-                        info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
-                    }
-                    None => debug!(%peer, reason, "dhcp packet ignored"),
-                }
-                if changes.is_empty() {
-                    continue;
-                }
-                Pending {
-                    changes,
-                    bytes: Vec::new(),
-                    to: Destination::Broadcast,
-                    summary: Summary::none(),
-                }
-            }
-            Decision::Reply {
-                msg: reply,
-                to,
-                client,
-            } => {
-                let arch = decide::client_arch_name(&client);
-                shared
-                    .seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(client.mac, Seen { arch: arch.clone() });
-                let bytes = match decide::encode(&reply, decide::max_reply_len(&msg)) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        warn!(mac = %client.mac, error = %e, "cannot encode dhcp reply");
-                        continue;
-                    }
-                };
-                let summary = Summary {
-                    mac: client.mac.to_string(),
-                    request: message_type_name(&msg),
-                    reply: message_type_name(&reply),
-                    ip: reply.yiaddr(),
-                    kind: format!("{:?}", client.kind),
-                    arch,
-                    user_class: client.user_class.clone().unwrap_or_default(),
-                    file: reply
-                        .fname_str()
-                        .and_then(|r| r.ok())
-                        .unwrap_or("")
-                        .trim_end_matches('\0')
-                        .to_string(),
-                };
-                Pending {
-                    changes,
-                    bytes,
-                    to,
-                    summary,
-                }
-            }
+        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, changes) else {
+            continue;
         };
         if pending.changes.is_empty() {
             send_logged(&socket, &interface, pending).await;
@@ -187,6 +128,125 @@ pub async fn serve(
     }
     drop(tx);
     let _ = committer.await;
+}
+
+/// Serves proxyDHCP until `cancel` fires: DISCOVERs on `dhcp` (port 67) and REQUESTs on
+/// `pxe` (port 4011), answered from the socket they came in on. Nothing is leased, so nothing
+/// is written to the store.
+pub async fn serve_proxy(
+    dhcp: UdpSocket,
+    pxe: UdpSocket,
+    interface: String,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    let mut buf67 = vec![0u8; 1500];
+    let mut buf4011 = vec![0u8; 1500];
+    loop {
+        let (port, r) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = dhcp.recv_from(&mut buf67) => (proxy::Port::Dhcp, r),
+            r = pxe.recv_from(&mut buf4011) => (proxy::Port::Proxy, r),
+        };
+        let (len, peer) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "dhcp receive failed");
+                continue;
+            }
+        };
+        let (socket, bytes) = match port {
+            proxy::Port::Dhcp => (&dhcp, &buf67[..len]),
+            proxy::Port::Proxy => (&pxe, &buf4011[..len]),
+        };
+        let msg = match decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(%peer, len, error = %e, "dropping malformed dhcp packet");
+                continue;
+            }
+        };
+        let cfg = shared.config();
+        let decision = proxy::decide_proxy(&msg, &cfg, port, peer);
+        if let Some(p) = to_pending(&shared, &cfg, &msg, peer, decision, Vec::new()) {
+            send_logged(socket, &interface, p).await;
+        }
+    }
+}
+
+/// Logs a decision and turns a reply (or a lease change without one) into a [`Pending`].
+fn to_pending(
+    shared: &Shared,
+    cfg: &crate::config::Config,
+    msg: &Message,
+    peer: SocketAddr,
+    decision: Decision,
+    changes: Vec<Change>,
+) -> Option<Pending> {
+    let pending = match decision {
+        Decision::Ignore { reason, client } => {
+            match client {
+                Some(c) if reason == "pool exhausted" => {
+                    let n = shared.pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn!(mac = %c.mac, subnet = %cfg.dhcp.subnet, total = n, "dhcp pool exhausted, no offer sent");
+                }
+                Some(c) => {
+                    info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+                }
+                None => debug!(%peer, reason, "dhcp packet ignored"),
+            }
+            if changes.is_empty() {
+                return None;
+            }
+            Pending {
+                changes,
+                bytes: Vec::new(),
+                to: Destination::Broadcast,
+                summary: Summary::none(),
+            }
+        }
+        Decision::Reply {
+            msg: reply,
+            to,
+            client,
+        } => {
+            let arch = decide::client_arch_name(&client);
+            shared
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(client.mac, Seen { arch: arch.clone() });
+            let bytes = match decide::encode(&reply, decide::max_reply_len(msg)) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(mac = %client.mac, error = %e, "cannot encode dhcp reply");
+                    return None;
+                }
+            };
+            let summary = Summary {
+                mac: client.mac.to_string(),
+                request: message_type_name(msg),
+                reply: message_type_name(&reply),
+                ip: reply.yiaddr(),
+                kind: format!("{:?}", client.kind),
+                arch,
+                user_class: client.user_class.clone().unwrap_or_default(),
+                file: reply
+                    .fname_str()
+                    .and_then(|r| r.ok())
+                    .unwrap_or("")
+                    .trim_end_matches('\0')
+                    .to_string(),
+            };
+            Pending {
+                changes,
+                bytes,
+                to,
+                summary,
+            }
+        }
+    };
+    Some(pending)
 }
 
 impl Summary {
@@ -289,6 +349,7 @@ async fn send(
         Destination::Relay(ip) => SocketAddr::from((ip, 67)),
         Destination::Unicast(ip) => SocketAddr::from((ip, 68)),
         Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
+        Destination::Peer(addr) => addr,
         Destination::Hardware(ip, mac) => {
             match crate::net::inject_arp(socket, interface, ip, mac) {
                 Ok(()) => SocketAddr::from((ip, 68)),

@@ -37,7 +37,12 @@ impl LeaseTable {
     /// A table holding `leases` (read from the store) for `cfg`'s pool.
     pub fn restore(cfg: &Config, leases: Vec<Lease>) -> Self {
         let mut t = LeaseTable {
-            range: (u32::from(cfg.dhcp.range.0), u32::from(cfg.dhcp.range.1)),
+            // An empty range (1, 0) in proxy mode, where pxed hands out no addresses.
+            range: cfg
+                .dhcp
+                .range
+                .map(|(a, b)| (u32::from(a), u32::from(b)))
+                .unwrap_or((1, 0)),
             ..Default::default()
         };
         for l in leases {
@@ -291,7 +296,7 @@ impl LeaseTable {
     /// Addresses pinned to hosts or in use, for tests and metrics: free pool addresses.
     pub fn free_count(&self, cfg: &Config, now: u64) -> usize {
         let reserved: HashSet<u32> = cfg.reserved().keys().map(|ip| u32::from(*ip)).collect();
-        let size = (self.range.1 - self.range.0 + 1) as usize;
+        let size = (self.range.0..=self.range.1).count();
         let unavailable = (self.range.0..=self.range.1)
             .filter(|n| reserved.contains(n))
             .count();

@@ -149,8 +149,10 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
         return ignore("unmanaged mac", Some(client));
     }
     let giaddr = msg.giaddr();
-    if !giaddr.is_unspecified() && !cfg.dhcp.subnet.contains(&giaddr) {
-        return ignore("relay from an unserved subnet", Some(client));
+    if let Some(link) = link_address(msg) {
+        if !cfg.dhcp.subnet.contains(&link) {
+            return ignore("relay from an unserved subnet", Some(client));
+        }
     }
     let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
@@ -252,6 +254,24 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
     }
 }
 
+/// The address that names the client's link, in the order RFC 3527 §3 gives: the relay's
+/// link-selection sub-option (82.5), the subnet-selection option (118), then giaddr. `None`
+/// for a client on the served interface itself.
+pub fn link_address(msg: &Message) -> Option<Ipv4Addr> {
+    use dhcproto::v4::relay::{RelayCode, RelayInfo};
+    if let Some(DhcpOption::RelayAgentInformation(info)) =
+        msg.opts().get(OptionCode::RelayAgentInformation)
+    {
+        if let Some(RelayInfo::LinkSelection(ip)) = info.get(RelayCode::LinkSelection) {
+            return Some(*ip);
+        }
+    }
+    if let Some(DhcpOption::SubnetSelection(ip)) = msg.opts().get(OptionCode::SubnetSelection) {
+        return Some(*ip);
+    }
+    (!msg.giaddr().is_unspecified()).then_some(msg.giaddr())
+}
+
 fn message_type(msg: &Message) -> Option<MessageType> {
     match msg.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(t)) => Some(*t),
@@ -321,6 +341,12 @@ fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
     m.set_htype(req.htype());
     m.set_flags(req.flags());
     m.set_secs(0);
+    // RFC 3046 §2.2: the relay agent information comes back unchanged.
+    if let Some(o82 @ DhcpOption::RelayAgentInformation(_)) =
+        req.opts().get(OptionCode::RelayAgentInformation)
+    {
+        m.opts_mut().insert(o82.clone());
+    }
     m
 }
 

@@ -761,3 +761,36 @@ fn acks_record_a_store_write_and_offers_do_not() {
         matches!(&changes[..], [crate::leases::Change::Upsert(l)] if l.ip == Ipv4Addr::new(10, 123, 0, 100))
     );
 }
+
+#[test]
+fn relay_agent_information_is_echoed_and_link_selection_picks_the_subnet() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    // Option 82: circuit-id (1) "port7", link-selection (5) 10.123.0.0.
+    let o82: &[u8] = &[
+        82, 13, 1, 5, b'p', b'o', b'r', b't', b'7', 5, 4, 10, 123, 0, 0,
+    ];
+    let bytes = request(KNOWN, 0, [0; 4], [192, 168, 50, 1], &[DISCOVER, o82]);
+    let (m, to, _) = run(&cfg, &mut leases, &bytes)
+        .0
+        .expect("link selection names our subnet");
+    assert_eq!(to, Destination::Relay(Ipv4Addr::new(192, 168, 50, 1)));
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 100));
+    let echoed = match opt(&m, 82) {
+        Some(DhcpOption::RelayAgentInformation(info)) => info.clone(),
+        other => panic!("option 82 not echoed: {other:?}"),
+    };
+    let sent = match opt(&decode(&bytes), 82) {
+        Some(DhcpOption::RelayAgentInformation(info)) => info.clone(),
+        _ => unreachable!(),
+    };
+    assert_eq!(echoed, sent);
+    // Link selection for another subnet wins over a giaddr inside ours.
+    let other: &[u8] = &[82, 6, 5, 4, 172, 16, 0, 0];
+    let bytes = request(KNOWN, 0, [0; 4], [10, 123, 0, 254], &[DISCOVER, other]);
+    assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+    // Option 118 subnet selection works the same way.
+    let sel: &[u8] = &[118, 4, 10, 123, 0, 0];
+    let bytes = request(KNOWN, 0, [0; 4], [192, 168, 50, 1], &[DISCOVER, sel]);
+    assert!(run(&cfg, &mut leases, &bytes).0.is_some());
+}

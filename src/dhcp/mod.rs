@@ -33,10 +33,57 @@ pub enum PacketError {
     /// dhcproto panicked on it (it does on some bad option lengths in debug builds).
     #[error("dhcp decoder panicked on malformed input")]
     DecoderPanic,
+    /// An option whose length its type cannot have.
+    #[error("option {code} has length {len}, which it cannot have")]
+    BadOptionLength {
+        /// The option code.
+        code: u8,
+        /// Its length byte.
+        len: u8,
+    },
 }
 
-/// Decodes a datagram without ever letting a decoder panic take the server down.
+/// Options whose length dhcproto 0.15 only `debug_assert!`s (options.rs, `decode_inner`),
+/// with the length each must have (or at least have, for 81): checked first, so a bad one is
+/// a clean error in every build.
+const FIXED_LENGTHS: [(u8, u8, bool); 7] = [
+    (80, 0, true),  // rapid commit: empty
+    (81, 3, false), // client FQDN: flags, rcode1, rcode2, then the name
+    (94, 3, true),  // client network interface identifier
+    (152, 4, true), // bulk lease query base time
+    (153, 4, true), // start time of state
+    (154, 4, true), // query start time
+    (155, 4, true), // query end time
+];
+
+/// Walks the options after the magic cookie and refuses lengths dhcproto would assert on.
+fn check_option_lengths(bytes: &[u8]) -> Result<(), PacketError> {
+    let mut i = 240; // 236-byte BOOTP header + 4-byte magic cookie
+    while i < bytes.len() {
+        let code = bytes[i];
+        match code {
+            0 => i += 1,
+            255 => return Ok(()),
+            _ => {
+                let Some(&len) = bytes.get(i + 1) else {
+                    return Ok(());
+                };
+                if let Some(&(_, want, exact)) = FIXED_LENGTHS.iter().find(|(c, _, _)| *c == code) {
+                    if (exact && len != want) || (!exact && len < want) {
+                        return Err(PacketError::BadOptionLength { code, len });
+                    }
+                }
+                i += 2 + usize::from(len);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a datagram without ever letting a decoder panic take the server down: option
+/// lengths dhcproto only asserts are checked first, and any other decoder panic is caught.
 pub fn decode(bytes: &[u8]) -> Result<Message, PacketError> {
+    check_option_lengths(bytes)?;
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
         Message::decode(&mut Decoder::new(bytes))
     })) {
@@ -362,4 +409,34 @@ async fn send(
     };
     socket.send_to(bytes, addr).await?;
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(options: &[u8]) -> Vec<u8> {
+        let mut p = vec![1, 1, 6, 0]; // op, htype, hlen, hops
+        p.resize(236, 0); // rest of the BOOTP header
+        p.extend([0x63, 0x82, 0x53, 0x63]); // magic cookie
+        p.extend(options);
+        p
+    }
+
+    #[test]
+    fn bad_lengths_that_dhcproto_asserts_on_are_errors_in_every_build() {
+        for (opts, code) in [
+            (&[53, 1, 1, 94, 2, 1, 2, 255][..], 94), // option 94 with 2 bytes (the known case)
+            (&[80, 1, 0, 255][..], 80),
+            (&[81, 0, 255][..], 81),
+            (&[152, 2, 0, 0, 255][..], 152),
+        ] {
+            match decode(&packet(opts)) {
+                Err(PacketError::BadOptionLength { code: c, .. }) => assert_eq!(c, code),
+                other => panic!("{opts:?}: {other:?}"),
+            }
+        }
+        assert!(decode(&packet(&[53, 1, 1, 0, 94, 3, 1, 2, 0, 255])).is_ok());
+        assert!(decode(&[1, 2, 3]).is_err());
+    }
 }

@@ -100,18 +100,38 @@ pub struct Server {
 /// `[dhcp]`.
 #[derive(Debug, Clone)]
 pub struct Dhcp {
-    /// The served subnet.
-    pub subnet: Ipv4Net,
     /// Full DHCP server, or proxyDHCP (boot information only, no addresses).
     pub mode: DhcpMode,
-    /// First and last pool address, inclusive; `None` in proxy mode.
-    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
-    /// Option 3.
-    pub router: Option<Ipv4Addr>,
     /// Option 51; T1 and T2 are 1/2 and 7/8 of it.
     pub lease_time: Duration,
     /// How long a DECLINEd address stays out of the pool.
     pub decline_time: Duration,
+    /// `[dhcp]`'s own subnet first (the one on `[server] interface`), then each
+    /// `[[dhcp.subnets]]` entry (reached through DHCP relays), in file order.
+    pub pools: Vec<Pool>,
+}
+
+impl Dhcp {
+    /// The subnet of the served interface.
+    pub fn primary(&self) -> &Pool {
+        &self.pools[0]
+    }
+
+    /// The pool whose subnet contains `ip`.
+    pub fn pool_for(&self, ip: Ipv4Addr) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.subnet.contains(&ip))
+    }
+}
+
+/// One subnet pxed serves, with its address range and options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// The subnet.
+    pub subnet: Ipv4Net,
+    /// First and last pool address, inclusive; `None` in proxy mode.
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Option 3.
+    pub router: Option<Ipv4Addr>,
     /// Option 6.
     pub dns: Vec<Ipv4Addr>,
     /// Option 15.
@@ -213,9 +233,11 @@ impl Config {
     /// Number of addresses in the pool.
     pub fn pool_size(&self) -> u32 {
         self.dhcp
-            .range
+            .pools
+            .iter()
+            .filter_map(|p| p.range)
             .map(|(a, b)| u32::from(b) - u32::from(a) + 1)
-            .unwrap_or(0)
+            .sum()
     }
 }
 
@@ -292,13 +314,11 @@ impl Validator<'_> {
                 ));
             }
             if let Some(ip) = h.ip {
-                if !dhcp.subnet.contains(&ip)
-                    || ip == dhcp.subnet.network()
-                    || ip == dhcp.subnet.broadcast()
-                {
+                let pool = dhcp.pool_for(ip);
+                if pool.is_none_or(|p| ip == p.subnet.network() || ip == p.subnet.broadcast()) {
                     return Err(self.err(
                         &["hosts", &key, "ip"],
-                        format!("{ip} is not a usable address in subnet {}", dhcp.subnet),
+                        format!("{ip} is not a usable address in any served subnet"),
                     ));
                 }
                 if ip == server.address {
@@ -376,18 +396,6 @@ impl Validator<'_> {
     }
 
     fn dhcp(&self, d: RawDhcp, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
-        let subnet: Ipv4Net = d.subnet.parse().map_err(|_| {
-            self.err(
-                &["dhcp", "subnet"],
-                format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet),
-            )
-        })?;
-        if subnet.network() != subnet.addr() {
-            return Err(self.err(
-                &["dhcp", "subnet"],
-                format!("host bits are set; did you mean {}?", subnet.trunc()),
-            ));
-        }
         let mode = match d.mode.as_deref() {
             None | Some("server") => DhcpMode::Server,
             Some("proxy") => DhcpMode::Proxy,
@@ -398,48 +406,33 @@ impl Validator<'_> {
                 ))
             }
         };
-        let range = match (mode, d.range) {
-            (DhcpMode::Server, None) => {
-                return Err(self.err(
-                    &["dhcp"],
-                    "missing field `range` (required unless mode = \"proxy\")",
-                ))
-            }
-            (DhcpMode::Proxy, Some(_)) => {
-                return Err(self.err(
-                    &["dhcp", "range"],
-                    "proxy mode hands out no addresses; remove `range`",
-                ))
-            }
-            (DhcpMode::Proxy, None) => None,
-            (DhcpMode::Server, Some([start, end])) => {
-                for ip in [start, end] {
-                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                        return Err(self.err(
-                            &["dhcp", "range"],
-                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
-                        ));
-                    }
-                }
-                if u32::from(start) > u32::from(end) {
-                    return Err(self.err(&["dhcp", "range"], "first address is after the last"));
-                }
-                Some((start, end))
-            }
+        let primary = RawSubnet {
+            subnet: d.subnet,
+            range: d.range,
+            router: d.router,
+            dns: d.dns,
+            domain: d.domain,
         };
-        if !subnet.contains(&server) {
-            return Err(self.err(
-                &["server", "address"],
-                format!("{server} is not in [dhcp] subnet {subnet}"),
-            ));
-        }
-        if let Some(r) = d.router {
-            if !subnet.contains(&r) {
+        let mut pools = vec![self.pool(&["dhcp"], primary, mode)?];
+        for (i, raw) in d.subnets.into_iter().enumerate() {
+            let index = i.to_string();
+            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode)?;
+            if let Some(other) = pools.iter().find(|p| {
+                p.subnet.contains(&pool.subnet.network())
+                    || pool.subnet.contains(&p.subnet.network())
+            }) {
                 return Err(self.err(
-                    &["dhcp", "router"],
-                    format!("{r} is not in subnet {subnet}"),
+                    &["dhcp", "subnets", &index, "subnet"],
+                    format!("{} overlaps {}", pool.subnet, other.subnet),
                 ));
             }
+            pools.push(pool);
+        }
+        if !pools[0].subnet.contains(&server) {
+            return Err(self.err(
+                &["server", "address"],
+                format!("{server} is not in [dhcp] subnet {}", pools[0].subnet),
+            ));
         }
         let lease_time = humantime::parse_duration(&d.lease_time).map_err(|e| {
             self.err(
@@ -460,12 +453,70 @@ impl Validator<'_> {
             )
         })?;
         Ok(Dhcp {
-            subnet,
             mode,
-            range,
-            router: d.router,
             lease_time,
             decline_time,
+            pools,
+        })
+    }
+
+    /// Validates one subnet: `[dhcp]` itself (`at` = `["dhcp"]`) or a `[[dhcp.subnets]]` entry.
+    fn pool(&self, at: &[&str], d: RawSubnet, mode: DhcpMode) -> Result<Pool, ConfigError> {
+        let key = |k: &'static str| -> Vec<&str> {
+            let mut v = at.to_vec();
+            v.push(k);
+            v
+        };
+        let subnet: Ipv4Net = d.subnet.parse().map_err(|_| {
+            self.err(
+                &key("subnet"),
+                format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet),
+            )
+        })?;
+        if subnet.network() != subnet.addr() {
+            return Err(self.err(
+                &key("subnet"),
+                format!("host bits are set; did you mean {}?", subnet.trunc()),
+            ));
+        }
+        let range = match (mode, d.range) {
+            (DhcpMode::Server, None) => {
+                return Err(self.err(
+                    at,
+                    "missing field `range` (required unless mode = \"proxy\")",
+                ))
+            }
+            (DhcpMode::Proxy, Some(_)) => {
+                return Err(self.err(
+                    &key("range"),
+                    "proxy mode hands out no addresses; remove `range`",
+                ))
+            }
+            (DhcpMode::Proxy, None) => None,
+            (DhcpMode::Server, Some([start, end])) => {
+                for ip in [start, end] {
+                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                        return Err(self.err(
+                            &key("range"),
+                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
+                        ));
+                    }
+                }
+                if u32::from(start) > u32::from(end) {
+                    return Err(self.err(&key("range"), "first address is after the last"));
+                }
+                Some((start, end))
+            }
+        };
+        if let Some(r) = d.router {
+            if !subnet.contains(&r) {
+                return Err(self.err(&key("router"), format!("{r} is not in subnet {subnet}")));
+            }
+        }
+        Ok(Pool {
+            subnet,
+            range,
+            router: d.router,
             dns: d.dns,
             domain: d.domain,
         })

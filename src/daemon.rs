@@ -101,17 +101,19 @@ pub fn summary(c: &Config) -> String {
         c.server.address,
         c.server.boot_dir.display()
     ));
-    match c.dhcp.range {
-        Some((a, b)) => s.push_str(&format!(
-            "pool {a}-{b} ({} addresses) in {}, lease {}\n",
-            c.pool_size(),
-            c.dhcp.subnet,
-            humantime::format_duration(c.dhcp.lease_time)
-        )),
-        None => s.push_str(&format!(
-            "proxyDHCP for {}: boot information only, addresses come from another server\n",
-            c.dhcp.subnet
-        )),
+    for pool in &c.dhcp.pools {
+        match pool.range {
+            Some((a, b)) => s.push_str(&format!(
+                "pool {a}-{b} ({} addresses) in {}, lease {}\n",
+                u32::from(b) - u32::from(a) + 1,
+                pool.subnet,
+                humantime::format_duration(c.dhcp.lease_time)
+            )),
+            None => s.push_str(&format!(
+                "proxyDHCP for {}: boot information only, addresses come from another server\n",
+                pool.subnet
+            )),
+        }
     }
     s.push_str(&format!("http {}\n", c.http_base()));
     s.push_str(&format!("profiles ({}):\n", c.profiles.len()));

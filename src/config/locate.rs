@@ -58,12 +58,25 @@ pub(super) fn span_of(text: &str, path: &[&str]) -> Option<Range<usize>> {
     let doc = toml_edit::Document::parse(text.to_string()).ok()?;
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     let mut best = None;
-    for (i, k) in path.iter().enumerate() {
-        let (key, item) = table.get_key_value(k)?;
+    let mut i = 0;
+    while i < path.len() {
+        let (key, item) = table.get_key_value(path[i])?;
         best = key.span().or_else(|| item.span()).or(best);
-        if i + 1 < path.len() {
-            table = item.as_table_like()?;
+        i += 1;
+        if i == path.len() {
+            break;
         }
+        // An array of tables is entered by the index that follows its key.
+        let next = match item {
+            toml_edit::Item::ArrayOfTables(a) => {
+                let t = a.get(path[i].parse().ok()?)?;
+                best = t.span().or(best);
+                i += 1;
+                t as &dyn toml_edit::TableLike
+            }
+            _ => item.as_table_like()?,
+        };
+        table = next;
     }
     best
 }
@@ -98,6 +111,12 @@ pub(super) fn walk(
         }
         if let Some(t) = item.as_table_like() {
             walk(t, pos, stack, best);
+        } else if let toml_edit::Item::ArrayOfTables(a) = item {
+            for (i, t) in a.iter().enumerate() {
+                stack.push(i.to_string());
+                walk(t, pos, stack, best);
+                stack.pop();
+            }
         }
         stack.pop();
     }

@@ -52,6 +52,20 @@ pub(super) struct RawDhcp {
     #[serde(default)]
     pub(super) dns: Vec<Ipv4Addr>,
     pub(super) domain: Option<String>,
+    #[serde(default)]
+    pub(super) subnets: Vec<RawSubnet>,
+}
+
+/// A `[[dhcp.subnets]]` entry: a subnet reached through a DHCP relay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubnet {
+    pub(super) subnet: String,
+    pub(super) range: Option<[Ipv4Addr; 2]>,
+    pub(super) router: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub(super) dns: Vec<Ipv4Addr>,
+    pub(super) domain: Option<String>,
 }
 
 pub(super) fn default_decline_time() -> String {

@@ -44,9 +44,9 @@ fn contract_config_parses_exactly_as_written() {
     assert_eq!(c.server.interface, "br1");
     assert_eq!(c.server.address, Ipv4Addr::new(10, 123, 0, 1));
     assert_eq!(c.server.boot_dir, PathBuf::from("/srv/pxed/boot"));
-    assert_eq!(c.dhcp.subnet.to_string(), "10.123.0.0/24");
+    assert_eq!(c.dhcp.primary().subnet.to_string(), "10.123.0.0/24");
     assert_eq!(
-        c.dhcp.range,
+        c.dhcp.primary().range,
         Some((
             Ipv4Addr::new(10, 123, 0, 100),
             Ipv4Addr::new(10, 123, 0, 200)
@@ -270,10 +270,16 @@ fn an_unknown_key_in_any_table_of_any_example_is_refused() {
     fn tables(t: &dyn toml_edit::TableLike, path: Vec<String>, out: &mut Vec<Vec<String>>) {
         out.push(path.clone());
         for (k, item) in t.iter() {
+            let mut p = path.clone();
+            p.push(k.to_string());
             if let Some(sub) = item.as_table_like() {
-                let mut p = path.clone();
-                p.push(k.to_string());
                 tables(sub, p, out);
+            } else if let toml_edit::Item::ArrayOfTables(a) = item {
+                for (i, sub) in a.iter().enumerate() {
+                    let mut pi = p.clone();
+                    pi.push(i.to_string());
+                    tables(sub, pi, out);
+                }
             }
         }
     }
@@ -286,8 +292,17 @@ fn an_unknown_key_in_any_table_of_any_example_is_refused() {
         for path in paths {
             let mut doc2 = doc.clone();
             let mut t: &mut dyn toml_edit::TableLike = doc2.as_table_mut();
-            for k in &path {
-                t = t.get_mut(k).unwrap().as_table_like_mut().unwrap();
+            let mut i = 0;
+            while i < path.len() {
+                let item = t.get_mut(&path[i]).unwrap();
+                t = match item {
+                    toml_edit::Item::ArrayOfTables(a) => {
+                        i += 1;
+                        a.get_mut(path[i].parse().unwrap()).unwrap()
+                    }
+                    other => other.as_table_like_mut().unwrap(),
+                };
+                i += 1;
             }
             t.insert("bogus_key", toml_edit::value(1));
             let (_, key, msg) = err_of(&doc2.to_string());
@@ -354,7 +369,7 @@ fn proxy_mode_takes_no_range_and_server_mode_needs_one() {
     );
     let c = parse_str(&proxy).unwrap();
     assert_eq!(c.dhcp.mode, DhcpMode::Proxy);
-    assert_eq!(c.dhcp.range, None);
+    assert_eq!(c.dhcp.primary().range, None);
     assert_eq!(c.pool_size(), 0);
     let (_, key, msg) =
         err_of(&CONTRACT.replace("range = [\"10.123.0.100\", \"10.123.0.200\"]", ""));
@@ -370,4 +385,41 @@ fn proxy_mode_takes_no_range_and_server_mode_needs_one() {
         "lease_time = \"1h\"\nmode = \"relay\"",
     ));
     assert_eq!(key, "dhcp.mode");
+}
+
+#[test]
+fn relayed_subnets_are_validated_like_the_first() {
+    let extra = "\n[[dhcp.subnets]]\nsubnet = \"10.50.0.0/24\"\nrange = [\"10.50.0.100\", \"10.50.0.150\"]\nrouter = \"10.50.0.1\"\n";
+    let text = CONTRACT.replace(
+        "lease_time = \"1h\"\n",
+        &format!("lease_time = \"1h\"\n{extra}"),
+    );
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.dhcp.pools.len(), 2);
+    assert_eq!(c.dhcp.pools[1].router, Some(Ipv4Addr::new(10, 50, 0, 1)));
+    assert_eq!(
+        c.dhcp
+            .pool_for(Ipv4Addr::new(10, 50, 0, 7))
+            .unwrap()
+            .subnet
+            .to_string(),
+        "10.50.0.0/24"
+    );
+    assert_eq!(c.pool_size(), 101 + 51);
+
+    let overlap = text
+        .replace("subnet = \"10.50.0.0/24\"", "subnet = \"10.123.0.0/16\"")
+        .replace("10.50.0.", "10.123.9.");
+    let (line, key, msg) = err_of(&overlap);
+    assert_eq!((line, key.as_str()), (14, "dhcp.subnets.0.subnet"), "{msg}");
+    assert!(msg.contains("overlaps"), "{msg}");
+    let outside = text.replace("\"10.50.0.150\"", "\"10.51.0.150\"");
+    let (line, key, _) = err_of(&outside);
+    assert_eq!((line, key.as_str()), (15, "dhcp.subnets.0.range"));
+    let bogus = text.replace(
+        "router = \"10.50.0.1\"",
+        "router = \"10.50.0.1\"\nbogus = 1",
+    );
+    let (_, key, _) = err_of(&bogus);
+    assert_eq!(key, "dhcp.subnets.0.bogus");
 }

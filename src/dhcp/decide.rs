@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 
-use crate::config::Config;
+use crate::config::{Config, Pool};
 use crate::leases::{ClientId, LeaseTable, State, OFFER_HOLD_SECS};
 use crate::mac::Mac;
 use crate::profiles::arch_name;
@@ -149,11 +149,14 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
         return ignore("unmanaged mac", Some(client));
     }
     let giaddr = msg.giaddr();
-    if let Some(link) = link_address(msg) {
-        if !cfg.dhcp.subnet.contains(&link) {
-            return ignore("relay from an unserved subnet", Some(client));
-        }
-    }
+    // The client's subnet: named by the relay, else the served interface's own.
+    let pool = match link_address(msg) {
+        Some(link) => match cfg.dhcp.pool_for(link) {
+            Some(p) => p,
+            None => return ignore("relay from an unserved subnet", Some(client)),
+        },
+        None => cfg.dhcp.primary(),
+    };
     let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
         _ => None,
@@ -168,11 +171,11 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
 
     match mtype {
         MessageType::Discover => {
-            let Some(ip) = leases.choose(cfg, &id, mac, requested, now) else {
+            let Some(ip) = leases.choose(cfg, pool, &id, mac, requested, now) else {
                 return ignore("pool exhausted", Some(client));
             };
             leases.bind(&id, mac, ip, State::Offered, now + OFFER_HOLD_SECS);
-            answer(msg, cfg, client, MessageType::Offer, ip)
+            answer(msg, cfg, pool, client, MessageType::Offer, ip)
         }
         MessageType::Request => {
             let ciaddr = msg.ciaddr();
@@ -187,7 +190,7 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
                 (Some(_), _, None) => return nak(msg, cfg, client, "no requested address"),
                 // INIT-REBOOT: confirm the address the client believes it has.
                 (None, true, Some(ip)) => {
-                    if !cfg.dhcp.subnet.contains(&ip) {
+                    if !pool.subnet.contains(&ip) {
                         return nak(msg, cfg, client, "address is not on this network");
                     }
                     let pinned = cfg.hosts.get(&mac).and_then(|h| h.ip);
@@ -212,10 +215,10 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
                 // RENEWING (unicast) or REBINDING (broadcast).
                 (None, false, _) => ciaddr,
             };
-            match leases.check(cfg, &id, mac, ip, now) {
+            match leases.check(cfg, pool, &id, mac, ip, now) {
                 Ok(()) => {
                     leases.bind(&id, mac, ip, State::Bound, now + lease_secs);
-                    answer(msg, cfg, client, MessageType::Ack, ip)
+                    answer(msg, cfg, pool, client, MessageType::Ack, ip)
                 }
                 Err(_) => nak(msg, cfg, client, "requested address not available"),
             }
@@ -231,7 +234,14 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
             ignore("declined", Some(client))
         }
         MessageType::Inform => {
-            let mut reply = build(msg, cfg, &client, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+            let mut reply = build(
+                msg,
+                cfg,
+                pool,
+                &client,
+                MessageType::Ack,
+                Ipv4Addr::UNSPECIFIED,
+            );
             for code in [
                 OptionCode::AddressLeaseTime,
                 OptionCode::Renewal,
@@ -283,11 +293,12 @@ fn message_type(msg: &Message) -> Option<MessageType> {
 fn answer(
     req: &Message,
     cfg: &Config,
+    pool: &Pool,
     client: Client,
     mtype: MessageType,
     ip: Ipv4Addr,
 ) -> Decision {
-    let reply = build(req, cfg, &client, mtype, ip);
+    let reply = build(req, cfg, pool, &client, mtype, ip);
     Decision::Reply {
         msg: Box::new(reply),
         to: destination(req, ip, client.mac),
@@ -354,6 +365,7 @@ fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
 fn build(
     req: &Message,
     cfg: &Config,
+    pool: &Pool,
     client: &Client,
     mtype: MessageType,
     ip: Ipv4Addr,
@@ -370,15 +382,14 @@ fn build(
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(mtype));
     o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
-    o.insert(DhcpOption::SubnetMask(cfg.dhcp.subnet.netmask()));
-    if let Some(r) = cfg.dhcp.router.filter(|_| wants(OptionCode::Router)) {
+    o.insert(DhcpOption::SubnetMask(pool.subnet.netmask()));
+    if let Some(r) = pool.router.filter(|_| wants(OptionCode::Router)) {
         o.insert(DhcpOption::Router(vec![r]));
     }
-    if !cfg.dhcp.dns.is_empty() && wants(OptionCode::DomainNameServer) {
-        o.insert(DhcpOption::DomainNameServer(cfg.dhcp.dns.clone()));
+    if !pool.dns.is_empty() && wants(OptionCode::DomainNameServer) {
+        o.insert(DhcpOption::DomainNameServer(pool.dns.clone()));
     }
-    if let Some(d) = cfg
-        .dhcp
+    if let Some(d) = pool
         .domain
         .as_ref()
         .filter(|_| wants(OptionCode::DomainName))

@@ -794,3 +794,45 @@ fn relay_agent_information_is_echoed_and_link_selection_picks_the_subnet() {
     let bytes = request(KNOWN, 0, [0; 4], [192, 168, 50, 1], &[DISCOVER, sel]);
     assert!(run(&cfg, &mut leases, &bytes).0.is_some());
 }
+
+#[test]
+fn relayed_clients_get_addresses_and_options_of_their_own_subnet() {
+    let text = CONFIG.replace(
+        "dns = [\"10.123.0.53\"]\n",
+        "dns = [\"10.123.0.53\"]\n[[dhcp.subnets]]\nsubnet = \"10.50.0.0/24\"\nrange = [\"10.50.0.100\", \"10.50.0.150\"]\nrouter = \"10.50.0.1\"\n",
+    );
+    let cfg = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+    let mut leases = LeaseTable::new(&cfg);
+    // The pinned host (10.123.0.7) boots behind the relay: it gets an address there.
+    let bytes = request(PINNED, 0, [0; 4], [10, 50, 0, 1], &[DISCOVER]);
+    let (m, to, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 50, 0, 100));
+    assert_eq!(to, Destination::Relay(Ipv4Addr::new(10, 50, 0, 1)));
+    assert_eq!(
+        opt(&m, 3),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 50, 0, 1)]))
+    );
+    assert_eq!(opt(&m, 6), None, "the relayed subnet has no DNS configured");
+    assert_eq!(m.siaddr(), SERVER, "boot files still come from pxed");
+    let req = requested([10, 50, 0, 100]);
+    let ack = request(
+        PINNED,
+        0,
+        [0; 4],
+        [10, 50, 0, 1],
+        &[REQUEST, SERVER_ID, &req],
+    );
+    assert_eq!(
+        mtype(&run(&cfg, &mut leases, &ack).0.unwrap().0),
+        MessageType::Ack
+    );
+    // Directly attached, the same host gets its pinned address.
+    let (m, _, _) = run(
+        &cfg,
+        &mut leases,
+        &request(PINNED, 0, [0; 4], [0; 4], &[DISCOVER]),
+    )
+    .0
+    .unwrap();
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 7));
+}

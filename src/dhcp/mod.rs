@@ -235,7 +235,8 @@ fn to_pending(
             match client {
                 Some(c) if reason == "pool exhausted" => {
                     let n = shared.pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
-                    warn!(mac = %c.mac, subnet = %cfg.dhcp.subnet, total = n, "dhcp pool exhausted, no offer sent");
+                    let link = decide::link_address(msg).unwrap_or(cfg.server.address);
+                    warn!(mac = %c.mac, %link, total = n, "dhcp pool exhausted, no offer sent");
                 }
                 Some(c) => {
                     info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use super::{Change, ClientId, Lease, Refusal, State};
-use crate::config::Config;
+use crate::config::{Config, Pool};
 use crate::mac::Mac;
 
 /// All leases, indexed every way the server needs.
@@ -22,8 +22,8 @@ pub struct LeaseTable {
     expiries: BTreeSet<(u64, u32)>,
     /// Addresses a client DECLINEd, with the time they may be handed out again.
     quarantine: HashMap<Ipv4Addr, u64>,
-    /// The pool, inclusive, as integers.
-    range: (u32, u32),
+    /// Every pool range, inclusive, as integers.
+    ranges: Vec<(u32, u32)>,
     /// Store writes recorded since the last [`LeaseTable::take_changes`].
     changes: Vec<Change>,
 }
@@ -37,12 +37,14 @@ impl LeaseTable {
     /// A table holding `leases` (read from the store) for `cfg`'s pool.
     pub fn restore(cfg: &Config, leases: Vec<Lease>) -> Self {
         let mut t = LeaseTable {
-            // An empty range (1, 0) in proxy mode, where pxed hands out no addresses.
-            range: cfg
+            // No ranges at all in proxy mode, where pxed hands out no addresses.
+            ranges: cfg
                 .dhcp
-                .range
+                .pools
+                .iter()
+                .filter_map(|p| p.range)
                 .map(|(a, b)| (u32::from(a), u32::from(b)))
-                .unwrap_or((1, 0)),
+                .collect(),
             ..Default::default()
         };
         for l in leases {
@@ -51,7 +53,10 @@ impl LeaseTable {
             }
             t.index(l);
         }
-        t.free = (t.range.0..=t.range.1)
+        t.free = t
+            .ranges
+            .iter()
+            .flat_map(|(a, b)| *a..=*b)
             .filter(|n| !t.by_ip.contains_key(&Ipv4Addr::from(*n)))
             .collect();
         t
@@ -92,7 +97,14 @@ impl LeaseTable {
     }
 
     fn in_range(&self, ip: Ipv4Addr) -> bool {
-        (self.range.0..=self.range.1).contains(&u32::from(ip))
+        self.ranges
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&u32::from(ip)))
+    }
+
+    fn in_pool(pool: &Pool, ip: Ipv4Addr) -> bool {
+        pool.range
+            .is_some_and(|(a, b)| (u32::from(a)..=u32::from(b)).contains(&u32::from(ip)))
     }
 
     /// The lease of a client, active or not.
@@ -141,7 +153,7 @@ impl LeaseTable {
         mac: Mac,
         now: u64,
     ) -> bool {
-        if ip == cfg.server.address || cfg.dhcp.router == Some(ip) {
+        if ip == cfg.server.address || cfg.dhcp.pool_for(ip).is_some_and(|p| p.router == Some(ip)) {
             return false;
         }
         if reserved.get(&ip).is_some_and(|owner| *owner != mac) {
@@ -157,12 +169,14 @@ impl LeaseTable {
         }
     }
 
-    /// Picks the address to offer: the host's pinned address, else the client's previous
-    /// one, else the address it asked for, else the lowest never-used pool address, else the
-    /// pool address that expired longest ago. `None` when the pool is exhausted.
+    /// Picks the address in `pool` to offer: the host's pinned address (if it is in this
+    /// subnet), else the client's previous one, else the address it asked for, else the
+    /// lowest never-used address, else the one that expired longest ago. `None` when the pool
+    /// is exhausted.
     pub fn choose(
         &self,
         cfg: &Config,
+        pool: &Pool,
         client: &ClientId,
         mac: Mac,
         requested: Option<Ipv4Addr>,
@@ -170,23 +184,24 @@ impl LeaseTable {
     ) -> Option<Ipv4Addr> {
         let reserved = cfg.reserved();
         let ok = |ip: Ipv4Addr| self.available_to(cfg, &reserved, ip, client, mac, now);
-        if let Some(ip) = cfg.hosts.get(&mac).and_then(|h| h.ip) {
+        if let Some(ip) = Self::pinned(cfg, pool, mac) {
             return ok(ip).then_some(ip);
         }
+        let (a, b) = pool.range.map(|(a, b)| (u32::from(a), u32::from(b)))?;
         if let Some(l) = self.by_client.get(client) {
-            if self.in_range(l.ip) && ok(l.ip) {
+            if Self::in_pool(pool, l.ip) && ok(l.ip) {
                 return Some(l.ip);
             }
         }
         if let Some(ip) = requested {
-            if self.in_range(ip) && ok(ip) {
+            if Self::in_pool(pool, ip) && ok(ip) {
                 return Some(ip);
             }
         }
         // Skipped entries are reserved, quarantined or the server's own: a handful at most.
         let never_used = self
             .free
-            .iter()
+            .range(a..=b)
             .map(|n| Ipv4Addr::from(*n))
             .find(|ip| ok(*ip));
         if never_used.is_some() {
@@ -195,26 +210,36 @@ impl LeaseTable {
         self.expiries
             .iter()
             .take_while(|(exp, _)| *exp <= now)
+            .filter(|(_, n)| (a..=b).contains(n))
             .map(|(_, n)| Ipv4Addr::from(*n))
             .find(|ip| ok(*ip))
     }
 
-    /// Whether `client` may be ACKed `ip` at `now`.
+    /// The address pinned to `mac`, if it lies in `pool`'s subnet.
+    fn pinned(cfg: &Config, pool: &Pool, mac: Mac) -> Option<Ipv4Addr> {
+        cfg.hosts
+            .get(&mac)
+            .and_then(|h| h.ip)
+            .filter(|ip| pool.subnet.contains(ip))
+    }
+
+    /// Whether `client` may be ACKed `ip` in `pool` at `now`.
     pub fn check(
         &self,
         cfg: &Config,
+        pool: &Pool,
         client: &ClientId,
         mac: Mac,
         ip: Ipv4Addr,
         now: u64,
     ) -> Result<(), Refusal> {
-        if !cfg.dhcp.subnet.contains(&ip) {
+        if !pool.subnet.contains(&ip) {
             return Err(Refusal::WrongSubnet(ip));
         }
-        match cfg.hosts.get(&mac).and_then(|h| h.ip) {
+        match Self::pinned(cfg, pool, mac) {
             Some(p) if p != ip => return Err(Refusal::NotAllowed(ip)),
             Some(_) => {}
-            None if !self.in_range(ip) => return Err(Refusal::NotAllowed(ip)),
+            None if !Self::in_pool(pool, ip) => return Err(Refusal::NotAllowed(ip)),
             None => {}
         }
         if !self.available_to(cfg, &cfg.reserved(), ip, client, mac, now) {
@@ -296,10 +321,9 @@ impl LeaseTable {
     /// Addresses pinned to hosts or in use, for tests and metrics: free pool addresses.
     pub fn free_count(&self, cfg: &Config, now: u64) -> usize {
         let reserved: HashSet<u32> = cfg.reserved().keys().map(|ip| u32::from(*ip)).collect();
-        let size = (self.range.0..=self.range.1).count();
-        let unavailable = (self.range.0..=self.range.1)
-            .filter(|n| reserved.contains(n))
-            .count();
+        let all = || self.ranges.iter().flat_map(|(a, b)| *a..=*b);
+        let size = all().count();
+        let unavailable = all().filter(|n| reserved.contains(n)).count();
         size.saturating_sub(self.in_use(now))
             .saturating_sub(unavailable)
     }

@@ -40,14 +40,26 @@ fn bind(t: &mut LeaseTable, n: u8, addr: Ipv4Addr, expires: u64) {
 fn same_client_gets_same_address_even_after_expiry() {
     let c = cfg("");
     let mut t = LeaseTable::new(&c);
-    assert_eq!(t.choose(&c, &id(1), mac(1), None, 0), Some(ip(10)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(1), mac(1), None, 0),
+        Some(ip(10))
+    );
     bind(&mut t, 1, ip(10), 100);
-    assert_eq!(t.choose(&c, &id(2), mac(2), None, 0), Some(ip(11)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(2), mac(2), None, 0),
+        Some(ip(11))
+    );
     bind(&mut t, 2, ip(11), 100);
     // Long after expiry, client 1 still gets its own address back.
-    assert_eq!(t.choose(&c, &id(1), mac(1), None, 10_000), Some(ip(10)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(1), mac(1), None, 10_000),
+        Some(ip(10))
+    );
     // A newcomer gets a never-used address before an expired one.
-    assert_eq!(t.choose(&c, &id(3), mac(3), None, 10_000), Some(ip(12)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(3), mac(3), None, 10_000),
+        Some(ip(12))
+    );
 }
 
 #[test]
@@ -55,13 +67,21 @@ fn exhausted_pool_offers_nothing_until_a_lease_expires() {
     let c = cfg("");
     let mut t = LeaseTable::new(&c);
     for n in 1..=3 {
-        let a = t.choose(&c, &id(n), mac(n), None, 0).unwrap();
+        let a = t
+            .choose(&c, c.dhcp.primary(), &id(n), mac(n), None, 0)
+            .unwrap();
         bind(&mut t, n, a, 100 + u64::from(n));
     }
-    assert_eq!(t.choose(&c, &id(9), mac(9), None, 50), None);
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(9), mac(9), None, 50),
+        None
+    );
     assert_eq!(t.free_count(&c, 50), 0);
     // After expiry, the lease that expired first is taken over.
-    assert_eq!(t.choose(&c, &id(9), mac(9), None, 1000), Some(ip(10)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(9), mac(9), None, 1000),
+        Some(ip(10))
+    );
     t.take_changes();
     bind(&mut t, 9, ip(10), 2000);
     assert_eq!(t.get(&id(1)), None);
@@ -80,9 +100,12 @@ fn option_61_identifies_the_client_not_the_mac() {
     let b = ClientId(b"\x00vm-b".to_vec());
     // Two identifiers behind one MAC (two OSes on one NIC) hold two addresses.
     t.bind(&a, mac(1), ip(10), State::Bound, 100);
-    assert_eq!(t.choose(&c, &b, mac(1), None, 0), Some(ip(11)));
     assert_eq!(
-        t.check(&c, &b, mac(1), ip(10), 0),
+        t.choose(&c, c.dhcp.primary(), &b, mac(1), None, 0),
+        Some(ip(11))
+    );
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &b, mac(1), ip(10), 0),
         Err(Refusal::Taken(ip(10)))
     );
     assert_eq!(t.get_by_mac(&mac(1)).unwrap().ip, ip(10));
@@ -92,25 +115,40 @@ fn option_61_identifies_the_client_not_the_mac() {
 fn reserved_addresses_never_go_to_others() {
     let c = cfg("[hosts.\"52:54:00:00:00:07\"]\nprofile = \"p\"\nip = \"10.0.0.10\"\n");
     let t = LeaseTable::new(&c);
-    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(10)), 0), Some(ip(11)));
-    assert_eq!(t.choose(&c, &id(7), mac(7), None, 0), Some(ip(10)));
     assert_eq!(
-        t.check(&c, &id(1), mac(1), ip(10), 0),
+        t.choose(&c, c.dhcp.primary(), &id(1), mac(1), Some(ip(10)), 0),
+        Some(ip(11))
+    );
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(7), mac(7), None, 0),
+        Some(ip(10))
+    );
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &id(1), mac(1), ip(10), 0),
         Err(Refusal::Taken(ip(10)))
     );
     assert_eq!(
-        t.check(&c, &id(7), mac(7), ip(11), 0),
+        t.check(&c, c.dhcp.primary(), &id(7), mac(7), ip(11), 0),
         Err(Refusal::NotAllowed(ip(11)))
     );
-    assert_eq!(t.check(&c, &id(7), mac(7), ip(10), 0), Ok(()));
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &id(7), mac(7), ip(10), 0),
+        Ok(())
+    );
 }
 
 #[test]
 fn requested_address_is_honoured_when_free() {
     let c = cfg("");
     let t = LeaseTable::new(&c);
-    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(12)), 0), Some(ip(12)));
-    assert_eq!(t.choose(&c, &id(1), mac(1), Some(ip(99)), 0), Some(ip(10)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(1), mac(1), Some(ip(12)), 0),
+        Some(ip(12))
+    );
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(1), mac(1), Some(ip(99)), 0),
+        Some(ip(10))
+    );
 }
 
 #[test]
@@ -120,15 +158,21 @@ fn check_refuses_wrong_subnet_and_taken() {
     bind(&mut t, 1, ip(10), 100);
     let foreign = Ipv4Addr::new(192, 168, 1, 5);
     assert_eq!(
-        t.check(&c, &id(2), mac(2), foreign, 0),
+        t.check(&c, c.dhcp.primary(), &id(2), mac(2), foreign, 0),
         Err(Refusal::WrongSubnet(foreign))
     );
     assert_eq!(
-        t.check(&c, &id(2), mac(2), ip(10), 0),
+        t.check(&c, c.dhcp.primary(), &id(2), mac(2), ip(10), 0),
         Err(Refusal::Taken(ip(10)))
     );
-    assert_eq!(t.check(&c, &id(1), mac(1), ip(10), 0), Ok(()));
-    assert_eq!(t.check(&c, &id(2), mac(2), ip(10), 200), Ok(()));
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &id(1), mac(1), ip(10), 0),
+        Ok(())
+    );
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &id(2), mac(2), ip(10), 200),
+        Ok(())
+    );
 }
 
 #[test]
@@ -141,14 +185,20 @@ fn release_frees_and_decline_quarantines() {
     assert!(
         matches!(&t.take_changes()[..], [Change::Upsert(l)] if l.state == State::Released && l.expires == 5)
     );
-    assert_eq!(t.check(&c, &id(2), mac(2), ip(10), 6), Ok(()));
+    assert_eq!(
+        t.check(&c, c.dhcp.primary(), &id(2), mac(2), ip(10), 6),
+        Ok(())
+    );
     bind(&mut t, 2, ip(11), 1000);
     t.take_changes();
     assert!(t.decline(&id(2), ip(11), 600));
     assert_eq!(t.take_changes(), vec![Change::Delete(id(2))]);
-    assert_eq!(t.choose(&c, &id(2), mac(2), Some(ip(11)), 10), Some(ip(12)));
     assert_eq!(
-        t.choose(&c, &id(3), mac(3), Some(ip(11)), 601),
+        t.choose(&c, c.dhcp.primary(), &id(2), mac(2), Some(ip(11)), 10),
+        Some(ip(12))
+    );
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(3), mac(3), Some(ip(11)), 601),
         Some(ip(11))
     );
 }
@@ -161,7 +211,10 @@ fn offers_are_not_written_and_a_turned_down_offer_is_freed() {
     assert!(t.take_changes().is_empty());
     t.drop_offer(&id(1));
     assert_eq!(t.get(&id(1)), None);
-    assert_eq!(t.choose(&c, &id(2), mac(2), None, 0), Some(ip(10)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(2), mac(2), None, 0),
+        Some(ip(10))
+    );
 }
 
 #[test]
@@ -187,7 +240,10 @@ fn restore_rebuilds_every_index() {
     assert_eq!(t.mac_of(ip(11)), Some(mac(1)));
     assert_eq!(t.get_by_mac(&mac(2)).unwrap().ip, ip(10));
     // Only 10.0.0.12 was never used; after it, released 10.0.0.10 is taken over.
-    assert_eq!(t.choose(&c, &id(3), mac(3), None, 10), Some(ip(12)));
+    assert_eq!(
+        t.choose(&c, c.dhcp.primary(), &id(3), mac(3), None, 10),
+        Some(ip(12))
+    );
     assert_eq!(t.in_use(10), 1);
 }
 
@@ -210,7 +266,9 @@ action = "local"
     for n in 0..60_000u32 {
         let client = ClientId(n.to_be_bytes().to_vec());
         let m = Mac([2, 0, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-        let a = t.choose(&c, &client, m, None, 0).expect("pool has room");
+        let a = t
+            .choose(&c, c.dhcp.primary(), &client, m, None, 0)
+            .expect("pool has room");
         t.bind(&client, m, a, State::Bound, 3600);
     }
     assert_eq!(t.iter().count(), 60_000);

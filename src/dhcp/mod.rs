@@ -57,27 +57,49 @@ const FIXED_LENGTHS: [(u8, u8, bool); 7] = [
 ];
 
 /// Walks the options after the magic cookie and refuses lengths dhcproto would assert on.
+/// Consecutive options with the same code count as one (RFC 3396 concatenation), as dhcproto
+/// decodes them.
 fn check_option_lengths(bytes: &[u8]) -> Result<(), PacketError> {
+    let check = |code: u8, total: usize| match FIXED_LENGTHS.iter().find(|(c, _, _)| *c == code) {
+        Some(&(_, want, exact))
+            if (exact && total != usize::from(want)) || (!exact && total < usize::from(want)) =>
+        {
+            Err(PacketError::BadOptionLength {
+                code,
+                len: total.min(255) as u8,
+            })
+        }
+        _ => Ok(()),
+    };
+    let mut run: Option<(u8, usize)> = None;
     let mut i = 240; // 236-byte BOOTP header + 4-byte magic cookie
     while i < bytes.len() {
         let code = bytes[i];
-        match code {
-            0 => i += 1,
-            255 => return Ok(()),
-            _ => {
-                let Some(&len) = bytes.get(i + 1) else {
-                    return Ok(());
-                };
-                if let Some(&(_, want, exact)) = FIXED_LENGTHS.iter().find(|(c, _, _)| *c == code) {
-                    if (exact && len != want) || (!exact && len < want) {
-                        return Err(PacketError::BadOptionLength { code, len });
-                    }
-                }
-                i += 2 + usize::from(len);
+        if code == 0 || code == 255 {
+            if let Some((c, total)) = run.take() {
+                check(c, total)?;
             }
+            if code == 255 {
+                return Ok(());
+            }
+            i += 1;
+            continue;
         }
+        let Some(&len) = bytes.get(i + 1) else { break };
+        run = match run {
+            Some((c, total)) if c == code => Some((c, total + usize::from(len))),
+            Some((c, total)) => {
+                check(c, total)?;
+                Some((code, usize::from(len)))
+            }
+            None => Some((code, usize::from(len))),
+        };
+        i += 2 + usize::from(len);
     }
-    Ok(())
+    match run {
+        Some((c, total)) => check(c, total),
+        None => Ok(()),
+    }
 }
 
 /// Decodes a datagram without ever letting a decoder panic take the server down: option
@@ -438,6 +460,13 @@ mod tests {
             }
         }
         assert!(decode(&packet(&[53, 1, 1, 0, 94, 3, 1, 2, 0, 255])).is_ok());
+        // RFC 3396: two consecutive option 154s of 4 bytes are one option of 8.
+        assert!(matches!(
+            decode(&packet(&[
+                53, 1, 1, 154, 4, 0, 0, 0, 0, 154, 4, 0, 0, 0, 0, 255
+            ])),
+            Err(PacketError::BadOptionLength { code: 154, len: 8 })
+        ));
         assert!(decode(&[1, 2, 3]).is_err());
     }
 }

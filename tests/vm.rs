@@ -70,8 +70,32 @@ fn boot(
     limit: Duration,
 ) -> Boot {
     let tap = lab.tap();
-    let console_path = lab.path(&format!("{tap}-console.log"));
-    let mut cmd = lab.server.cmd("qemu-system-x86_64");
+    boot_at(
+        &lab.server,
+        &tap,
+        lab.dir.path(),
+        fw,
+        mac,
+        disk,
+        until,
+        limit,
+    )
+}
+
+/// Boots a VM on `tap` in namespace `ns`; its files go in `dir`.
+#[allow(clippy::too_many_arguments)]
+fn boot_at(
+    ns: &Netns,
+    tap: &str,
+    dir: &Path,
+    fw: Firmware,
+    mac: &str,
+    disk: Option<&Path>,
+    until: &[&str],
+    limit: Duration,
+) -> Boot {
+    let console_path = dir.join(format!("{tap}-console.log"));
+    let mut cmd = ns.cmd("qemu-system-x86_64");
     cmd.args([
         "-accel",
         "tcg",
@@ -96,7 +120,7 @@ fn boot(
             ]);
         }
         Firmware::Uefi => {
-            let vars = lab.path(&format!("{tap}-vars.fd"));
+            let vars = dir.join(format!("{tap}-vars.fd"));
             std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
                 .expect("OVMF_VARS_4M.fd (package ovmf)");
             cmd.args([
@@ -440,4 +464,88 @@ profile = "uefi"
     }
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
+}
+
+/// A VM on another subnet (10.50.0.0/24, bridge br2 in a router namespace) boots through
+/// isc-dhcp-relay: pxed picks the subnet from giaddr and answers the relay on port 67.
+#[test]
+fn vm_behind_isc_dhcp_relay_boots_its_profile() {
+    let (_g, boot_dir) = setup();
+    require(&["dhcrelay"]);
+    let mut lab = Lab::new();
+    // The router: one leg on br1 (10.123.0.254), one bridge br2 (10.50.0.1) for the VM.
+    let router = lab.client("02:00:00:00:00:fe", Some("10.123.0.254/24"));
+    router.ip(&["link", "add", "br2", "type", "bridge"]);
+    router.ip(&["addr", "add", "10.50.0.1/24", "dev", "br2"]);
+    router.ip(&["link", "set", "br2", "up"]);
+    router.ip(&["tuntap", "add", "dev", "tap9", "mode", "tap"]);
+    router.ip(&["link", "set", "tap9", "master", "br2", "up"]);
+    let fwd = router
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .unwrap();
+    assert!(fwd.success());
+    lab.server
+        .ip(&["route", "add", "10.50.0.0/24", "via", "10.123.0.254"]);
+    let mut relay = router
+        .cmd("dhcrelay")
+        .args(["-4", "-d", "-id", "br2", "-iu", "vc", SERVER_IP])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(lab.path("dhcrelay.log")).unwrap())
+        .spawn()
+        .expect("dhcrelay");
+    let config = config(
+        &boot_dir,
+        &lab.path("state"),
+        r#"[profiles.rack2]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=relayed ip={{ ip }}"
+
+[hosts."de:00:00:00:00:de"]
+profile = "rack2"
+"#,
+    )
+    .replace(
+        "lease_time = \"1h\"\n",
+        "lease_time = \"1h\"\n\n[[dhcp.subnets]]\nsubnet = \"10.50.0.0/24\"\nrange = [\"10.50.0.100\", \"10.50.0.150\"]\nrouter = \"10.50.0.1\"\n",
+    );
+    let mut pxed = Pxed::start(&lab, &config);
+    let b = boot_at(
+        &router,
+        "tap9",
+        lab.dir.path(),
+        Firmware::Bios,
+        "de:00:00:00:00:de",
+        None,
+        &[KERNEL_MARKER],
+        Duration::from_secs(300),
+    );
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let Some(line) = console_line(&b.console, KERNEL_MARKER) else {
+        panic!(
+            "no boot marker; console:\n{}\npxed:\n{}",
+            b.console,
+            pxed.log()
+        );
+    };
+    println!("relayed BIOS VM boot time: {:.1} s", b.took.as_secs_f64());
+    assert!(line.contains("pxed.test=relayed ip=10.50.0.100"), "{line}");
+    let log = pxed.wait_for_log(
+        |l| l.contains("path=/initrd.gz"),
+        Duration::from_secs(5),
+        "initrd served",
+    );
+    assert!(
+        log.lines().any(|l| l.contains("reply=\"ack\"")
+            && l.contains("ip=10.50.0.100")
+            && l.contains("to=10.50.0.1:67")),
+        "no ACK to the relay:\n{log}"
+    );
+    assert!(
+        log.contains("peer=10.50.0.100:"),
+        "kernel not fetched from the relayed VM:\n{log}"
+    );
 }

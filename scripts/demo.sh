@@ -70,7 +70,7 @@ target/release/pxed check --config "$work/pxed.toml"
 ip netns exec "$ns" target/release/pxed serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
 pxed_pid=$!
 for _ in $(seq 100); do
-    [ "$(grep -c 'listener ready' "$work/pxed.log")" = 3 ] && break
+    grep -q 'http listener ready' "$work/pxed.log" && break
     kill -0 "$pxed_pid" 2>/dev/null || { cat "$work/pxed.log" >&2; exit 1; }
     sleep 0.1
 done

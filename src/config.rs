@@ -128,6 +128,11 @@ impl Dhcp {
 pub struct Pool {
     /// The subnet.
     pub subnet: Ipv4Net,
+    /// The interface pxed serves this subnet on directly; `None` for a subnet reached through
+    /// relays.
+    pub interface: Option<String>,
+    /// The address this subnet's clients reach pxed at: server id, next-server, URL host.
+    pub server: Ipv4Addr,
     /// First and last pool address, inclusive; `None` in proxy mode.
     pub range: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Option 3.
@@ -209,9 +214,14 @@ pub struct Host {
 }
 
 impl Config {
-    /// Base URL of the boot HTTP listener as clients reach it.
+    /// Base URL of the boot HTTP listener as clients of the served interface reach it.
     pub fn http_base(&self) -> String {
-        format!("http://{}:{}", self.server.address, self.http.listen.port())
+        self.http_base_at(self.server.address)
+    }
+
+    /// Base URL of the boot HTTP listener at one of pxed's addresses.
+    pub fn http_base_at(&self, server: Ipv4Addr) -> String {
+        format!("http://{}:{}", server, self.http.listen.port())
     }
 
     /// The profile name a MAC boots, if pxed manages it.
@@ -276,7 +286,7 @@ impl Validator<'_> {
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
-        let dhcp = self.dhcp(raw.dhcp, server.address)?;
+        let dhcp = self.dhcp(raw.dhcp, &server.interface, server.address)?;
 
         if raw.tftp.max_blksize < 512 || raw.tftp.max_blksize > 65464 {
             return Err(self.err(&["tftp", "max_blksize"], "must be between 512 and 65464"));
@@ -395,7 +405,7 @@ impl Validator<'_> {
         })
     }
 
-    fn dhcp(&self, d: RawDhcp, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
+    fn dhcp(&self, d: RawDhcp, iface: &str, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
         let mode = match d.mode.as_deref() {
             None | Some("server") => DhcpMode::Server,
             Some("proxy") => DhcpMode::Proxy,
@@ -408,15 +418,25 @@ impl Validator<'_> {
         };
         let primary = RawSubnet {
             subnet: d.subnet,
+            interface: Some(iface.to_string()),
+            address: Some(server),
             range: d.range,
             router: d.router,
             dns: d.dns,
             domain: d.domain,
         };
-        let mut pools = vec![self.pool(&["dhcp"], primary, mode)?];
+        let mut pools = vec![self.pool(&["dhcp"], primary, mode, server)?];
         for (i, raw) in d.subnets.into_iter().enumerate() {
             let index = i.to_string();
-            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode)?;
+            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode, server)?;
+            if let Some(name) = &pool.interface {
+                if pools.iter().any(|p| p.interface.as_ref() == Some(name)) {
+                    return Err(self.err(
+                        &["dhcp", "subnets", &index, "interface"],
+                        format!("interface {name} already serves another subnet"),
+                    ));
+                }
+            }
             if let Some(other) = pools.iter().find(|p| {
                 p.subnet.contains(&pool.subnet.network())
                     || pool.subnet.contains(&p.subnet.network())
@@ -461,7 +481,13 @@ impl Validator<'_> {
     }
 
     /// Validates one subnet: `[dhcp]` itself (`at` = `["dhcp"]`) or a `[[dhcp.subnets]]` entry.
-    fn pool(&self, at: &[&str], d: RawSubnet, mode: DhcpMode) -> Result<Pool, ConfigError> {
+    fn pool(
+        &self,
+        at: &[&str],
+        d: RawSubnet,
+        mode: DhcpMode,
+        default_server: Ipv4Addr,
+    ) -> Result<Pool, ConfigError> {
         let key = |k: &'static str| -> Vec<&str> {
             let mut v = at.to_vec();
             v.push(k);
@@ -513,8 +539,42 @@ impl Validator<'_> {
                 return Err(self.err(&key("router"), format!("{r} is not in subnet {subnet}")));
             }
         }
+        let server = match (&d.interface, d.address) {
+            (None, None) => default_server,
+            (Some(_), None) => {
+                return Err(self.err(
+                    &key("interface"),
+                    "needs `address`, pxed's address on that interface",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(&key("address"), "only allowed together with `interface`"))
+            }
+            (Some(name), Some(addr)) => {
+                if name.is_empty() || name.len() > 15 || name.contains('/') {
+                    return Err(self.err(
+                        &key("interface"),
+                        "must be a Linux interface name (1 to 15 characters)",
+                    ));
+                }
+                if mode == DhcpMode::Proxy && at.len() > 1 {
+                    return Err(self.err(
+                        &key("interface"),
+                        "proxy mode serves [server] interface only",
+                    ));
+                }
+                if at.len() > 1 && !subnet.contains(&addr) {
+                    return Err(
+                        self.err(&key("address"), format!("{addr} is not in subnet {subnet}"))
+                    );
+                }
+                addr
+            }
+        };
         Ok(Pool {
             subnet,
+            interface: d.interface,
+            server,
             range,
             router: d.router,
             dns: d.dns,

@@ -22,9 +22,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     let iface = config.server.interface.clone();
     let dhcp_addr = SocketAddr::from(([0, 0, 0, 0], 67));
-    let dhcp = crate::net::udp_on_interface(&iface, dhcp_addr).context("dhcp listener")?;
     let tftp_addr = SocketAddr::from(([0, 0, 0, 0], 69));
-    let tftp = crate::net::udp_on_interface(&iface, tftp_addr).context("tftp listener")?;
+    // One DHCP and one TFTP socket per served interface, each bound to it, so every reply
+    // leaves through the interface its request came in on.
+    let mut sockets = Vec::new();
+    for (home, pool) in config.dhcp.pools.iter().enumerate() {
+        let Some(name) = &pool.interface else {
+            continue;
+        };
+        let dhcp = crate::net::udp_on_interface(name, dhcp_addr).context("dhcp listener")?;
+        let tftp = crate::net::udp_on_interface(name, tftp_addr).context("tftp listener")?;
+        sockets.push((home, name.clone(), pool.server, dhcp, tftp));
+    }
     let http_addr = config.http.listen;
     let http = tokio::net::TcpListener::bind(http_addr)
         .await
@@ -38,33 +47,48 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let leases = LeaseTable::restore(&config, restored);
     let shared = Shared::with_leases(config, leases);
     let mut tasks = JoinSet::new();
-    match mode {
-        DhcpMode::Server => {
-            tasks.spawn(crate::dhcp::serve(
-                dhcp,
-                iface.clone(),
-                shared.clone(),
-                store,
-                cancel.clone(),
-            ));
-            info!(interface = %iface, addr = %dhcp_addr, mode = "server", "dhcp listener ready");
+    let (commits, committer) = crate::dhcp::start_commits(store);
+    for (home, name, server, dhcp, tftp) in sockets {
+        match mode {
+            DhcpMode::Server => {
+                tasks.spawn(crate::dhcp::serve(
+                    dhcp,
+                    name.clone(),
+                    home,
+                    shared.clone(),
+                    commits.clone(),
+                    cancel.clone(),
+                ));
+                info!(interface = %name, addr = %dhcp_addr, %server, mode = "server", "dhcp listener ready");
+            }
+            DhcpMode::Proxy => {
+                let pxe_addr = SocketAddr::from(([0, 0, 0, 0], 4011));
+                let pxe =
+                    crate::net::udp_on_interface(&iface, pxe_addr).context("proxydhcp listener")?;
+                tasks.spawn(crate::dhcp::serve_proxy(
+                    dhcp,
+                    pxe,
+                    name.clone(),
+                    shared.clone(),
+                    cancel.clone(),
+                ));
+                info!(interface = %name, addr = %dhcp_addr, proxy_addr = %pxe_addr, mode = "proxy", "dhcp listener ready");
+            }
         }
-        DhcpMode::Proxy => {
-            let pxe_addr = SocketAddr::from(([0, 0, 0, 0], 4011));
-            let pxe =
-                crate::net::udp_on_interface(&iface, pxe_addr).context("proxydhcp listener")?;
-            tasks.spawn(crate::dhcp::serve_proxy(
-                dhcp,
-                pxe,
-                iface.clone(),
-                shared.clone(),
-                cancel.clone(),
-            ));
-            info!(interface = %iface, addr = %dhcp_addr, proxy_addr = %pxe_addr, mode = "proxy", "dhcp listener ready");
-        }
+        tasks.spawn(crate::tftp::serve(
+            tftp,
+            name.clone(),
+            server,
+            shared.clone(),
+            cancel.clone(),
+        ));
+        info!(interface = %name, addr = %tftp_addr, %server, %boot_dir, "tftp listener ready");
     }
-    tasks.spawn(crate::tftp::serve(tftp, shared.clone(), cancel.clone()));
-    info!(interface = %iface, addr = %tftp_addr, %boot_dir, "tftp listener ready");
+    // The commit task ends when the DHCP loops (holding the other clones) have stopped.
+    drop(commits);
+    tasks.spawn(async move {
+        let _ = committer.await;
+    });
     let http_shared = shared.clone();
     let http_cancel = cancel.clone();
     tasks.spawn(async move {

@@ -104,9 +104,7 @@ profile = "disk"
         for _ in 0..200 {
             if std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .matches("listener ready")
-                .count()
-                == 3
+                .contains("http listener ready")
             {
                 return (child, log);
             }

@@ -162,6 +162,75 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
 }
 
 #[test]
+fn two_interfaces_each_serve_their_own_subnet() {
+    require(&["ip", "busybox", "curl"]);
+    let mut lab = Lab::new();
+    lab.server.ip(&["link", "add", "br2", "type", "bridge"]);
+    lab.server
+        .ip(&["addr", "add", "10.60.0.1/24", "dev", "br2"]);
+    lab.server.ip(&["link", "set", "br2", "up"]);
+    let (boot, big) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot).replace(
+        "lease_time = \"1h\"\n",
+        "lease_time = \"1h\"\n\n[[dhcp.subnets]]\nsubnet = \"10.60.0.0/24\"\ninterface = \"br2\"\naddress = \"10.60.0.1\"\nrange = [\"10.60.0.100\", \"10.60.0.150\"]\nrouter = \"10.60.0.1\"\n",
+    ) + "\n[defaults]\nprofile = \"fedora\"\n";
+    let pxed = Pxed::start(&lab, &cfg);
+    assert_eq!(
+        pxed.log().matches("dhcp listener ready").count(),
+        2,
+        "{}",
+        pxed.log()
+    );
+    let a = lab.client_on("br1", "52:54:00:00:01:01", None);
+    let b = lab.client_on("br2", "52:54:00:00:02:02", None);
+    let ipxe = ["-x", "0x4d:69505845"];
+    let la = udhcpc(&lab, &a, &ipxe).expect("lease on br1");
+    assert!(
+        la.contains(" ip=10.123.0.100 ") && la.contains(" serverid=10.123.0.1 "),
+        "{la}"
+    );
+    assert!(
+        la.contains(" boot_file=http://10.123.0.1:8080/ipxe/52:54:00:00:01:01 "),
+        "{la}"
+    );
+    let lb = udhcpc(&lab, &b, &ipxe).expect("lease on br2");
+    assert!(
+        lb.contains(" ip=10.60.0.100 ") && lb.contains(" serverid=10.60.0.1 "),
+        "{lb}"
+    );
+    assert!(
+        lb.contains(" router=10.60.0.1 ") && lb.contains(" siaddr=10.60.0.1 "),
+        "{lb}"
+    );
+    assert!(
+        lb.contains(" boot_file=http://10.60.0.1:8080/ipxe/52:54:00:00:02:02 "),
+        "{lb}"
+    );
+    let pxe = udhcpc(
+        &lab,
+        &b,
+        &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"],
+    )
+    .expect("pxe on br2");
+    assert!(
+        pxe.contains(" boot_file=ipxe.efi ") && pxe.contains(" siaddr=10.60.0.1 "),
+        "{pxe}"
+    );
+    // The first stage comes over TFTP from pxed's address on br2.
+    b.ip(&["addr", "add", "10.60.0.100/24", "dev", "vc"]);
+    let out = lab.path("br2.bin");
+    let (ok, _, err) = run_limited(
+        b.cmd("curl")
+            .args(["-sS", "--tftp-blksize", "1468", "-o"])
+            .arg(&out)
+            .arg("tftp://10.60.0.1/big.bin"),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&out).unwrap() == big);
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

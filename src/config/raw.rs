@@ -61,6 +61,8 @@ pub(super) struct RawDhcp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSubnet {
     pub(super) subnet: String,
+    pub(super) interface: Option<String>,
+    pub(super) address: Option<Ipv4Addr>,
     pub(super) range: Option<[Ipv4Addr; 2]>,
     pub(super) router: Option<Ipv4Addr>,
     #[serde(default)]

@@ -423,3 +423,24 @@ fn relayed_subnets_are_validated_like_the_first() {
     let (_, key, _) = err_of(&bogus);
     assert_eq!(key, "dhcp.subnets.0.bogus");
 }
+
+#[test]
+fn a_subnet_on_its_own_interface_needs_its_address() {
+    let extra = "\n[[dhcp.subnets]]\nsubnet = \"10.60.0.0/24\"\ninterface = \"br2\"\naddress = \"10.60.0.1\"\nrange = [\"10.60.0.100\", \"10.60.0.150\"]\n";
+    let text = CONTRACT.replace(
+        "lease_time = \"1h\"\n",
+        &format!("lease_time = \"1h\"\n{extra}"),
+    );
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.dhcp.pools[0].interface.as_deref(), Some("br1"));
+    assert_eq!(c.dhcp.pools[0].server, Ipv4Addr::new(10, 123, 0, 1));
+    assert_eq!(c.dhcp.pools[1].interface.as_deref(), Some("br2"));
+    assert_eq!(c.dhcp.pools[1].server, Ipv4Addr::new(10, 60, 0, 1));
+    let (_, key, _) = err_of(&text.replace("address = \"10.60.0.1\"\n", ""));
+    assert_eq!(key, "dhcp.subnets.0.interface");
+    let (_, key, _) = err_of(&text.replace("address = \"10.60.0.1\"", "address = \"10.61.0.1\""));
+    assert_eq!(key, "dhcp.subnets.0.address");
+    let (_, key, msg) = err_of(&text.replace("interface = \"br2\"", "interface = \"br1\""));
+    assert_eq!(key, "dhcp.subnets.0.interface");
+    assert!(msg.contains("already serves"), "{msg}");
+}

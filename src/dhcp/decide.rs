@@ -133,8 +133,19 @@ pub fn classify(msg: &Message) -> Option<Client> {
     })
 }
 
-/// Decides the reply to one request.
+/// Decides the reply to one request that arrived on the served interface.
 pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) -> Decision {
+    decide_on(msg, cfg, 0, leases, now)
+}
+
+/// Decides the reply to one request that arrived on the interface of `cfg.dhcp.pools[home]`.
+pub fn decide_on(
+    msg: &Message,
+    cfg: &Config,
+    home: usize,
+    leases: &mut LeaseTable,
+    now: u64,
+) -> Decision {
     if msg.opcode() != Opcode::BootRequest {
         return ignore("not a boot request", None);
     }
@@ -155,7 +166,10 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
             Some(p) => p,
             None => return ignore("relay from an unserved subnet", Some(client)),
         },
-        None => cfg.dhcp.primary(),
+        None => match cfg.dhcp.pools.get(home) {
+            Some(p) => p,
+            None => return ignore("no subnet on this interface", Some(client)),
+        },
     };
     let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
@@ -181,25 +195,29 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
             let ciaddr = msg.ciaddr();
             let ip = match (server_id, ciaddr.is_unspecified(), requested) {
                 // SELECTING another server's offer: forget ours.
-                (Some(sid), _, _) if sid != cfg.server.address => {
+                (Some(sid), _, _) if sid != pool.server => {
                     leases.drop_offer(&id);
                     return ignore("client chose another server", Some(client));
                 }
                 // SELECTING our offer.
                 (Some(_), _, Some(ip)) => ip,
-                (Some(_), _, None) => return nak(msg, cfg, client, "no requested address"),
+                (Some(_), _, None) => return nak(msg, pool, client, "no requested address"),
                 // INIT-REBOOT: confirm the address the client believes it has.
                 (None, true, Some(ip)) => {
                     if !pool.subnet.contains(&ip) {
-                        return nak(msg, cfg, client, "address is not on this network");
+                        return nak(msg, pool, client, "address is not on this network");
                     }
-                    let pinned = cfg.hosts.get(&mac).and_then(|h| h.ip);
+                    let pinned = cfg
+                        .hosts
+                        .get(&mac)
+                        .and_then(|h| h.ip)
+                        .filter(|p| pool.subnet.contains(p));
                     match (leases.get(&id), pinned) {
                         (Some(l), _) if l.ip != ip => {
-                            return nak(msg, cfg, client, "that is not your address")
+                            return nak(msg, pool, client, "that is not your address")
                         }
                         (None, Some(p)) if p != ip => {
-                            return nak(msg, cfg, client, "that is not your address")
+                            return nak(msg, pool, client, "that is not your address")
                         }
                         // RFC 2131 §4.3.2: with no record of the client, stay silent.
                         (None, None) => {
@@ -220,7 +238,7 @@ pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) ->
                     leases.bind(&id, mac, ip, State::Bound, now + lease_secs);
                     answer(msg, cfg, pool, client, MessageType::Ack, ip)
                 }
-                Err(_) => nak(msg, cfg, client, "requested address not available"),
+                Err(_) => nak(msg, pool, client, "requested address not available"),
             }
         }
         MessageType::Release => {
@@ -319,11 +337,11 @@ fn destination(req: &Message, yiaddr: Ipv4Addr, mac: Mac) -> Destination {
     }
 }
 
-fn nak(req: &Message, cfg: &Config, client: Client, why: &str) -> Decision {
+fn nak(req: &Message, pool: &Pool, client: Client, why: &str) -> Decision {
     let mut reply = base_reply(req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
     let o = reply.opts_mut();
     o.insert(DhcpOption::MessageType(MessageType::Nak));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
+    o.insert(DhcpOption::ServerIdentifier(pool.server));
     o.insert(DhcpOption::Message(why.to_string()));
     let to = if req.giaddr().is_unspecified() {
         Destination::Broadcast
@@ -370,7 +388,7 @@ fn build(
     mtype: MessageType,
     ip: Ipv4Addr,
 ) -> Message {
-    let mut m = base_reply(req, ip, cfg.server.address);
+    let mut m = base_reply(req, ip, pool.server);
     let lease = cfg.dhcp.lease_time.as_secs() as u32;
     let prl = match req.opts().get(OptionCode::ParameterRequestList) {
         Some(DhcpOption::ParameterRequestList(codes)) => Some(codes.clone()),
@@ -381,7 +399,7 @@ fn build(
     let wants = |code: OptionCode| prl.as_ref().is_none_or(|p| p.contains(&code));
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(mtype));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
+    o.insert(DhcpOption::ServerIdentifier(pool.server));
     o.insert(DhcpOption::SubnetMask(pool.subnet.netmask()));
     if let Some(r) = pool.router.filter(|_| wants(OptionCode::Router)) {
         o.insert(DhcpOption::Router(vec![r]));
@@ -407,7 +425,7 @@ fn build(
     {
         o.insert(DhcpOption::Hostname(h));
     }
-    if let Some(file) = boot_file(cfg, client) {
+    if let Some(file) = boot_file(cfg, pool.server, client) {
         match client.kind {
             ClientKind::Pxe => {
                 o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
@@ -415,7 +433,7 @@ fn build(
                 // firmware such as OVMF goes on to boot-server discovery on port 4011.
                 o.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
                 o.insert(DhcpOption::TFTPServerName(
-                    cfg.server.address.to_string().into_bytes(),
+                    pool.server.to_string().into_bytes(),
                 ));
             }
             ClientKind::HttpBoot => {
@@ -432,18 +450,19 @@ fn build(
 }
 
 /// The boot file a client gets, or `None` for clients that are not network booting.
-pub fn boot_file(cfg: &Config, client: &Client) -> Option<String> {
+pub fn boot_file(cfg: &Config, server: Ipv4Addr, client: &Client) -> Option<String> {
     let fs = &cfg.first_stage;
+    let http = cfg.http_base_at(server);
     match client.kind {
-        ClientKind::Ipxe => Some(format!("{}/ipxe/{}", cfg.http_base(), client.mac)),
+        ClientKind::Ipxe => Some(format!("{http}/ipxe/{}", client.mac)),
         ClientKind::Pxe => match client.arch.unwrap_or(0) {
             0 => Some(fs.bios.clone()),
             6 => Some(fs.efi_ia32.clone()),
             7 | 9 => Some(fs.efi_x64.clone()),
             11 => Some(fs.efi_arm64.clone()),
-            15 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_ia32)),
-            16 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_x64)),
-            19 => Some(crate::profiles::url_for(&cfg.http_base(), &fs.http_arm64)),
+            15 => Some(crate::profiles::url_for(&http, &fs.http_ia32)),
+            16 => Some(crate::profiles::url_for(&http, &fs.http_x64)),
+            19 => Some(crate::profiles::url_for(&http, &fs.http_arm64)),
             _ => None,
         },
         ClientKind::HttpBoot => {
@@ -452,7 +471,7 @@ pub fn boot_file(cfg: &Config, client: &Client) -> Option<String> {
                 19 => &fs.http_arm64,
                 _ => &fs.http_x64,
             };
-            Some(crate::profiles::url_for(&cfg.http_base(), path))
+            Some(crate::profiles::url_for(&http, path))
         }
         ClientKind::Plain => None,
     }

@@ -121,8 +121,30 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The socket a reply leaves from: the one its request arrived on.
+#[derive(Clone)]
+pub struct Outlet {
+    /// The DHCP socket, bound to `interface`.
+    socket: Arc<UdpSocket>,
+    /// Its interface, for ARP entries.
+    interface: Arc<str>,
+}
+
+/// The queue into the lease commit task, shared by every interface's DHCP loop.
+#[derive(Clone)]
+pub struct CommitQueue(mpsc::UnboundedSender<Pending>);
+
+/// Starts the task that commits lease changes to `store` in batches and then sends the
+/// replies that waited for them. It ends once every [`CommitQueue`] clone is dropped.
+pub fn start_commits(store: LeaseStore) -> (CommitQueue, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel::<Pending>();
+    (CommitQueue(tx), tokio::spawn(commit_loop(rx, store)))
+}
+
 /// A reply waiting for its lease changes to be committed.
-struct Pending {
+pub struct Pending {
+    /// Where it leaves from.
+    outlet: Outlet,
     /// Store writes the reply depends on.
     changes: Vec<Change>,
     /// The encoded reply.
@@ -148,24 +170,27 @@ struct Summary {
 /// Most replies one commit carries; bounds the latency a burst can add.
 const MAX_BATCH: usize = 4096;
 
-/// Serves DHCP on `socket` until `cancel` fires. Replies that depend on lease changes (ACKs,
-/// and the releases and declines that produce no reply) are handed to a commit task that
-/// writes them to `store` in batches and only then sends the replies.
+/// Serves DHCP on `socket` (bound to `interface`, whose subnet is `cfg.dhcp.pools[home]`)
+/// until `cancel` fires. Replies that depend on lease changes (ACKs, and the releases and
+/// declines that produce no reply) go through `commits`, which writes them to the store in
+/// batches and only then sends the replies.
 pub async fn serve(
     socket: UdpSocket,
     interface: String,
+    home: usize,
     shared: Arc<Shared>,
-    store: LeaseStore,
+    commits: CommitQueue,
     cancel: CancellationToken,
 ) {
-    let socket = Arc::new(socket);
-    let (tx, rx) = mpsc::unbounded_channel::<Pending>();
-    let committer = tokio::spawn(commit_loop(rx, store, socket.clone(), interface.clone()));
+    let outlet = Outlet {
+        socket: Arc::new(socket),
+        interface: interface.into(),
+    };
     let mut buf = vec![0u8; 1500];
     loop {
         let (len, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
+            r = outlet.socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(error = %e, "dhcp receive failed");
@@ -183,20 +208,19 @@ pub async fn serve(
         let cfg = shared.config();
         let (decision, changes) = {
             let mut leases = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
-            let d = decide::decide(&msg, &cfg, &mut leases, unix_now());
+            let d = decide::decide_on(&msg, &cfg, home, &mut leases, unix_now());
             (d, leases.take_changes())
         };
-        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, changes) else {
+        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, changes, &outlet)
+        else {
             continue;
         };
         if pending.changes.is_empty() {
-            send_logged(&socket, &interface, pending).await;
-        } else if tx.send(pending).is_err() {
+            send_logged(pending).await;
+        } else if commits.0.send(pending).is_err() {
             warn!("lease commit task is gone; reply withheld");
         }
     }
-    drop(tx);
-    let _ = committer.await;
 }
 
 /// Serves proxyDHCP until `cancel` fires: DISCOVERs on `dhcp` (port 67) and REQUESTs on
@@ -209,13 +233,21 @@ pub async fn serve_proxy(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
+    let dhcp = Outlet {
+        socket: Arc::new(dhcp),
+        interface: interface.clone().into(),
+    };
+    let pxe = Outlet {
+        socket: Arc::new(pxe),
+        interface: interface.into(),
+    };
     let mut buf67 = vec![0u8; 1500];
     let mut buf4011 = vec![0u8; 1500];
     loop {
         let (port, r) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = dhcp.recv_from(&mut buf67) => (proxy::Port::Dhcp, r),
-            r = pxe.recv_from(&mut buf4011) => (proxy::Port::Proxy, r),
+            r = dhcp.socket.recv_from(&mut buf67) => (proxy::Port::Dhcp, r),
+            r = pxe.socket.recv_from(&mut buf4011) => (proxy::Port::Proxy, r),
         };
         let (len, peer) = match r {
             Ok(x) => x,
@@ -224,7 +256,7 @@ pub async fn serve_proxy(
                 continue;
             }
         };
-        let (socket, bytes) = match port {
+        let (outlet, bytes) = match port {
             proxy::Port::Dhcp => (&dhcp, &buf67[..len]),
             proxy::Port::Proxy => (&pxe, &buf4011[..len]),
         };
@@ -237,8 +269,8 @@ pub async fn serve_proxy(
         };
         let cfg = shared.config();
         let decision = proxy::decide_proxy(&msg, &cfg, port, peer);
-        if let Some(p) = to_pending(&shared, &cfg, &msg, peer, decision, Vec::new()) {
-            send_logged(socket, &interface, p).await;
+        if let Some(p) = to_pending(&shared, &cfg, &msg, peer, decision, Vec::new(), outlet) {
+            send_logged(p).await;
         }
     }
 }
@@ -251,6 +283,7 @@ fn to_pending(
     peer: SocketAddr,
     decision: Decision,
     changes: Vec<Change>,
+    outlet: &Outlet,
 ) -> Option<Pending> {
     let pending = match decision {
         Decision::Ignore { reason, client } => {
@@ -269,6 +302,7 @@ fn to_pending(
                 return None;
             }
             Pending {
+                outlet: outlet.clone(),
                 changes,
                 bytes: Vec::new(),
                 to: Destination::Broadcast,
@@ -309,6 +343,7 @@ fn to_pending(
                     .to_string(),
             };
             Pending {
+                outlet: outlet.clone(),
                 changes,
                 bytes,
                 to,
@@ -335,12 +370,7 @@ impl Summary {
 }
 
 /// Commits batches of lease changes, then sends the replies that waited for them.
-async fn commit_loop(
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    store: LeaseStore,
-    socket: Arc<UdpSocket>,
-    interface: String,
-) {
+async fn commit_loop(mut rx: mpsc::UnboundedReceiver<Pending>, store: LeaseStore) {
     let store = Arc::new(std::sync::Mutex::new(store));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -365,7 +395,7 @@ async fn commit_loop(
                 debug!(replies = batch.len(), "lease batch committed");
                 for p in batch {
                     if !p.bytes.is_empty() {
-                        send_logged(&socket, &interface, p).await;
+                        send_logged(p).await;
                     }
                 }
             }
@@ -379,9 +409,9 @@ async fn commit_loop(
     }
 }
 
-async fn send_logged(socket: &UdpSocket, interface: &str, p: Pending) {
+async fn send_logged(p: Pending) {
     let s = p.summary;
-    match send(socket, interface, &p.bytes, p.to).await {
+    match send(&p.outlet.socket, &p.outlet.interface, &p.bytes, p.to).await {
         Ok(addr) => info!(
             mac = %s.mac, request = s.request, reply = s.reply, ip = %s.ip, kind = %s.kind,
             arch = %s.arch, user_class = s.user_class.as_str(), file = %s.file, to = %addr,

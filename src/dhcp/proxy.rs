@@ -58,7 +58,7 @@ pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -
         }
         (Port::Proxy, _) => return ignore("not a request", Some(client)),
     };
-    let Some(file) = boot_file(cfg, &client) else {
+    let Some(file) = boot_file(cfg, cfg.server.address, &client) else {
         return ignore("no boot file for this architecture", Some(client));
     };
     let mut m = Message::new_with_id(

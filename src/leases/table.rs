@@ -153,7 +153,12 @@ impl LeaseTable {
         mac: Mac,
         now: u64,
     ) -> bool {
-        if ip == cfg.server.address || cfg.dhcp.pool_for(ip).is_some_and(|p| p.router == Some(ip)) {
+        if cfg
+            .dhcp
+            .pools
+            .iter()
+            .any(|p| p.server == ip || p.router == Some(ip))
+        {
             return false;
         }
         if reserved.get(&ip).is_some_and(|owner| *owner != mac) {

@@ -5,7 +5,7 @@
 pub mod packet;
 pub mod session;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +22,13 @@ use session::{Event, Limits, Send, Session, Status};
 
 /// Serves TFTP read requests on `socket` until `cancel` fires; running transfers are
 /// cancelled with it.
-pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken) {
+pub async fn serve(
+    socket: UdpSocket,
+    interface: String,
+    server: Ipv4Addr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let mut buf = vec![0u8; 1500];
     loop {
@@ -44,8 +50,12 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationT
             }) => {
                 let shared = shared.clone();
                 let cancel = cancel.clone();
+                let local = Local {
+                    interface: interface.clone(),
+                    server,
+                };
                 tracker.spawn(async move {
-                    transfer(peer, filename, mode, options, shared, cancel).await;
+                    transfer(peer, local, filename, mode, options, shared, cancel).await;
                 });
             }
             Ok(Packet::Wrq { filename }) => {
@@ -62,8 +72,17 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationT
     tracker.wait().await;
 }
 
+/// Where a transfer's own socket is bound: the listener's interface and pxed's address on it.
+struct Local {
+    /// The interface the request came in on.
+    interface: String,
+    /// pxed's address on it (the transfer's source address).
+    server: Ipv4Addr,
+}
+
 async fn transfer(
     peer: SocketAddr,
+    at: Local,
     filename: String,
     mode: String,
     options: Vec<(String, String)>,
@@ -76,8 +95,8 @@ async fn transfer(
         SocketAddr::V6(_) => None,
     }
     .unwrap_or_default();
-    let local = SocketAddr::from((cfg.server.address, 0));
-    let sock = match crate::net::udp_on_interface(&cfg.server.interface, local) {
+    let local = SocketAddr::from((at.server, 0));
+    let sock = match crate::net::udp_on_interface(&at.interface, local) {
         Ok(s) => s,
         Err(e) => {
             warn!(%peer, error = %e, "cannot open tftp transfer socket");

@@ -142,13 +142,19 @@ impl Lab {
     /// A client namespace joined to br1 by a veth whose client end (`vc`) has `mac` and, if
     /// given, a static address.
     pub fn client(&mut self, mac: &str, addr: Option<&str>) -> Netns {
+        self.client_on("br1", mac, addr)
+    }
+
+    /// Like [`Lab::client`], on another bridge of the server namespace.
+    pub fn client_on(&mut self, bridge: &str, mac: &str, addr: Option<&str>) -> Netns {
         let c = Netns::new();
         let vs = format!("vs{}", self.taps);
         self.taps += 1;
         self.server.ip(&[
             "link", "add", &vs, "type", "veth", "peer", "name", "vc", "netns", &c.name,
         ]);
-        self.server.ip(&["link", "set", &vs, "master", "br1", "up"]);
+        self.server
+            .ip(&["link", "set", &vs, "master", bridge, "up"]);
         c.ip(&["link", "set", "vc", "address", mac]);
         c.ip(&["link", "set", "vc", "up"]);
         if let Some(a) = addr {
@@ -230,10 +236,15 @@ impl Pxed {
             child: Some(child),
             log_path,
         };
+        // The http line comes last, after every interface's dhcp and tftp lines.
         p.wait_for_log(
-            |l| l.matches("listener ready").count() == 3,
+            |l| {
+                l.contains("dhcp listener ready")
+                    && l.contains("tftp listener ready")
+                    && l.contains("http listener ready")
+            },
             Duration::from_secs(20),
-            "three listener ready lines",
+            "the listener ready lines",
         );
         p
     }

@@ -8,14 +8,17 @@
 # DISCOVERs sent. Prints, per server, each rate's drops and latencies, and the highest rate
 # with under 1% drops, then the ratios.
 #
-# Usage: sudo bench/dhcp.sh [CLIENTS=60000] [SECS=10] [RATES="500 1000 2000 3000 4000 6000"]
+# Latency: tcpdump (on CPU 1) records each step on the server's interface, and
+# bench/dhcp_latency.py reports the server-side p50/p99 from request in to reply out.
+#
+# Usage: sudo bench/dhcp.sh [CLIENTS=60000] [SECS=10] [RATES="250 350 500 1000 2000 4000 8000 12000 16000"]
 set -euo pipefail
 clients=${1:-60000}
 secs=${2:-10}
-rates=${3:-"500 1000 2000 3000 4000 6000"}
+rates=${3:-"250 350 500 1000 2000 4000 8000 12000 16000"}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 1; }
-for p in kea-admin dnsmasq-base; do
+for p in kea-admin dnsmasq-base tcpdump; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || {
         apt-get update -q >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" >&2; }
 done
@@ -82,9 +85,14 @@ stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null |
 
 # step RATE -> "acks discovers drop% avg_do_ms avg_ra_ms max_ra_ms"
 step() {
-    local out
+    local out cap
+    rm -f "$work/step.pcap"
+    ip netns exec "$srv" taskset -c 1 tcpdump -i veth-s -n -s 400 -B 65536 -w "$work/step.pcap" udp port 67 2>/dev/null &
+    cap=$!
+    sleep 0.5
     out=$(ip netns exec "$cli" taskset -c 1 timeout $((secs + 30)) perfdhcp -4 -r "$1" -R "$clients" \
           -p "$secs" -W 1000000 10.202.0.1 2>&1 || true)
+    kill -INT "$cap" 2>/dev/null; wait "$cap" 2>/dev/null || true
     echo "$out" > "$work/perfdhcp-$1.txt"
     echo "$out" | awk '
         /Statistics for: DISCOVER-OFFER/ { ex = 1 }
@@ -101,15 +109,16 @@ step() {
 }
 
 declare -A best
-printf '%-11s %6s %9s %9s %7s %10s %10s %10s\n' server rate ACKs/s DISCOVERs drop% avgDO_ms avgRA_ms maxRA_ms
+printf '%-11s %6s %9s %9s %7s %10s %10s %10s %s\n' server rate ACKs/s DISCOVERs drop% avgDO_ms avgRA_ms maxRA_ms "p50DO p99DO p50RA p99RA (ms, server side)"
 for server in dnsmasq dnsmasq-ro pxed; do
     best[$server]=0
     for rate in $rates; do
         start_server "$server"
         read -r acks discovers drop ado ara mra <<< "$(step "$rate")"
         stop_server
-        printf '%-11s %6s %9.0f %9s %7s %10s %10s %10s\n' "$server" "$rate" \
-            "$(awk -v a="$acks" -v s="$secs" 'BEGIN { print a / s }')" "$discovers" "$drop" "$ado" "$ara" "$mra"
+        lat=$(python3 "$repo/bench/dhcp_latency.py" "$work/step.pcap" 2>/dev/null || echo "- - - -")
+        printf '%-11s %6s %9.0f %9s %7s %10s %10s %10s %s\n' "$server" "$rate" \
+            "$(awk -v a="$acks" -v s="$secs" 'BEGIN { print a / s }')" "$discovers" "$drop" "$ado" "$ara" "$mra" "$lat"
         if awk -v d="$drop" 'BEGIN { exit !(d < 1) }'; then best[$server]=$rate; fi
     done
 done

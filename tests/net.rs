@@ -231,6 +231,41 @@ fn two_interfaces_each_serve_their_own_subnet() {
 }
 
 #[test]
+fn exhausted_pool_offers_nothing_warns_and_keeps_serving_leaseholders() {
+    require(&["ip", "busybox"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot).replace(
+        "\"10.123.0.100\", \"10.123.0.200\"",
+        "\"10.123.0.100\", \"10.123.0.100\"",
+    ) + "\n[defaults]\nprofile = \"fedora\"\n";
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let a = lab.client("52:54:00:00:0a:01", None);
+    let b = lab.client("52:54:00:00:0b:02", None);
+    let first = udhcpc(&lab, &a, &[]).expect("the one address");
+    assert!(first.contains(" ip=10.123.0.100 "), "{first}");
+    assert_eq!(
+        udhcpc(&lab, &b, &[]),
+        None,
+        "a second client got an address from a full pool"
+    );
+    let log = pxed.wait_for_log(
+        |l| l.contains("dhcp pool exhausted"),
+        Duration::from_secs(5),
+        "exhaustion warning",
+    );
+    assert!(
+        log.lines().any(|l| l.contains("dhcp pool exhausted")
+            && l.contains("WARN")
+            && l.contains("total=")),
+        "{log}"
+    );
+    let again =
+        udhcpc(&lab, &a, &["-r", "10.123.0.100"]).expect("the leaseholder keeps its address");
+    assert!(again.contains(" ip=10.123.0.100 "), "{again}");
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

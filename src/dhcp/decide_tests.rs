@@ -836,3 +836,26 @@ fn relayed_clients_get_addresses_and_options_of_their_own_subnet() {
     .unwrap();
     assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 123, 0, 7));
 }
+
+#[test]
+fn rebind_from_a_client_with_an_address_is_acked_or_naked() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
+    // REBINDING: broadcast, ciaddr set, no server id.
+    let rebind = request(KNOWN, 0x8000, ip.octets(), [0; 4], &[REQUEST]);
+    let (ack, to, _) = run(&cfg, &mut leases, &rebind).0.unwrap();
+    assert_eq!((mtype(&ack), ack.yiaddr()), (MessageType::Ack, ip));
+    assert_eq!(to, Destination::Unicast(ip));
+    // Another client rebinding onto that address is refused.
+    let other = request(
+        [0xde, 0, 0, 0, 0, 0x01],
+        0x8000,
+        ip.octets(),
+        [0; 4],
+        &[REQUEST],
+    );
+    let cfg2 = config("[defaults]\nprofile = \"fedora\"\n");
+    let (nak, _, _) = run(&cfg2, &mut leases, &other).0.unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak);
+}

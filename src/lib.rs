@@ -7,12 +7,13 @@
 //!
 //! | module | concept | kind |
 //! |---|---|---|
-//! | [`config`] | the TOML file: parse, validate, locate errors by line and key | pure (+ `load`) |
+//! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
 //! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
 //! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
 //! | [`dhcp::proxy`] | proxyDHCP: boot information without addresses (ports 67 and 4011) | pure |
+//! | `dhcp::wire` | decoding datagrams without ever panicking (option lengths checked first) | pure |
 //! | [`dhcp`] | the DHCP socket loops: decode, decide, commit leases, send per RFC 2131 §4.1 | shell |
 //! | [`tftp::packet`] | TFTP wire format | pure |
 //! | [`tftp::session`] | one read transfer as a state machine (options, windows, retries) | pure |

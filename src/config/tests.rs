@@ -1,3 +1,4 @@
+use super::locate::line_col;
 use super::*;
 
 /// The config from issue #2, word for word: keys in it may never be renamed.

@@ -1,0 +1,412 @@
+//! Validation of the file as written ([`super::raw`]) into a [`Config`]: every rule next to
+//! the error it raises, each error naming the key at fault.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use super::checks::{check_relative, valid_hostname};
+use super::locate::{dotted, invalid, span_of};
+use super::raw::*;
+use super::*;
+use crate::mac::Mac;
+use crate::profiles::{self, Profile};
+
+pub(super) struct Validator<'a> {
+    pub(super) file: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
+        let span = span_of(self.text, path);
+        invalid(self.file, self.text, span, dotted(path), message.into())
+    }
+
+    pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = self.server(raw.server)?;
+        let dhcp = self.dhcp(raw.dhcp, &server.interface, server.address)?;
+
+        if raw.tftp.max_blksize < 512 || raw.tftp.max_blksize > 65464 {
+            return Err(self.err(&["tftp", "max_blksize"], "must be between 512 and 65464"));
+        }
+        if raw.tftp.max_windowsize == 0 {
+            return Err(self.err(&["tftp", "max_windowsize"], "must be at least 1"));
+        }
+        let first_stage = self.first_stage(raw.first_stage)?;
+
+        let mut profiles = BTreeMap::new();
+        for (name, p) in raw.profiles {
+            profiles.insert(name.clone(), self.profile(&name, p)?);
+        }
+
+        let mut hosts: HashMap<Mac, Host> = HashMap::new();
+        let mut written: HashMap<Mac, String> = HashMap::new();
+        let mut pinned: HashMap<Ipv4Addr, String> = HashMap::new();
+        for (key, h) in raw.hosts {
+            let mac: Mac = key.parse().map_err(|e: crate::mac::MacParseError| {
+                self.err(&["hosts", &key], e.to_string())
+            })?;
+            if let Some(first) = written.get(&mac) {
+                return Err(self.err(
+                    &["hosts", &key],
+                    format!("duplicate MAC: same host as hosts.\"{first}\""),
+                ));
+            }
+            if !profiles.contains_key(&h.profile) {
+                return Err(self.err(
+                    &["hosts", &key, "profile"],
+                    format!(
+                        "no profile named `{}` (define [profiles.{}])",
+                        h.profile, h.profile
+                    ),
+                ));
+            }
+            if let Some(ip) = h.ip {
+                let pool = dhcp.pool_for(ip);
+                if pool.is_none_or(|p| ip == p.subnet.network() || ip == p.subnet.broadcast()) {
+                    return Err(self.err(
+                        &["hosts", &key, "ip"],
+                        format!("{ip} is not a usable address in any served subnet"),
+                    ));
+                }
+                if ip == server.address {
+                    return Err(self.err(&["hosts", &key, "ip"], "is the server's own address"));
+                }
+                if let Some(other) = pinned.insert(ip, key.clone()) {
+                    return Err(self.err(
+                        &["hosts", &key, "ip"],
+                        format!("{ip} is already pinned to hosts.\"{other}\""),
+                    ));
+                }
+            }
+            if let Some(name) = &h.hostname {
+                if !valid_hostname(name) {
+                    return Err(self.err(
+                        &["hosts", &key, "hostname"],
+                        "must be letters, digits, `-` and `.`, at most 253 characters",
+                    ));
+                }
+            }
+            written.insert(mac, key.clone());
+            hosts.insert(
+                mac,
+                Host {
+                    profile: h.profile,
+                    ip: h.ip,
+                    hostname: h.hostname,
+                },
+            );
+        }
+
+        if let Some(p) = &raw.defaults.profile {
+            if !profiles.contains_key(p) {
+                return Err(self.err(&["defaults", "profile"], format!("no profile named `{p}`")));
+            }
+        }
+
+        Ok(Config {
+            source: self.file.to_path_buf(),
+            server,
+            dhcp,
+            http: Http {
+                listen: raw.http.listen,
+            },
+            tftp: Tftp {
+                max_blksize: raw.tftp.max_blksize,
+                max_windowsize: raw.tftp.max_windowsize,
+            },
+            first_stage,
+            profiles,
+            hosts,
+            default_profile: raw.defaults.profile,
+        })
+    }
+
+    fn server(&self, s: RawServer) -> Result<Server, ConfigError> {
+        if s.interface.is_empty() || s.interface.len() > 15 || s.interface.contains('/') {
+            return Err(self.err(
+                &["server", "interface"],
+                "must be a Linux interface name (1 to 15 characters)",
+            ));
+        }
+        if !s.boot_dir.is_absolute() {
+            return Err(self.err(&["server", "boot_dir"], "must be an absolute path"));
+        }
+        if !s.state_dir.is_absolute() {
+            return Err(self.err(&["server", "state_dir"], "must be an absolute path"));
+        }
+        Ok(Server {
+            interface: s.interface,
+            address: s.address,
+            boot_dir: s.boot_dir,
+            state_dir: s.state_dir,
+        })
+    }
+
+    fn dhcp(&self, d: RawDhcp, iface: &str, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
+        let mode = match d.mode.as_deref() {
+            None | Some("server") => DhcpMode::Server,
+            Some("proxy") => DhcpMode::Proxy,
+            Some(other) => {
+                return Err(self.err(
+                    &["dhcp", "mode"],
+                    format!("unknown mode `{other}` (\"server\" or \"proxy\")"),
+                ))
+            }
+        };
+        let primary = RawSubnet {
+            subnet: d.subnet,
+            interface: Some(iface.to_string()),
+            address: Some(server),
+            range: d.range,
+            router: d.router,
+            dns: d.dns,
+            domain: d.domain,
+        };
+        let mut pools = vec![self.pool(&["dhcp"], primary, mode, server)?];
+        for (i, raw) in d.subnets.into_iter().enumerate() {
+            let index = i.to_string();
+            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode, server)?;
+            if let Some(name) = &pool.interface {
+                if pools.iter().any(|p| p.interface.as_ref() == Some(name)) {
+                    return Err(self.err(
+                        &["dhcp", "subnets", &index, "interface"],
+                        format!("interface {name} already serves another subnet"),
+                    ));
+                }
+            }
+            if let Some(other) = pools.iter().find(|p| {
+                p.subnet.contains(&pool.subnet.network())
+                    || pool.subnet.contains(&p.subnet.network())
+            }) {
+                return Err(self.err(
+                    &["dhcp", "subnets", &index, "subnet"],
+                    format!("{} overlaps {}", pool.subnet, other.subnet),
+                ));
+            }
+            pools.push(pool);
+        }
+        if !pools[0].subnet.contains(&server) {
+            return Err(self.err(
+                &["server", "address"],
+                format!("{server} is not in [dhcp] subnet {}", pools[0].subnet),
+            ));
+        }
+        let lease_time = humantime::parse_duration(&d.lease_time).map_err(|e| {
+            self.err(
+                &["dhcp", "lease_time"],
+                format!("`{}`: {e} (try \"1h\" or \"30m\")", d.lease_time),
+            )
+        })?;
+        if lease_time < Duration::from_secs(60) || lease_time.as_secs() > u64::from(u32::MAX - 1) {
+            return Err(self.err(
+                &["dhcp", "lease_time"],
+                "must be between 1 minute and 136 years",
+            ));
+        }
+        let decline_time = humantime::parse_duration(&d.decline_time).map_err(|e| {
+            self.err(
+                &["dhcp", "decline_time"],
+                format!("`{}`: {e} (try \"10m\")", d.decline_time),
+            )
+        })?;
+        Ok(Dhcp {
+            mode,
+            lease_time,
+            decline_time,
+            pools,
+        })
+    }
+
+    /// Validates one subnet: `[dhcp]` itself (`at` = `["dhcp"]`) or a `[[dhcp.subnets]]` entry.
+    fn pool(
+        &self,
+        at: &[&str],
+        d: RawSubnet,
+        mode: DhcpMode,
+        default_server: Ipv4Addr,
+    ) -> Result<Pool, ConfigError> {
+        let key = |k: &'static str| -> Vec<&str> {
+            let mut v = at.to_vec();
+            v.push(k);
+            v
+        };
+        let subnet: Ipv4Net = d.subnet.parse().map_err(|_| {
+            self.err(
+                &key("subnet"),
+                format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet),
+            )
+        })?;
+        if subnet.network() != subnet.addr() {
+            return Err(self.err(
+                &key("subnet"),
+                format!("host bits are set; did you mean {}?", subnet.trunc()),
+            ));
+        }
+        let range = match (mode, d.range) {
+            (DhcpMode::Server, None) => {
+                return Err(self.err(
+                    at,
+                    "missing field `range` (required unless mode = \"proxy\")",
+                ))
+            }
+            (DhcpMode::Proxy, Some(_)) => {
+                return Err(self.err(
+                    &key("range"),
+                    "proxy mode hands out no addresses; remove `range`",
+                ))
+            }
+            (DhcpMode::Proxy, None) => None,
+            (DhcpMode::Server, Some([start, end])) => {
+                for ip in [start, end] {
+                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                        return Err(self.err(
+                            &key("range"),
+                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
+                        ));
+                    }
+                }
+                if u32::from(start) > u32::from(end) {
+                    return Err(self.err(&key("range"), "first address is after the last"));
+                }
+                Some((start, end))
+            }
+        };
+        if let Some(r) = d.router {
+            if !subnet.contains(&r) {
+                return Err(self.err(&key("router"), format!("{r} is not in subnet {subnet}")));
+            }
+        }
+        let server = match (&d.interface, d.address) {
+            (None, None) => default_server,
+            (Some(_), None) => {
+                return Err(self.err(
+                    &key("interface"),
+                    "needs `address`, pxed's address on that interface",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(&key("address"), "only allowed together with `interface`"))
+            }
+            (Some(name), Some(addr)) => {
+                if name.is_empty() || name.len() > 15 || name.contains('/') {
+                    return Err(self.err(
+                        &key("interface"),
+                        "must be a Linux interface name (1 to 15 characters)",
+                    ));
+                }
+                if mode == DhcpMode::Proxy && at.len() > 1 {
+                    return Err(self.err(
+                        &key("interface"),
+                        "proxy mode serves [server] interface only",
+                    ));
+                }
+                if at.len() > 1 && !subnet.contains(&addr) {
+                    return Err(
+                        self.err(&key("address"), format!("{addr} is not in subnet {subnet}"))
+                    );
+                }
+                addr
+            }
+        };
+        Ok(Pool {
+            subnet,
+            interface: d.interface,
+            server,
+            range,
+            router: d.router,
+            dns: d.dns,
+            domain: d.domain,
+        })
+    }
+
+    fn first_stage(&self, f: RawFirstStage) -> Result<FirstStage, ConfigError> {
+        let mut out = FirstStage::default();
+        let fields: [(&str, Option<String>, &mut String); 7] = [
+            ("bios", f.bios, &mut out.bios),
+            ("efi_ia32", f.efi_ia32, &mut out.efi_ia32),
+            ("efi_x64", f.efi_x64, &mut out.efi_x64),
+            ("efi_arm64", f.efi_arm64, &mut out.efi_arm64),
+            ("http_ia32", f.http_ia32, &mut out.http_ia32),
+            ("http_x64", f.http_x64, &mut out.http_x64),
+            ("http_arm64", f.http_arm64, &mut out.http_arm64),
+        ];
+        for (key, value, slot) in fields {
+            if let Some(v) = value {
+                let url_ok = key.starts_with("http_");
+                self.boot_path(&["first_stage", key], &v, url_ok)?;
+                *slot = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn boot_path(&self, path: &[&str], value: &str, url_ok: bool) -> Result<(), ConfigError> {
+        if url_ok && profiles::is_url(value) {
+            return Ok(());
+        }
+        check_relative(value).map_err(|m| self.err(path, m))
+    }
+
+    fn profile(&self, name: &str, p: RawProfile) -> Result<Profile, ConfigError> {
+        let kinds = [
+            p.kernel.is_some(),
+            p.script.is_some(),
+            p.chain.is_some(),
+            p.action.is_some(),
+        ];
+        let n = kinds.iter().filter(|k| **k).count();
+        if n != 1 {
+            return Err(self.err(
+                &["profiles", name],
+                "a profile needs exactly one of `kernel`, `script`, `chain` or `action`",
+            ));
+        }
+        if p.kernel.is_none() && (!p.initrd.is_empty() || p.cmdline.is_some()) {
+            let key = if p.cmdline.is_some() {
+                "cmdline"
+            } else {
+                "initrd"
+            };
+            return Err(self.err(
+                &["profiles", name, key],
+                "only allowed together with `kernel`",
+            ));
+        }
+        if let Some(kernel) = p.kernel {
+            self.boot_path(&["profiles", name, "kernel"], &kernel, true)?;
+            for i in &p.initrd {
+                self.boot_path(&["profiles", name, "initrd"], i, true)?;
+            }
+            let cmdline = p.cmdline.unwrap_or_default();
+            profiles::check_template(&cmdline)
+                .map_err(|e| self.err(&["profiles", name, "cmdline"], e.to_string()))?;
+            return Ok(Profile::Kernel {
+                kernel,
+                initrd: p.initrd,
+                cmdline,
+            });
+        }
+        if let Some(script) = p.script {
+            self.boot_path(&["profiles", name, "script"], &script, false)?;
+            return Ok(Profile::Script { script });
+        }
+        if let Some(url) = p.chain {
+            profiles::check_template(&url)
+                .map_err(|e| self.err(&["profiles", name, "chain"], e.to_string()))?;
+            return Ok(Profile::Chain { url });
+        }
+        match p.action.as_deref() {
+            Some("local") => Ok(Profile::Local),
+            Some(other) => Err(self.err(
+                &["profiles", name, "action"],
+                format!("unknown action `{other}` (the only action is \"local\")"),
+            )),
+            None => unreachable!("exactly one kind is set"),
+        }
+    }
+}

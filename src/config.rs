@@ -79,6 +79,8 @@ pub struct Config {
     pub http: Http,
     /// TFTP limits.
     pub tftp: Tftp,
+    /// The admin API listener.
+    pub admin: Admin,
     /// First-stage boot file per client architecture.
     pub first_stage: FirstStage,
     /// Boot profiles by name.
@@ -163,6 +165,16 @@ pub enum DhcpMode {
 pub struct Http {
     /// Socket address the boot HTTP listener binds.
     pub listen: SocketAddr,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where the admin API listens; loopback by default.
+    pub listen: SocketAddr,
+    /// File holding the bearer token; `PXED_ADMIN_TOKEN` is used when unset. A token is
+    /// required whenever `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[tftp]`.

@@ -18,8 +18,41 @@ use crate::store::LeaseStore;
 /// How long running transfers get to finish after a stop before they are aborted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
+/// Lets a signal handler reload the config once the daemon is up (SIGHUP).
+#[derive(Clone, Default)]
+pub struct ReloadHook(Arc<std::sync::OnceLock<Arc<Shared>>>);
+
+impl ReloadHook {
+    /// Reloads the config file now; a file that does not validate is refused and logged
+    /// with its file, line and key, and the old config stays live.
+    pub fn fire(&self, trigger: &'static str) {
+        let Some(shared) = self.0.get() else {
+            warn!(trigger, "reload requested before startup finished; ignored");
+            return;
+        };
+        match crate::reload::reload(shared) {
+            Ok(r) => info!(
+                profiles = r.profiles, hosts = r.hosts, needs_restart = ?r.needs_restart, trigger,
+                "config reloaded"
+            ),
+            Err(e) => {
+                warn!(error = %e, trigger, "config reload refused; the old config stays live")
+            }
+        }
+    }
+}
+
 /// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, cancel, ReloadHook::default()).await
+}
+
+/// [`run`], with a hook through which signals can reload the config.
+pub async fn run_with(
+    config: Config,
+    cancel: CancellationToken,
+    hook: ReloadHook,
+) -> anyhow::Result<()> {
     let iface = config.server.interface.clone();
     let dhcp_addr = SocketAddr::from(([0, 0, 0, 0], 67));
     let tftp_addr = SocketAddr::from(([0, 0, 0, 0], 69));
@@ -38,6 +71,11 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let http = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("http listener on {http_addr}"))?;
+    let admin_addr = config.admin.listen;
+    let admin_token = admin_token(&config)?;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("admin listener on {admin_addr}"))?;
 
     let boot_dir = config.server.boot_dir.display().to_string();
     let mode = config.dhcp.mode;
@@ -46,6 +84,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     info!(store = %store.path().display(), leases = restored.len(), "leases restored");
     let leases = LeaseTable::restore(&config, restored);
     let shared = Shared::with_leases(config, leases);
+    let _ = hook.0.set(shared.clone());
     let mut tasks = JoinSet::new();
     let (commits, committer) = crate::dhcp::start_commits(store);
     for (home, name, server, dhcp, tftp) in sockets {
@@ -96,6 +135,16 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             warn!(error = %e, "http listener failed");
         }
     });
+    let admin_shared = shared.clone();
+    let admin_cancel = cancel.clone();
+    let token_required = admin_token.is_some();
+    tasks.spawn(async move {
+        if let Err(e) = crate::admin::serve(admin, admin_shared, admin_token, admin_cancel).await {
+            warn!(error = %e, "admin listener failed");
+        }
+    });
+    info!(addr = %admin_addr, token_required, "admin listener ready");
+    // Logged last: tests and scripts take it to mean every listener is up.
     info!(addr = %http_addr, %boot_dir, "http listener ready");
 
     cancel.cancelled().await;
@@ -114,6 +163,31 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     }
     info!("stopped");
     Ok(())
+}
+
+/// The admin bearer token: the contents of `[admin] token_file`, else `PXED_ADMIN_TOKEN`.
+/// Refuses to start without one when the admin API listens beyond loopback.
+fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let token = match &config.admin.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading [admin] token_file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("PXED_ADMIN_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string()),
+    }
+    .filter(|t| !t.is_empty());
+    if token.is_none() && !config.admin.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "{}: [admin] listen = {} is not a loopback address, so a token is required: set [admin] token_file or PXED_ADMIN_TOKEN",
+            config.source.display(),
+            config.admin.listen
+        );
+    }
+    Ok(token)
 }
 
 /// A human summary of a config for `pxed check`.
@@ -162,6 +236,3 @@ pub fn summary(c: &Config) -> String {
     }
     s
 }
-
-/// Keeps `Arc` in the public signature of [`run`]'s helpers stable for later issues.
-pub type SharedState = Arc<Shared>;

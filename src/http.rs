@@ -135,6 +135,7 @@ async fn script(
             if let SocketAddr::V4(v4) = peer {
                 app.shared.note_script_peer(*v4.ip(), mac);
             }
+            crate::metrics::inc(&app.shared.counters.boots_started);
             info!(%mac, profile = name, kind = profile.kind(), %arch, "ipxe script served");
             text(StatusCode::OK, body)
         }
@@ -215,6 +216,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| HttpBody::size_hint(resp.body()).exact())
         .unwrap_or(0);
+    count(&app.shared, resp.status(), bytes, &path, &mac);
     info!(
         %mac,
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
@@ -227,6 +229,33 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         "http request"
     );
     resp
+}
+
+/// Bumps the HTTP counters; a 200 for the last initrd of the machine's kernel profile
+/// completes its boot.
+fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: &str) {
+    let c = &shared.counters;
+    match status.as_u16() {
+        500.. => crate::metrics::inc(&c.http_server_error),
+        400..=499 => crate::metrics::inc(&c.http_client_error),
+        _ => crate::metrics::inc(&c.http_ok),
+    }
+    crate::metrics::add(&c.http_bytes, bytes);
+    if status != StatusCode::OK {
+        return;
+    }
+    let Ok(mac) = mac.parse::<Mac>() else { return };
+    let cfg = shared.config();
+    let last = cfg
+        .profile_for(&mac)
+        .and_then(|name| cfg.profiles.get(name))
+        .and_then(|p| match p {
+            Profile::Kernel { initrd, .. } => initrd.last().cloned(),
+            _ => None,
+        });
+    if last.is_some_and(|l| l.trim_start_matches('/') == path.trim_start_matches('/')) {
+        crate::metrics::inc(&c.boots_completed);
+    }
 }
 
 #[cfg(test)]

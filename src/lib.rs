@@ -7,6 +7,7 @@
 //!
 //! | module | concept | kind |
 //! |---|---|---|
+//! | [`admin`] | the admin API (JSON, bearer token off loopback): hosts, profiles, leases, reload, metrics | shell |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
@@ -20,6 +21,8 @@
 //! | [`tftp`] | the TFTP listener and one task per transfer | shell |
 //! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
 //! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
+//! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |
+//! | [`reload`] | re-read, validate and swap the config; refuse a bad file | shell |
 //! | [`state`] | what the listeners share: live config, leases, client facts | shared |
 //! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
@@ -28,6 +31,7 @@
 //! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.
 //! See docs/ARCHITECTURE.md for the flow of one boot.
 
+pub mod admin;
 pub mod bootfs;
 pub mod config;
 pub mod daemon;
@@ -35,8 +39,10 @@ pub mod dhcp;
 pub mod http;
 pub mod leases;
 pub mod mac;
+pub mod metrics;
 pub mod net;
 pub mod profiles;
+pub mod reload;
 pub mod state;
 pub mod store;
 pub mod tftp;

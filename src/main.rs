@@ -106,21 +106,27 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
     rt.block_on(async move {
         let cancel = CancellationToken::new();
         let signals = cancel.clone();
+        let reload_to = pxed::daemon::ReloadHook::default();
+        let hook = reload_to.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
             ) else {
                 warn!("cannot install signal handlers");
                 return;
             };
-            tokio::select! {
-                _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
-                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+            loop {
+                tokio::select! {
+                    _ = int.recv() => { tracing::info!(signal = "SIGINT", "stop requested"); break; }
+                    _ = term.recv() => { tracing::info!(signal = "SIGTERM", "stop requested"); break; }
+                    _ = hup.recv() => hook.fire("SIGHUP"),
+                }
             }
             signals.cancel();
         });
-        pxed::daemon::run(config, cancel).await
+        pxed::daemon::run_with(config, cancel, reload_to).await
     })
 }

@@ -6,12 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::leases::LeaseTable;
 use crate::mac::Mac;
+use crate::metrics::{Counters, PoolGauge};
 
 /// What DHCP last saw of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub struct Shared {
     /// Addresses that fetched a MAC's script, so later requests from them (kernel, initrd)
     /// are logged under that MAC even when another DHCP server leased the address.
     pub script_peers: Mutex<HashMap<Ipv4Addr, Mac>>,
-    /// DISCOVERs that got no OFFER because the pool was exhausted.
-    pub pool_exhausted: AtomicU64,
+    /// Counters for `/metrics`.
+    pub counters: Counters,
 }
 
 impl Shared {
@@ -50,7 +50,7 @@ impl Shared {
             leases: Mutex::new(leases),
             seen: Mutex::new(HashMap::new()),
             script_peers: Mutex::new(HashMap::new()),
-            pool_exhausted: AtomicU64::new(0),
+            counters: Counters::default(),
         })
     }
 
@@ -60,6 +60,44 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Makes `config` live: later requests see it whole, and the lease table is fitted to its
+    /// pools. Requests and transfers already running keep the config they started with.
+    pub fn replace_config(&self, config: Config) {
+        let config = Arc::new(config);
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reconfigure(&config);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// Leases in use and free per pool, for `/metrics`.
+    pub fn pool_gauges(&self, now: u64) -> Vec<PoolGauge> {
+        let cfg = self.config();
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let reserved = cfg.reserved();
+        let mut out = Vec::new();
+        for p in &cfg.dhcp.pools {
+            let Some((a, b)) = p.range else { continue };
+            let span = u32::from(a)..=u32::from(b);
+            let size = u64::from(u32::from(b) - u32::from(a) + 1);
+            let in_use = leases
+                .iter()
+                .filter(|l| l.active(now) && span.contains(&u32::from(l.ip)))
+                .count() as u64;
+            let pinned = reserved
+                .keys()
+                .filter(|ip| span.contains(&u32::from(**ip)))
+                .count() as u64;
+            out.push(PoolGauge {
+                subnet: p.subnet.to_string(),
+                in_use,
+                free: size.saturating_sub(in_use).saturating_sub(pinned),
+            });
+        }
+        out
     }
 
     /// The MAC behind an address (our lease, else the last script fetched from it), for

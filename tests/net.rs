@@ -266,6 +266,67 @@ fn exhausted_pool_offers_nothing_warns_and_keeps_serving_leaseholders() {
 }
 
 #[test]
+fn sighup_reloads_a_good_file_and_refuses_a_broken_one() {
+    require(&["ip", "busybox", "curl"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot);
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let known = lab.client(KNOWN, None);
+    let newcomer = lab.client("52:54:00:00:0c:03", None);
+    assert_eq!(udhcpc(&lab, &newcomer, &[]), None, "not managed yet");
+
+    std::fs::write(
+        pxed.config_path(),
+        format!("{cfg}\n[hosts.\"52:54:00:00:0c:03\"]\nprofile = \"fedora\"\n"),
+    )
+    .unwrap();
+    pxed.signal("-HUP");
+    pxed.wait_for_log(
+        |l| l.contains("config reloaded"),
+        Duration::from_secs(5),
+        "reload",
+    );
+    let got = udhcpc(&lab, &newcomer, &[]).expect("managed after the reload");
+    assert!(got.contains(" ip=10.123.0."), "{got}");
+    let (ok, hosts, _) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-sS", "http://127.0.0.1:9091/api/v1/hosts"]),
+        Duration::from_secs(10),
+    );
+    assert!(ok && hosts.contains("52:54:00:00:0c:03"), "{hosts}");
+
+    // A broken file: refused, logged with file, line and key, and serving goes on.
+    std::fs::write(
+        pxed.config_path(),
+        cfg.replace(
+            "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"fedora\"",
+            "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"nope\"",
+        ),
+    )
+    .unwrap();
+    pxed.signal("-HUP");
+    let log = pxed.wait_for_log(
+        |l| l.contains("config reload refused"),
+        Duration::from_secs(5),
+        "refusal",
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("config reload refused"))
+        .unwrap();
+    assert!(
+        line.contains(".toml:22:1: key `hosts.\"de:00:00:00:00:de\".profile`"),
+        "{line}"
+    );
+    let still = udhcpc(&lab, &known, &[]).expect("old config still serves");
+    assert!(still.contains(" ip=10.123.0."), "{still}");
+    let again = udhcpc(&lab, &newcomer, &[]).expect("the reloaded host is still managed");
+    assert!(again.contains(" ip=10.123.0."), "{again}");
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

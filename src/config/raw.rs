@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) tftp: RawTftp,
     #[serde(default)]
+    pub(super) admin: RawAdmin,
+    #[serde(default)]
     pub(super) first_stage: RawFirstStage,
     #[serde(default)]
     pub(super) defaults: RawDefaults,
@@ -27,6 +29,28 @@ pub(super) struct RawConfig {
     pub(super) profiles: BTreeMap<String, RawProfile>,
     #[serde(default)]
     pub(super) hosts: BTreeMap<String, RawHost>,
+}
+
+/// `[admin]`: the admin API listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    #[serde(default = "default_admin_listen")]
+    pub(super) listen: SocketAddr,
+    pub(super) token_file: Option<PathBuf>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: default_admin_listen(),
+            token_file: None,
+        }
+    }
+}
+
+pub(super) fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9091))
 }
 
 #[derive(Debug, Deserialize)]

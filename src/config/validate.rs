@@ -115,6 +115,10 @@ impl Validator<'_> {
             http: Http {
                 listen: raw.http.listen,
             },
+            admin: Admin {
+                listen: raw.admin.listen,
+                token_file: raw.admin.token_file,
+            },
             tftp: Tftp {
                 max_blksize: raw.tftp.max_blksize,
                 max_windowsize: raw.tftp.max_windowsize,

@@ -39,6 +39,8 @@ pub struct Outlet {
     socket: Arc<UdpSocket>,
     /// Its interface, for ARP entries.
     interface: Arc<str>,
+    /// For the counters.
+    shared: Arc<Shared>,
 }
 
 /// The queue into the lease commit task, shared by every interface's DHCP loop.
@@ -96,6 +98,7 @@ pub async fn serve(
     let outlet = Outlet {
         socket: Arc::new(socket),
         interface: interface.into(),
+        shared: shared.clone(),
     };
     let mut buf = vec![0u8; 1500];
     loop {
@@ -112,6 +115,7 @@ pub async fn serve(
         let msg = match decode(&buf[..len]) {
             Ok(m) => m,
             Err(e) => {
+                crate::metrics::inc(&shared.counters.dhcp_malformed);
                 warn!(%peer, len, error = %e, "dropping malformed dhcp packet");
                 continue;
             }
@@ -147,10 +151,12 @@ pub async fn serve_proxy(
     let dhcp = Outlet {
         socket: Arc::new(dhcp),
         interface: interface.clone().into(),
+        shared: shared.clone(),
     };
     let pxe = Outlet {
         socket: Arc::new(pxe),
         interface: interface.into(),
+        shared: shared.clone(),
     };
     let mut buf67 = vec![0u8; 1500];
     let mut buf4011 = vec![0u8; 1500];
@@ -174,6 +180,7 @@ pub async fn serve_proxy(
         let msg = match decode(bytes) {
             Ok(m) => m,
             Err(e) => {
+                crate::metrics::inc(&shared.counters.dhcp_malformed);
                 warn!(%peer, len, error = %e, "dropping malformed dhcp packet");
                 continue;
             }
@@ -200,14 +207,22 @@ fn to_pending(
         Decision::Ignore { reason, client } => {
             match client {
                 Some(c) if reason == "pool exhausted" => {
-                    let n = shared.pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
+                    let n = shared
+                        .counters
+                        .dhcp_pool_exhausted
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
                     let link = decide::link_address(msg).unwrap_or(cfg.server.address);
                     warn!(mac = %c.mac, %link, total = n, "dhcp pool exhausted, no offer sent");
                 }
                 Some(c) => {
+                    crate::metrics::inc(&shared.counters.dhcp_ignored);
                     info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
                 }
-                None => debug!(%peer, reason, "dhcp packet ignored"),
+                None => {
+                    crate::metrics::inc(&shared.counters.dhcp_ignored);
+                    debug!(%peer, reason, "dhcp packet ignored")
+                }
             }
             if changes.is_empty() {
                 return None;
@@ -323,11 +338,14 @@ async fn commit_loop(mut rx: mpsc::UnboundedReceiver<Pending>, store: LeaseStore
 async fn send_logged(p: Pending) {
     let s = p.summary;
     match send(&p.outlet.socket, &p.outlet.interface, &p.bytes, p.to).await {
-        Ok(addr) => info!(
+        Ok(addr) => {
+            crate::metrics::inc(&p.outlet.shared.counters.dhcp_replies);
+            info!(
             mac = %s.mac, request = s.request, reply = s.reply, ip = %s.ip, kind = %s.kind,
             arch = %s.arch, user_class = s.user_class.as_str(), file = %s.file, to = %addr,
             "dhcp reply sent"
-        ),
+            )
+        }
         Err(e) => warn!(mac = %s.mac, reply = s.reply, error = %e, "dhcp send failed"),
     }
 }

@@ -124,6 +124,7 @@ async fn transfer(
     let path = match resolved.and_then(|b| b.resolve(&filename)) {
         Ok(p) => p,
         Err(e) => {
+            crate::metrics::inc(&shared.counters.tftp_failed);
             warn!(%peer, %mac, file = %filename, error = %e, "tftp request refused");
             let c = match e {
                 PathError::NotFound(_) => code::NOT_FOUND,
@@ -182,6 +183,8 @@ async fn transfer(
         match step.status {
             Status::Running => {}
             Status::Done => {
+                crate::metrics::inc(&shared.counters.tftp_done);
+                crate::metrics::add(&shared.counters.tftp_bytes, size);
                 let secs = elapsed.as_secs_f64().max(1e-6);
                 info!(
                     %peer, %mac, file = %filename, bytes = size,
@@ -192,6 +195,7 @@ async fn transfer(
                 return;
             }
             Status::AbortedByClient { code, message } => {
+                crate::metrics::inc(&shared.counters.tftp_aborted);
                 info!(
                     %peer, %mac, file = %filename, code, message = %message,
                     bytes = session.bytes_acked(), "tftp transfer aborted by client"
@@ -199,6 +203,7 @@ async fn transfer(
                 return;
             }
             Status::TimedOut => {
+                crate::metrics::inc(&shared.counters.tftp_failed);
                 warn!(%peer, %mac, file = %filename, bytes = session.bytes_acked(), "tftp transfer timed out");
                 return;
             }

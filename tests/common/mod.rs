@@ -279,6 +279,17 @@ impl Pxed {
         }
     }
 
+    /// Sends a signal (e.g. `-HUP`) and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let _ = Command::new("kill").args([signal, &pid]).status();
+    }
+
+    /// The config file pxed was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.log_path.with_extension("toml")
+    }
+
     /// Kills pxed with SIGKILL, as a crash would, and waits for it.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");

@@ -1,0 +1,292 @@
+//! The admin API: a separate listener (loopback by default) for operators with curl.
+//! Every response is JSON except `/metrics`; every error has one shape:
+//! `{"error": {"code": "...", "message": "...", "field": "..." | null}}`.
+//! On a non-loopback address a bearer token is required; a refused request is logged
+//! without the token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::config::{ConfigError, Host};
+use crate::leases::State as LeaseState;
+use crate::mac::Mac;
+use crate::profiles::Profile;
+use crate::state::Shared;
+
+/// Handler state.
+#[derive(Clone)]
+struct Admin {
+    /// Everything the listeners share.
+    shared: Arc<Shared>,
+    /// The bearer token, when one is required.
+    token: Option<Arc<str>>,
+}
+
+/// An API error: HTTP status, stable code, message, and the field at fault.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        field: Option<&str>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: field.map(str::to_string),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        match &e {
+            ConfigError::Invalid { key, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                e.to_string(),
+                Some(key),
+            ),
+            ConfigError::Io { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config_unreadable",
+                e.to_string(),
+                None,
+            ),
+        }
+    }
+}
+
+/// The admin router. `token` is `Some` when requests must carry `Authorization: Bearer`.
+pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+    let state = Admin {
+        shared,
+        token: token.map(Into::into),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{mac}", get(host))
+        .route("/api/v1/profiles", get(profiles))
+        .route("/api/v1/profiles/{name}", get(profile))
+        .route("/api/v1/leases", get(leases))
+        .route("/api/v1/reload", post(reload))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None)
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Serves the admin API until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    token: Option<String>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(shared, token).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(st): State<Admin>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    if let Some(token) = &st.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            // The token itself is never logged, only whether one was sent.
+            warn!(
+                method = %req.method(),
+                path = %req.uri().path(),
+                token_sent = given.is_some(),
+                "admin request refused"
+            );
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+                Some("Authorization"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(st): State<Admin>) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = crate::metrics::render(&st.shared.counters, &st.shared.pool_gauges(now));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn parse_mac(s: &str) -> Result<Mac, ApiError> {
+    s.parse().map_err(|e: crate::mac::MacParseError| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_mac",
+            e.to_string(),
+            Some("mac"),
+        )
+    })
+}
+
+fn host_json(mac: &Mac, h: &Host) -> Value {
+    json!({"mac": mac.to_string(), "profile": h.profile, "ip": h.ip.map(|i| i.to_string()), "hostname": h.hostname})
+}
+
+fn profile_json(name: &str, p: &Profile) -> Value {
+    match p {
+        Profile::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            json!({"name": name, "kind": "kernel", "kernel": kernel, "initrd": initrd, "cmdline": cmdline})
+        }
+        Profile::Script { script } => json!({"name": name, "kind": "script", "script": script}),
+        Profile::Chain { url } => json!({"name": name, "kind": "chain", "chain": url}),
+        Profile::Local => json!({"name": name, "kind": "local", "action": "local"}),
+    }
+}
+
+async fn hosts(State(st): State<Admin>) -> Json<Value> {
+    let cfg = st.shared.config();
+    let mut list: Vec<(&Mac, &Host)> = cfg.hosts.iter().collect();
+    list.sort_by_key(|(m, _)| **m);
+    Json(Value::Array(
+        list.into_iter().map(|(m, h)| host_json(m, h)).collect(),
+    ))
+}
+
+async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let cfg = st.shared.config();
+    match cfg.hosts.get(&mac) {
+        Some(h) => Ok(Json(host_json(&mac, h))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no host {mac}"),
+            Some("mac"),
+        )),
+    }
+}
+
+async fn profiles(State(st): State<Admin>) -> Json<Value> {
+    let cfg = st.shared.config();
+    Json(Value::Array(
+        cfg.profiles
+            .iter()
+            .map(|(n, p)| profile_json(n, p))
+            .collect(),
+    ))
+}
+
+async fn profile(
+    State(st): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let cfg = st.shared.config();
+    match cfg.profiles.get(&name) {
+        Some(p) => Ok(Json(profile_json(&name, p))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no profile {name}"),
+            Some("name"),
+        )),
+    }
+}
+
+async fn leases(State(st): State<Admin>) -> Json<Value> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let table = st.shared.leases.lock().unwrap_or_else(|e| e.into_inner());
+    let mut list: Vec<Value> = table
+        .iter()
+        .filter(|l| l.state != LeaseState::Offered)
+        .map(|l| {
+            json!({
+                "mac": l.mac.to_string(),
+                "client_id": l.client.hex(),
+                "ip": l.ip.to_string(),
+                "state": match l.state { LeaseState::Bound => "bound", LeaseState::Released => "released", LeaseState::Offered => "offered" },
+                "active": l.active(now),
+                "expires": l.expires,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
+    Json(Value::Array(list))
+}
+
+async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
+    match crate::reload::reload(&st.shared) {
+        Ok(r) => {
+            info!(profiles = r.profiles, hosts = r.hosts, needs_restart = ?r.needs_restart, trigger = "api", "config reloaded");
+            Ok(Json(json!({
+                "reloaded": true,
+                "profiles": r.profiles,
+                "hosts": r.hosts,
+                "needs_restart": r.needs_restart,
+                "warnings": r.warnings,
+            })))
+        }
+        Err(e) => {
+            warn!(error = %e, trigger = "api", "config reload refused; the old config stays live");
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "admin_tests.rs"]
+mod tests;

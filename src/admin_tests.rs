@@ -1,0 +1,240 @@
+use super::*;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const CONFIG: &str = r#"# a commented config
+[server]
+interface = "br1"
+address = "10.123.0.1"
+boot_dir = "/srv/pxed/boot"
+state_dir = "/var/lib/pxed"
+
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
+
+[profiles.fedora]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0"
+
+[profiles.disk]
+action = "local"
+
+[hosts."de:00:00:00:00:de"]
+profile = "fedora"
+hostname = "vm-de"
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    shared: Arc<Shared>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pxed.toml");
+        std::fs::write(&path, CONFIG).unwrap();
+        let (cfg, _) = crate::config::load(&path).unwrap();
+        Fixture {
+            dir,
+            shared: Shared::new(cfg),
+        }
+    }
+
+    fn app(&self, token: Option<&str>) -> Router {
+        router(self.shared.clone(), token.map(str::to_string))
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(self.dir.path().join("pxed.toml"), text).unwrap();
+    }
+}
+
+async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (StatusCode, String) {
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn health_hosts_and_profiles() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    let (s, b) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!((s, json_of(&b)), (StatusCode::OK, json!({"status": "ok"})));
+    let (s, b) = call(&app, "GET", "/api/v1/hosts", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json_of(&b),
+        json!([{"mac": "de:00:00:00:00:de", "profile": "fedora", "ip": null, "hostname": "vm-de"}])
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/hosts/DE-00-00-00-00-DE", None).await;
+    assert_eq!(
+        (s, json_of(&b)["profile"].clone()),
+        (StatusCode::OK, json!("fedora"))
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/profiles", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = json_of(&b);
+    assert_eq!(
+        list[0],
+        json!({"name": "disk", "kind": "local", "action": "local"})
+    );
+    assert_eq!(list[1]["kind"], json!("kernel"));
+    let (s, b) = call(&app, "GET", "/api/v1/profiles/fedora", None).await;
+    assert_eq!(
+        (s, json_of(&b)["initrd"].clone()),
+        (StatusCode::OK, json!(["initrd.gz"]))
+    );
+}
+
+#[tokio::test]
+async fn errors_have_one_shape_naming_the_field() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    let (s, b) = call(&app, "GET", "/api/v1/hosts/not-a-mac", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let e = json_of(&b);
+    assert_eq!(e["error"]["code"], json!("invalid_mac"));
+    assert_eq!(e["error"]["field"], json!("mac"));
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not-a-mac"));
+    let (s, b) = call(&app, "GET", "/api/v1/hosts/52:54:00:00:00:01", None).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/profiles/nope", None).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["field"].clone()),
+        (StatusCode::NOT_FOUND, json!("name"))
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/nothing", None).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let f = Fixture::new();
+    let app = f.app(Some("s3cret-token"));
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret-token"),
+        Some("Basic s3cret-token"),
+    ] {
+        let (s, b) = call(&app, "GET", "/api/v1/hosts", auth).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{auth:?}");
+        let e = json_of(&b);
+        assert_eq!(e["error"]["code"], json!("unauthorized"));
+        assert!(!b.contains("s3cret"), "the token leaked into the response");
+    }
+    let (s, _) = call(&app, "GET", "/api/v1/hosts", Some("Bearer s3cret-token")).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn leases_and_metrics() {
+    let f = Fixture::new();
+    {
+        let cfg = f.shared.config();
+        let mut t = f.shared.leases.lock().unwrap();
+        let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+        let id = crate::leases::ClientId::from_mac(mac);
+        t.bind(
+            &id,
+            mac,
+            "10.123.0.100".parse().unwrap(),
+            LeaseState::Bound,
+            u64::MAX / 2,
+        );
+        drop(cfg);
+    }
+    crate::metrics::inc(&f.shared.counters.dhcp_replies);
+    let app = f.app(None);
+    let (s, b) = call(&app, "GET", "/api/v1/leases", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let l = json_of(&b);
+    assert_eq!(l[0]["mac"], json!("de:00:00:00:00:de"));
+    assert_eq!(l[0]["ip"], json!("10.123.0.100"));
+    assert_eq!(l[0]["state"], json!("bound"));
+    assert_eq!(l[0]["client_id"], json!("01de00000000de"));
+    let (s, b) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        b.contains("pxed_requests_total{protocol=\"dhcp\",outcome=\"replied\"} 1\n"),
+        "{b}"
+    );
+    assert!(
+        b.contains("pxed_leases_in_use{subnet=\"10.123.0.0/24\"} 1\n"),
+        "{b}"
+    );
+    assert!(
+        b.contains("pxed_leases_free{subnet=\"10.123.0.0/24\"} 100\n"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_file_is_refused_and_the_old_config_stays_live() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    f.write(&CONFIG.replace(
+        "profile = \"fedora\"\nhostname",
+        "profile = \"ubuntu\"\nhostname",
+    ));
+    let (s, b) = call(&app, "POST", "/api/v1/reload", None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let e = json_of(&b);
+    assert_eq!(e["error"]["code"], json!("invalid_config"));
+    assert_eq!(
+        e["error"]["field"],
+        json!("hosts.\"de:00:00:00:00:de\".profile")
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pxed.toml:21:1"),
+        "{e}"
+    );
+    let (_, b) = call(&app, "GET", "/api/v1/hosts/de:00:00:00:00:de", None).await;
+    assert_eq!(
+        json_of(&b)["profile"],
+        json!("fedora"),
+        "old config replaced"
+    );
+
+    f.write(&format!(
+        "{CONFIG}\n[hosts.\"52:54:00:00:00:01\"]\nprofile = \"disk\"\n"
+    ));
+    let (s, b) = call(&app, "POST", "/api/v1/reload", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(json_of(&b)["hosts"], json!(2));
+    let (s, b) = call(&app, "GET", "/api/v1/hosts/52:54:00:00:00:01", None).await;
+    assert_eq!(
+        (s, json_of(&b)["profile"].clone()),
+        (StatusCode::OK, json!("disk"))
+    );
+}

@@ -83,8 +83,16 @@ pub async fn run_with(
     let restored = store.load().context("loading leases")?;
     info!(store = %store.path().display(), leases = restored.len(), "leases restored");
     let leases = LeaseTable::restore(&config, restored);
+    let source = config.source.clone();
     let shared = Shared::with_leases(config, leases);
     let _ = hook.0.set(shared.clone());
+    let on_change = hook.clone();
+    crate::watch::spawn(
+        source.clone(),
+        move || on_change.fire("file"),
+        cancel.clone(),
+    )?;
+    info!(file = %source.display(), "watching config for changes");
     let mut tasks = JoinSet::new();
     let (commits, committer) = crate::dhcp::start_commits(store);
     for (home, name, server, dhcp, tftp) in sockets {

@@ -23,6 +23,7 @@
 //! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
 //! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |
 //! | [`reload`] | re-read, validate and swap the config; refuse a bad file | shell |
+//! | [`watch`] | reload when the config file's contents change (directory watch, hashed) | shell |
 //! | [`state`] | what the listeners share: live config, leases, client facts | shared |
 //! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
@@ -46,3 +47,4 @@ pub mod reload;
 pub mod state;
 pub mod store;
 pub mod tftp;
+pub mod watch;

@@ -327,6 +327,48 @@ fn sighup_reloads_a_good_file_and_refuses_a_broken_one() {
 }
 
 #[test]
+fn a_saved_config_is_picked_up_within_two_seconds() {
+    require(&["ip", "busybox"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot);
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let newcomer = lab.client("52:54:00:00:0d:04", None);
+    // Save the way editors do: write a new file, then rename it over the old one.
+    let path = pxed.config_path();
+    let save = |text: &str| {
+        let tmp = path.with_extension("toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    save(&format!(
+        "{cfg}\n[hosts.\"52:54:00:00:0d:04\"]\nprofile = \"fedora\"\n"
+    ));
+    let started = std::time::Instant::now();
+    pxed.wait_for_log(
+        |l| l.contains("config reloaded") && l.contains("trigger=\"file\""),
+        Duration::from_secs(2),
+        "reload within 2 s of the save",
+    );
+    println!("file change picked up in {:?}", started.elapsed());
+    assert!(
+        udhcpc(&lab, &newcomer, &[]).is_some(),
+        "new host not served after the reload"
+    );
+    // A broken save is refused; the host added before stays served.
+    save("[server]\ninterface = \"br1\"\n");
+    pxed.wait_for_log(
+        |l| l.contains("config reload refused") && l.contains("trigger=\"file\""),
+        Duration::from_secs(2),
+        "refusal within 2 s",
+    );
+    assert!(
+        udhcpc(&lab, &newcomer, &[]).is_some(),
+        "old config not kept"
+    );
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

@@ -1,0 +1,96 @@
+//! Hot reload on file change: watches the config file's directory (editors save by writing
+//! a new file and renaming it over the old one, which a watch on the file itself would miss)
+//! and reloads when the file's contents change. Contents are compared by hash, so touching
+//! the file, or pxed writing back exactly what it loaded, does not reload.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Quiet time after the last event before reloading, so a save that is several writes
+/// reloads once.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Why the watch could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {dir} for changes to the config: {source}")]
+pub struct WatchError {
+    /// The watched directory.
+    dir: PathBuf,
+    /// The error.
+    source: notify::Error,
+}
+
+fn digest(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Watches `file` and calls `reload` when its contents change, until `cancel` fires.
+pub fn spawn(
+    file: PathBuf,
+    reload: impl Fn() + Send + 'static,
+    cancel: CancellationToken,
+) -> Result<(), WatchError> {
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let name = file.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|source| WatchError {
+        dir: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| WatchError {
+            dir: dir.clone(),
+            source,
+        })?;
+    let mut last = digest(&file);
+    tokio::spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = rx.recv() => if ev.is_none() { return },
+            }
+            // Let the save finish: wait until no event for SETTLE.
+            while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
+            let now = digest(&file);
+            if now.is_none() {
+                warn!(file = %file.display(), "config file is gone; keeping the live config");
+                continue;
+            }
+            if now == last {
+                debug!(file = %file.display(), "config file touched but unchanged");
+                continue;
+            }
+            last = now;
+            reload();
+        }
+    });
+    Ok(())
+}

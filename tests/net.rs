@@ -369,6 +369,35 @@ fn a_saved_config_is_picked_up_within_two_seconds() {
 }
 
 #[test]
+fn readme_admin_examples_work_against_a_live_pxed() {
+    require(&["ip", "curl"]);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- admin-examples")
+        .expect("README admin examples");
+    let end = readme
+        .find("<!-- /admin-examples -->")
+        .expect("end of README admin examples");
+    let examples: Vec<&str> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert!(examples.len() >= 8, "only {} examples", examples.len());
+    let lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let _pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    for ex in examples {
+        let (ok, out, err) = run_limited(
+            lab.server.cmd("sh").args(["-c", ex]),
+            Duration::from_secs(10),
+        );
+        assert!(ok, "README example failed: {ex}\n{out}{err}");
+        assert!(!out.is_empty(), "{ex} printed nothing");
+    }
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, Host};
+use crate::edit::EditError;
 use crate::leases::State as LeaseState;
 use crate::mac::Mac;
 use crate::profiles::Profile;
@@ -94,9 +95,15 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/hosts", get(hosts))
-        .route("/api/v1/hosts/{mac}", get(host))
+        .route(
+            "/api/v1/hosts/{mac}",
+            get(host).put(put_host).delete(delete_host),
+        )
         .route("/api/v1/profiles", get(profiles))
-        .route("/api/v1/profiles/{name}", get(profile))
+        .route(
+            "/api/v1/profiles/{name}",
+            get(profile).put(put_profile).delete(delete_profile),
+        )
         .route("/api/v1/leases", get(leases))
         .route("/api/v1/reload", post(reload))
         .fallback(|| async {
@@ -285,6 +292,128 @@ async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
             Err(e.into())
         }
     }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        let msg = e.to_string();
+        match e {
+            EditError::Field { field, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                msg,
+                Some(&field),
+            ),
+            EditError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg, None),
+            EditError::InUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "in_use", msg, Some("name"))
+            }
+            EditError::Unparsable(_) => {
+                ApiError::new(StatusCode::CONFLICT, "config_unparsable", msg, None)
+            }
+        }
+    }
+}
+
+/// Applies an edit to the config file: the new text must validate before it is written
+/// (atomically) and made live; if anything fails, neither the file nor the live config
+/// changes.
+fn apply_edit(
+    st: &Admin,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<(), ApiError> {
+    let _one_at_a_time = st
+        .shared
+        .edit_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let path = st.shared.config().source.clone();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config_unreadable",
+            format!("{}: {e}", path.display()),
+            None,
+        )
+    })?;
+    let new_text = edit(&text)?;
+    let new_config = crate::config::parse(&path, &new_text)?;
+    crate::edit::write_atomically(&path, &new_text).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            format!("{}: {e}", path.display()),
+            None,
+        )
+    })?;
+    *st.shared
+        .self_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(crate::watch::digest_bytes(new_text.as_bytes()));
+    st.shared.replace_config(new_config);
+    info!(file = %path.display(), "config edited through the admin api");
+    Ok(())
+}
+
+async fn put_host(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let body = json_body(&body)?;
+    apply_edit(&st, |t| crate::edit::put_host(t, &mac, &body))?;
+    let cfg = st.shared.config();
+    Ok(Json(
+        cfg.hosts
+            .get(&mac)
+            .map(|h| host_json(&mac, h))
+            .unwrap_or(Value::Null),
+    ))
+}
+
+async fn delete_host(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    apply_edit(&st, |t| crate::edit::delete_host(t, &mac))?;
+    Ok(Json(json!({"deleted": mac.to_string()})))
+}
+
+async fn put_profile(
+    State(st): State<Admin>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(&body)?;
+    apply_edit(&st, |t| crate::edit::put_profile(t, &name, &body))?;
+    let cfg = st.shared.config();
+    Ok(Json(
+        cfg.profiles
+            .get(&name)
+            .map(|p| profile_json(&name, p))
+            .unwrap_or(Value::Null),
+    ))
+}
+
+async fn delete_profile(
+    State(st): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    apply_edit(&st, |t| crate::edit::delete_profile(t, &name))?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+            Some("body"),
+        )
+    })
 }
 
 #[cfg(test)]

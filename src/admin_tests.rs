@@ -238,3 +238,133 @@ async fn a_broken_file_is_refused_and_the_old_config_stays_live() {
         (StatusCode::OK, json!("disk"))
     );
 }
+
+async fn send(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn edits_are_written_back_keeping_comments_and_go_live() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    let path = f.dir.path().join("pxed.toml");
+    let (s, b) = send(
+        &app,
+        "PUT",
+        "/api/v1/hosts/52-54-00-00-00-01",
+        r#"{"profile": "disk", "hostname": "db-1"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        json_of(&b),
+        json!({"mac": "52:54:00:00:00:01", "profile": "disk", "ip": null, "hostname": "db-1"})
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("# a commented config\n"),
+        "comment lost:\n{text}"
+    );
+    assert!(
+        text.contains("[hosts.\"52:54:00:00:00:01\"]\nprofile = \"disk\"\nhostname = \"db-1\"\n"),
+        "{text}"
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/hosts/52:54:00:00:00:01", None).await;
+    assert_eq!(
+        (s, json_of(&b)["hostname"].clone()),
+        (StatusCode::OK, json!("db-1"))
+    );
+
+    let (s, b) = send(
+        &app,
+        "PUT",
+        "/api/v1/profiles/rescue",
+        r#"{"kernel": "r/vmlinuz", "initrd": ["r/initrd.img"], "cmdline": "console=ttyS0"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, json_of(&b)["kind"].clone()),
+        (StatusCode::OK, json!("kernel")),
+        "{b}"
+    );
+    let (s, b) = call(&app, "DELETE", "/api/v1/hosts/52:54:00:00:00:01", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = call(&app, "GET", "/api/v1/hosts/52:54:00:00:00:01", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("52:54:00:00:00:01"));
+}
+
+#[tokio::test]
+async fn an_invalid_edit_changes_nothing_on_disk_or_in_memory() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    let path = f.dir.path().join("pxed.toml");
+    let before = std::fs::read_to_string(&path).unwrap();
+    let cases = [
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": "missing"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hosts.\"52:54:00:00:00:01\".profile",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": "disk", "ip": "192.168.9.9"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hosts.\"52:54:00:00:00:01\".ip",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": "disk", "colour": "red"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            "not json",
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            "PUT",
+            "/api/v1/profiles/bad",
+            r#"{"kernel": "../../etc/shadow"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "profiles.bad.kernel",
+        ),
+        (
+            "DELETE",
+            "/api/v1/profiles/fedora",
+            "",
+            StatusCode::CONFLICT,
+            "name",
+        ),
+    ];
+    for (method, uri, body, status, field) in cases {
+        let (s, b) = send(&app, method, uri, body).await;
+        assert_eq!(s, status, "{method} {uri} {body}: {b}");
+        assert_eq!(json_of(&b)["error"]["field"], json!(field), "{b}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "the file changed"
+    );
+    let (_, b) = call(&app, "GET", "/api/v1/hosts", None).await;
+    assert_eq!(json_of(&b).as_array().unwrap().len(), 1, "memory changed");
+}

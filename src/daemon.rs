@@ -87,9 +87,11 @@ pub async fn run_with(
     let shared = Shared::with_leases(config, leases);
     let _ = hook.0.set(shared.clone());
     let on_change = hook.clone();
+    let own = shared.clone();
     crate::watch::spawn(
         source.clone(),
         move || on_change.fire("file"),
+        move || *own.self_written.lock().unwrap_or_else(|e| e.into_inner()),
         cancel.clone(),
     )?;
     info!(file = %source.display(), "watching config for changes");

@@ -34,6 +34,10 @@ pub struct Shared {
     pub script_peers: Mutex<HashMap<Ipv4Addr, Mac>>,
     /// Counters for `/metrics`.
     pub counters: Counters,
+    /// Serialises admin edits of the config file, so two edits never lose each other.
+    pub edit_lock: Mutex<()>,
+    /// Hash of the file text pxed itself last wrote, so the watcher does not reload it.
+    pub self_written: Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -51,6 +55,8 @@ impl Shared {
             seen: Mutex::new(HashMap::new()),
             script_peers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            edit_lock: Mutex::new(()),
+            self_written: Mutex::new(None),
         })
     }
 

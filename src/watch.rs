@@ -27,17 +27,23 @@ pub struct WatchError {
     source: notify::Error,
 }
 
-fn digest(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
+/// The hash the watcher compares file contents by.
+pub fn digest_bytes(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
-    Some(h.finish())
+    h.finish()
+}
+
+fn digest(path: &Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|b| digest_bytes(&b))
 }
 
 /// Watches `file` and calls `reload` when its contents change, until `cancel` fires.
+/// `own_write` returns the hash of what pxed itself last wrote there, which is not reloaded.
 pub fn spawn(
     file: PathBuf,
     reload: impl Fn() + Send + 'static,
+    own_write: impl Fn() -> Option<u64> + Send + 'static,
     cancel: CancellationToken,
 ) -> Result<(), WatchError> {
     let file = std::fs::canonicalize(&file).unwrap_or(file);
@@ -86,6 +92,11 @@ pub fn spawn(
             }
             if now == last {
                 debug!(file = %file.display(), "config file touched but unchanged");
+                continue;
+            }
+            if now == own_write() {
+                debug!(file = %file.display(), "config file written by pxed itself; already live");
+                last = now;
                 continue;
             }
             last = now;

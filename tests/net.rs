@@ -386,7 +386,7 @@ fn readme_admin_examples_work_against_a_live_pxed() {
     assert!(examples.len() >= 8, "only {} examples", examples.len());
     let lab = Lab::new();
     let (boot, _) = boot_dir(&lab);
-    let _pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
     for ex in examples {
         let (ok, out, err) = run_limited(
             lab.server.cmd("sh").args(["-c", ex]),
@@ -395,6 +395,15 @@ fn readme_admin_examples_work_against_a_live_pxed() {
         assert!(ok, "README example failed: {ex}\n{out}{err}");
         assert!(!out.is_empty(), "{ex} printed nothing");
     }
+    // The edits above were pxed's own writes: the watcher must not have reloaded them.
+    // Absence can only be observed by waiting, here longer than the watcher's settle time.
+    std::thread::sleep(Duration::from_millis(800));
+    let log = pxed.log();
+    assert!(log.contains("config edited through the admin api"), "{log}");
+    assert!(
+        !log.contains("trigger=\"file\""),
+        "pxed reloaded its own write:\n{log}"
+    );
 }
 
 #[test]

@@ -1,0 +1,377 @@
+//! Edits to the config file from the admin API, made with `toml_edit` so the operator's
+//! comments, ordering and formatting survive. The edit functions are pure (text in, text
+//! out); [`write_atomically`] is the only IO, and callers validate the new text before it.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+use crate::mac::Mac;
+
+/// Why an edit cannot be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    /// The file on disk is not TOML any more.
+    #[error("the config file does not parse: {0}")]
+    Unparsable(String),
+    /// A field of the request body is wrong.
+    #[error("{message}")]
+    Field {
+        /// The body field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The thing to change does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// A profile that hosts (or `[defaults]`) still use.
+    #[error("profile {name} is used by {users}")]
+    InUse {
+        /// The profile.
+        name: String,
+        /// Who uses it.
+        users: String,
+    },
+}
+
+fn field(name: &str, message: impl Into<String>) -> EditError {
+    EditError::Field {
+        field: name.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse(text: &str) -> Result<DocumentMut, EditError> {
+    text.parse::<DocumentMut>()
+        .map_err(|e| EditError::Unparsable(e.to_string()))
+}
+
+/// The `hosts` key (as written) whose MAC equals `mac`, in any spelling.
+fn host_key(doc: &DocumentMut, mac: &Mac) -> Option<String> {
+    let hosts = doc.get("hosts")?.as_table_like()?;
+    hosts
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .find(|k| k.parse::<Mac>().ok().as_ref() == Some(mac))
+}
+
+fn string_of(body: &serde_json::Value, name: &str) -> Result<Option<String>, EditError> {
+    match body.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(field(name, format!("`{name}` must be a string"))),
+    }
+}
+
+fn only_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), EditError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| field("body", "the body must be a JSON object"))?;
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(field(
+                k,
+                format!(
+                    "unknown field `{k}` (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sets `[hosts."MAC"]` from a body like `{"profile": "p", "ip": "10.0.0.5", "hostname": "h"}`.
+/// An existing entry keeps its key spelling, comments and position; a new one is appended.
+pub fn put_host(text: &str, mac: &Mac, body: &serde_json::Value) -> Result<String, EditError> {
+    only_keys(body, &["profile", "ip", "hostname"])?;
+    let profile =
+        string_of(body, "profile")?.ok_or_else(|| field("profile", "`profile` is required"))?;
+    let ip = string_of(body, "ip")?;
+    let hostname = string_of(body, "hostname")?;
+    let mut doc = parse(text)?;
+    let key = host_key(&doc, mac).unwrap_or_else(|| mac.to_string());
+    let hosts = doc
+        .entry("hosts")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_like_mut()
+        .ok_or_else(|| field("hosts", "`hosts` is not a table in the file"))?;
+    if hosts.get(&key).is_none() {
+        hosts.insert(&key, Item::Table(Table::new()));
+    }
+    let entry = hosts
+        .get_mut(&key)
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| field("hosts", "that host is not a table in the file"))?;
+    for (name, v) in [
+        ("profile", Some(profile)),
+        ("ip", ip),
+        ("hostname", hostname),
+    ] {
+        match v {
+            Some(v) => set_keeping_comment(entry, name, v),
+            None => {
+                entry.remove(name);
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Sets `key = v`, keeping the comment and spacing around an existing value.
+fn set_keeping_comment(table: &mut dyn toml_edit::TableLike, key: &str, v: String) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = toml_edit::Value::from(v);
+            *old.decor_mut() = decor;
+        }
+        None => {
+            table.insert(key, value(v));
+        }
+    }
+}
+
+/// Removes `[hosts."MAC"]`.
+pub fn delete_host(text: &str, mac: &Mac) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let key = host_key(&doc, mac).ok_or_else(|| EditError::NotFound(format!("host {mac}")))?;
+    if let Some(hosts) = doc.get_mut("hosts").and_then(Item::as_table_like_mut) {
+        hosts.remove(&key);
+    }
+    Ok(doc.to_string())
+}
+
+/// Sets `[profiles.NAME]` from a body with exactly the keys of one profile kind:
+/// `kernel`/`initrd`/`cmdline`, `script`, `chain`, or `action`.
+pub fn put_profile(text: &str, name: &str, body: &serde_json::Value) -> Result<String, EditError> {
+    only_keys(
+        body,
+        &["kernel", "initrd", "cmdline", "script", "chain", "action"],
+    )?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(field(
+            "name",
+            "profile names are letters, digits, `-` and `_`",
+        ));
+    }
+    let mut t = Table::new();
+    if let Some(v) = string_of(body, "kernel")? {
+        t.insert("kernel", value(v));
+    }
+    match body.get("initrd") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(items)) => {
+            let mut a = Array::new();
+            for i in items {
+                let s = i
+                    .as_str()
+                    .ok_or_else(|| field("initrd", "`initrd` must be a list of strings"))?;
+                a.push(s);
+            }
+            t.insert("initrd", value(a));
+        }
+        Some(_) => return Err(field("initrd", "`initrd` must be a list of strings")),
+    }
+    for key in ["cmdline", "script", "chain", "action"] {
+        if let Some(v) = string_of(body, key)? {
+            t.insert(key, value(v));
+        }
+    }
+    let mut doc = parse(text)?;
+    let profiles = doc
+        .entry("profiles")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_like_mut()
+        .ok_or_else(|| field("profiles", "`profiles` is not a table in the file"))?;
+    match profiles.get_mut(name).and_then(Item::as_table_like_mut) {
+        // Keep the existing table (and its comments); replace its keys.
+        Some(existing) => {
+            let old: Vec<String> = existing.iter().map(|(k, _)| k.to_string()).collect();
+            for k in old {
+                if !t.contains_key(&k) {
+                    existing.remove(&k);
+                }
+            }
+            for (k, v) in t.iter() {
+                existing.insert(k, v.clone());
+            }
+        }
+        None => {
+            profiles.insert(name, Item::Table(t));
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Removes `[profiles.NAME]`, unless a host or `[defaults]` uses it.
+pub fn delete_profile(text: &str, name: &str) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let mut users = Vec::new();
+    if let Some(hosts) = doc.get("hosts").and_then(Item::as_table_like) {
+        for (k, h) in hosts.iter() {
+            if h.get("profile").and_then(Item::as_str) == Some(name) {
+                users.push(format!("hosts.\"{k}\""));
+            }
+        }
+    }
+    if doc
+        .get("defaults")
+        .and_then(|d| d.get("profile"))
+        .and_then(Item::as_str)
+        == Some(name)
+    {
+        users.push("defaults.profile".to_string());
+    }
+    if !users.is_empty() {
+        return Err(EditError::InUse {
+            name: name.to_string(),
+            users: users.join(", "),
+        });
+    }
+    let profiles = doc
+        .get_mut("profiles")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| EditError::NotFound(format!("profile {name}")))?;
+    if profiles.remove(name).is_none() {
+        return Err(EditError::NotFound(format!("profile {name}")));
+    }
+    Ok(doc.to_string())
+}
+
+/// Replaces `path` with `text` atomically: a temporary file in the same directory with the
+/// same mode, fsynced, renamed over the old one, and the directory fsynced.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o644);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.pxed-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn golden(name: &str) -> String {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/golden")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    /// The golden-file test: edits keep every comment, the key order and the formatting.
+    #[test]
+    fn edits_keep_the_comments_of_a_commented_config() {
+        let before = golden("commented.toml");
+        let text = put_host(
+            &before,
+            &mac("DE:00:00:00:00:DE"),
+            &json!({"profile": "disk", "hostname": "worker-0"}),
+        )
+        .unwrap();
+        let text = put_host(
+            &text,
+            &mac("52-54-00-00-00-07"),
+            &json!({"profile": "installer", "ip": "10.123.0.7"}),
+        )
+        .unwrap();
+        let text = put_profile(&text, "rescue", &json!({"kernel": "rescue/vmlinuz", "initrd": ["rescue/initrd.img"], "cmdline": "console=ttyS0 rescue"})).unwrap();
+        let text = delete_host(&text, &mac("de:00:00:00:00:df")).unwrap();
+        let want =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/commented-after-edit.toml");
+        if std::env::var_os("PXED_BLESS").is_some() {
+            std::fs::write(&want, &text).unwrap(); // review the diff before committing it
+        }
+        assert_eq!(text, golden("commented-after-edit.toml"));
+        crate::config::parse(Path::new("golden.toml"), &text).expect("the edited file is valid");
+    }
+
+    #[test]
+    fn profile_in_use_cannot_be_deleted_and_bodies_are_checked() {
+        let before = golden("commented.toml");
+        assert!(matches!(
+            delete_profile(&before, "installer"),
+            Err(EditError::InUse { .. })
+        ));
+        assert!(matches!(
+            delete_profile(&before, "nope"),
+            Err(EditError::NotFound(_))
+        ));
+        let ok = delete_profile(
+            &put_profile(&before, "spare", &json!({"action": "local"})).unwrap(),
+            "spare",
+        )
+        .unwrap();
+        assert_eq!(ok, before);
+        assert_eq!(
+            put_host(&before, &mac("de:00:00:00:00:de"), &json!({"profile": 5})),
+            Err(field("profile", "`profile` must be a string"))
+        );
+        assert!(matches!(
+            put_host(&before, &mac("de:00:00:00:00:de"), &json!({"profile": "x", "colour": "red"})),
+            Err(EditError::Field { field, .. }) if field == "colour"
+        ));
+        assert!(
+            matches!(put_host(&before, &mac("de:00:00:00:00:de"), &json!({})), Err(EditError::Field { field, .. }) if field == "profile")
+        );
+        assert!(matches!(
+            delete_host(&before, &mac("02:00:00:00:00:01")),
+            Err(EditError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn atomic_write_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pxed.toml");
+        std::fs::write(&p, "a = 1\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&p, "a = 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a = 2\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary file left behind");
+    }
+}

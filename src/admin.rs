@@ -99,6 +99,12 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
             "/api/v1/hosts/{mac}",
             get(host).put(put_host).delete(delete_host),
         )
+        .route(
+            "/api/v1/hosts/{mac}/next-boot",
+            get(get_next_boot)
+                .put(put_next_boot)
+                .delete(delete_next_boot),
+        )
         .route("/api/v1/profiles", get(profiles))
         .route(
             "/api/v1/profiles/{name}",
@@ -403,6 +409,107 @@ async fn delete_profile(
 ) -> Result<Json<Value>, ApiError> {
     apply_edit(&st, |t| crate::edit::delete_profile(t, &name))?;
     Ok(Json(json!({"deleted": name})))
+}
+
+fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
+    json!({"mac": mac.to_string(), "next_boot": profile.map(|p| json!({"profile": p}))})
+}
+
+async fn get_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(next_boot_json(&mac, st.shared.next_boots.get(&mac))))
+}
+
+/// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
+async fn put_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let body = json_body(&body)?;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "the body must be a JSON object",
+            Some("body"),
+        )
+    })?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "profile") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("unknown field `{k}`"),
+            Some(k),
+        ));
+    }
+    let Some(profile) = obj.get("profile").and_then(Value::as_str) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "`profile` (a string) is required",
+            Some("profile"),
+        ));
+    };
+    let cfg = st.shared.config();
+    if !cfg.profiles.contains_key(profile) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("no profile named `{profile}`"),
+            Some("profile"),
+        ));
+    }
+    if cfg.profile_for(&mac).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no host {mac}; add it first"),
+            Some("mac"),
+        ));
+    }
+    st.shared
+        .next_boots
+        .set(mac, profile.to_string())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "write_failed",
+                e.to_string(),
+                None,
+            )
+        })?;
+    info!(%mac, profile, "one-shot boot set");
+    Ok(Json(next_boot_json(&mac, Some(profile.to_string()))))
+}
+
+async fn delete_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    match st.shared.next_boots.take(&mac) {
+        Ok(Some(p)) => {
+            info!(%mac, profile = %p, "one-shot boot cancelled");
+            Ok(Json(next_boot_json(&mac, None)))
+        }
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no one-shot boot for {mac}"),
+            Some("mac"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+    }
 }
 
 fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {

@@ -368,3 +368,103 @@ async fn an_invalid_edit_changes_nothing_on_disk_or_in_memory() {
     let (_, b) = call(&app, "GET", "/api/v1/hosts", None).await;
     assert_eq!(json_of(&b).as_array().unwrap().len(), 1, "memory changed");
 }
+
+#[tokio::test]
+async fn next_boot_is_used_once_then_the_normal_profile_again() {
+    let f = Fixture::new();
+    f.write(&CONFIG.replace(
+        "profile = \"fedora\"\nhostname",
+        "profile = \"disk\"\nhostname",
+    ));
+    let app = f.app(None);
+    let (s, b) = call(&app, "POST", "/api/v1/reload", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let boot = crate::http::router(f.shared.clone()).layer(
+        axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([10, 123, 0, 100], 1))),
+    );
+    let script =
+        |boot: Router| async move { call(&boot, "GET", "/ipxe/de:00:00:00:00:de", None).await.1 };
+
+    let (s, b) = send(
+        &app,
+        "PUT",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        r#"{"profile": "nope"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("profile"))
+    );
+    let (s, b) = send(
+        &app,
+        "PUT",
+        "/api/v1/hosts/52:54:00:00:00:99/next-boot",
+        r#"{"profile": "fedora"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, b) = send(
+        &app,
+        "PUT",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        r#"{"profile": "fedora"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        None,
+    )
+    .await;
+    assert_eq!(json_of(&b)["next_boot"]["profile"], json!("fedora"));
+
+    assert!(
+        script(boot.clone()).await.contains("kernel http://"),
+        "first boot: the one-shot"
+    );
+    assert!(
+        script(boot.clone())
+            .await
+            .contains("boots from its local disk"),
+        "second boot: normal profile"
+    );
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        None,
+    )
+    .await;
+    assert_eq!(json_of(&b)["next_boot"], Value::Null);
+
+    // DELETE cancels a pending one-shot.
+    send(
+        &app,
+        "PUT",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        r#"{"profile": "fedora"}"#,
+    )
+    .await;
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(script(boot.clone())
+        .await
+        .contains("boots from its local disk"));
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        "/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -84,7 +84,9 @@ pub async fn run_with(
     info!(store = %store.path().display(), leases = restored.len(), "leases restored");
     let leases = LeaseTable::restore(&config, restored);
     let source = config.source.clone();
-    let shared = Shared::with_leases(config, leases);
+    let next_boots =
+        crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
+    let shared = Shared::with_state(config, leases, next_boots);
     let _ = hook.0.set(shared.clone());
     let on_change = hook.clone();
     let own = shared.clone();

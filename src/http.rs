@@ -75,7 +75,13 @@ async fn script(
         );
     };
     let cfg = app.shared.config();
-    let Some(name) = cfg.profile_for(&mac) else {
+    // A pending one-shot boot wins over the host's own profile (if it still exists).
+    let one_shot = app
+        .shared
+        .next_boots
+        .get(&mac)
+        .filter(|p| cfg.profiles.contains_key(p) && cfg.profile_for(&mac).is_some());
+    let Some(name) = one_shot.as_deref().or_else(|| cfg.profile_for(&mac)) else {
         info!(%mac, %peer, "no boot profile for mac");
         return text(
             StatusCode::NOT_FOUND,
@@ -136,7 +142,15 @@ async fn script(
                 app.shared.note_script_peer(*v4.ip(), mac);
             }
             crate::metrics::inc(&app.shared.counters.boots_started);
-            info!(%mac, profile = name, kind = profile.kind(), %arch, "ipxe script served");
+            if one_shot.is_some() {
+                // Spent now: the machine has its script. A failure to save is logged; the
+                // worst case is that the one-shot is offered again after a restart.
+                match app.shared.next_boots.take(&mac) {
+                    Ok(_) => info!(%mac, profile = name, "one-shot boot spent"),
+                    Err(e) => warn!(%mac, error = %e, "cannot record the spent one-shot boot"),
+                }
+            }
+            info!(%mac, profile = name, kind = profile.kind(), %arch, one_shot = one_shot.is_some(), "ipxe script served");
             text(StatusCode::OK, body)
         }
         Err(e) => {

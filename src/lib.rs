@@ -25,6 +25,7 @@
 //! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |
 //! | [`reload`] | re-read, validate and swap the config; refuse a bad file | shell |
 //! | [`watch`] | reload when the config file's contents change (directory watch, hashed) | shell |
+//! | [`nextboot`] | one-shot boots per MAC, spent when the script is served; saved in `state_dir` | fs |
 //! | [`state`] | what the listeners share: live config, leases, client facts | shared |
 //! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
@@ -44,6 +45,7 @@ pub mod leases;
 pub mod mac;
 pub mod metrics;
 pub mod net;
+pub mod nextboot;
 pub mod profiles;
 pub mod reload;
 pub mod state;

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::leases::LeaseTable;
 use crate::mac::Mac;
 use crate::metrics::{Counters, PoolGauge};
+use crate::nextboot::NextBoots;
 
 /// What DHCP last saw of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct Shared {
     pub edit_lock: Mutex<()>,
     /// Hash of the file text pxed itself last wrote, so the watcher does not reload it.
     pub self_written: Mutex<Option<u64>>,
+    /// One-shot boots set through the admin API.
+    pub next_boots: NextBoots,
 }
 
 impl Shared {
@@ -49,6 +52,11 @@ impl Shared {
 
     /// Wraps a validated config and the leases restored from the store.
     pub fn with_leases(config: Config, leases: LeaseTable) -> Arc<Shared> {
+        Self::with_state(config, leases, NextBoots::in_memory())
+    }
+
+    /// Wraps a validated config with the leases and one-shot boots restored from disk.
+    pub fn with_state(config: Config, leases: LeaseTable, next_boots: NextBoots) -> Arc<Shared> {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             leases: Mutex::new(leases),
@@ -57,6 +65,7 @@ impl Shared {
             counters: Counters::default(),
             edit_lock: Mutex::new(()),
             self_written: Mutex::new(None),
+            next_boots,
         })
     }
 

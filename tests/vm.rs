@@ -549,3 +549,90 @@ profile = "rack2"
         "kernel not fetched from the relayed VM:\n{log}"
     );
 }
+
+/// A host mapped to `local` gets a one-shot installer boot through the admin API: the first
+/// boot runs the kernel, the second boot of the same VM goes to its disk.
+#[test]
+fn next_boot_boots_the_installer_once_then_the_disk() {
+    let (_g, boot_dir) = setup();
+    require(&["curl"]);
+    let mut lab = Lab::new();
+    let disk = lab.path("disk.img");
+    marker_disk(&disk);
+    let mut pxed = Pxed::start(
+        &lab,
+        &vm_config(
+            &lab,
+            &boot_dir,
+            r#"[profiles.installer]
+kernel = "vmlinuz"
+initrd = ["initrd.gz"]
+cmdline = "console=ttyS0 panic=1 pxed.test=one-shot-installer"
+
+[profiles.disk]
+action = "local"
+
+[hosts."de:00:00:00:00:de"]
+profile = "disk"
+"#,
+        ),
+    );
+    let (ok, out, err) = run_limited(
+        lab.server.cmd("curl").args([
+            "-fsS",
+            "-X",
+            "PUT",
+            "-d",
+            r#"{"profile": "installer"}"#,
+            "http://127.0.0.1:9091/api/v1/hosts/de:00:00:00:00:de/next-boot",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "{out}{err}");
+    let until = [KERNEL_MARKER, DISK_MARKER];
+    let first = boot(
+        &mut lab,
+        Firmware::Bios,
+        "de:00:00:00:00:de",
+        Some(&disk),
+        &until,
+        Duration::from_secs(300),
+    );
+    let line = console_line(&first.console, KERNEL_MARKER).unwrap_or_else(|| {
+        panic!(
+            "first boot did not run the installer:\n{}\n{}",
+            first.console,
+            pxed.log()
+        )
+    });
+    assert!(line.contains("pxed.test=one-shot-installer"), "{line}");
+    let second = boot(
+        &mut lab,
+        Firmware::Bios,
+        "de:00:00:00:00:de",
+        Some(&disk),
+        &until,
+        Duration::from_secs(300),
+    );
+    assert!(
+        !second.console.contains(KERNEL_MARKER),
+        "second boot ran the installer again:\n{}",
+        second.console
+    );
+    assert!(
+        second.console.contains(DISK_MARKER),
+        "second boot did not reach the disk:\n{}",
+        second.console
+    );
+    let log = pxed.wait_for_log(
+        |l| l.contains("one-shot boot spent"),
+        Duration::from_secs(5),
+        "spent",
+    );
+    assert_eq!(log.matches("path=/vmlinuz").count(), 1, "{log}");
+    println!(
+        "one-shot: installer boot {:.1} s, then disk {:.1} s",
+        first.took.as_secs_f64(),
+        second.took.as_secs_f64()
+    );
+}

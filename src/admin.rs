@@ -111,6 +111,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
             get(profile).put(put_profile).delete(delete_profile),
         )
         .route("/api/v1/leases", get(leases))
+        .route("/api/v1/leases/{mac}", axum::routing::delete(delete_lease))
         .route("/api/v1/reload", post(reload))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None)
@@ -279,6 +280,55 @@ async fn leases(State(st): State<Admin>) -> Json<Value> {
         .collect();
     list.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
     Json(Value::Array(list))
+}
+
+/// Forgets a MAC's lease, in memory and in the store, so its address can go to someone else
+/// and the machine starts over with DISCOVER.
+async fn delete_lease(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let removed = st
+        .shared
+        .leases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget_mac(&mac);
+    let Some(lease) = removed else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no lease for {mac}"),
+            Some("mac"),
+        ));
+    };
+    let state_dir = st.shared.config().server.state_dir.clone();
+    let client = lease.client.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::store::LeaseStore::open(&state_dir)?.commit(&[crate::leases::Change::Delete(client)])
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            info!(%mac, ip = %lease.ip, "lease deleted through the admin api");
+            Ok(Json(
+                json!({"deleted": {"mac": mac.to_string(), "ip": lease.ip.to_string()}}),
+            ))
+        }
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+    }
 }
 
 async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {

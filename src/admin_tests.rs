@@ -8,7 +8,7 @@ const CONFIG: &str = r#"# a commented config
 interface = "br1"
 address = "10.123.0.1"
 boot_dir = "/srv/pxed/boot"
-state_dir = "/var/lib/pxed"
+state_dir = "STATE_DIR"
 
 [dhcp]
 subnet = "10.123.0.0/24"
@@ -36,7 +36,8 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pxed.toml");
-        std::fs::write(&path, CONFIG).unwrap();
+        let config = CONFIG.replace("STATE_DIR", &dir.path().join("state").display().to_string());
+        std::fs::write(&path, &config).unwrap();
         let (cfg, _) = crate::config::load(&path).unwrap();
         Fixture {
             dir,
@@ -49,6 +50,10 @@ impl Fixture {
     }
 
     fn write(&self, text: &str) {
+        let text = text.replace(
+            "STATE_DIR",
+            &self.dir.path().join("state").display().to_string(),
+        );
         std::fs::write(self.dir.path().join("pxed.toml"), text).unwrap();
     }
 }
@@ -466,5 +471,44 @@ async fn next_boot_is_used_once_then_the_normal_profile_again() {
         None,
     )
     .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deleting_a_lease_frees_it_in_memory_and_in_the_store() {
+    let f = Fixture::new();
+    let state = f.dir.path().join("state");
+    let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+    let id = crate::leases::ClientId::from_mac(mac);
+    let lease = {
+        let mut t = f.shared.leases.lock().unwrap();
+        t.bind(
+            &id,
+            mac,
+            "10.123.0.100".parse().unwrap(),
+            LeaseState::Bound,
+            u64::MAX / 2,
+        );
+        t.take_changes()
+    };
+    crate::store::LeaseStore::open(&state)
+        .unwrap()
+        .commit(&lease)
+        .unwrap();
+    let app = f.app(None);
+    let (s, b) = call(&app, "DELETE", "/api/v1/leases/de:00:00:00:00:de", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(json_of(&b)["deleted"]["ip"], json!("10.123.0.100"));
+    let (_, b) = call(&app, "GET", "/api/v1/leases", None).await;
+    assert_eq!(json_of(&b), json!([]));
+    assert!(
+        crate::store::LeaseStore::open(&state)
+            .unwrap()
+            .load()
+            .unwrap()
+            .is_empty(),
+        "still in the store"
+    );
+    let (s, _) = call(&app, "DELETE", "/api/v1/leases/de:00:00:00:00:de", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

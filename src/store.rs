@@ -70,6 +70,9 @@ impl LeaseStore {
             source,
         };
         let conn = Connection::open(&path).map_err(sql)?;
+        // The admin API opens a second connection for its own writes.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")

@@ -312,6 +312,13 @@ impl LeaseTable {
         }
     }
 
+    /// Removes the lease last bound under `mac` (admin `DELETE`); the caller writes the
+    /// deletion to the store itself, so no change is recorded here.
+    pub fn forget_mac(&mut self, mac: &Mac) -> Option<Lease> {
+        let client = self.by_mac.get(mac)?.clone();
+        self.unindex(&client)
+    }
+
     /// Forgets an OFFER the client turned down (it REQUESTed another server's address).
     pub fn drop_offer(&mut self, client: &ClientId) {
         if self

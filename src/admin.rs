@@ -110,6 +110,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
             "/api/v1/profiles/{name}",
             get(profile).put(put_profile).delete(delete_profile),
         )
+        .route("/api/v1/machines/{mac}/events", get(events))
         .route("/api/v1/leases", get(leases))
         .route("/api/v1/leases/{mac}", axum::routing::delete(delete_lease))
         .route("/api/v1/reload", post(reload))
@@ -230,6 +231,19 @@ async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<V
             Some("mac"),
         )),
     }
+}
+
+/// The machine's boot timeline, oldest first.
+async fn events(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let events: Vec<Value> = st
+        .shared
+        .events
+        .get(&mac)
+        .iter()
+        .map(|e| e.to_json())
+        .collect();
+    Ok(Json(json!({"mac": mac.to_string(), "events": events})))
 }
 
 async fn profiles(State(st): State<Admin>) -> Json<Value> {

@@ -512,3 +512,39 @@ async fn deleting_a_lease_frees_it_in_memory_and_in_the_store() {
     let (s, _) = call(&app, "DELETE", "/api/v1/leases/de:00:00:00:00:de", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn events_endpoint_returns_the_timeline() {
+    let f = Fixture::new();
+    let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+    f.shared
+        .events
+        .record_at(mac, "dhcp_discover", json!({"arch": "bios"}), 1);
+    f.shared.events.record_at(
+        mac,
+        "tftp_done",
+        json!({"file": "undionly.kpxe", "bytes": 70000, "duration_ms": 12}),
+        2,
+    );
+    let app = f.app(None);
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/api/v1/machines/DE-00-00-00-00-DE/events",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json_of(&b),
+        json!({"mac": "de:00:00:00:00:de", "events": [
+            {"at_ms": 1, "kind": "dhcp_discover", "arch": "bios"},
+            {"at_ms": 2, "kind": "tftp_done", "file": "undionly.kpxe", "bytes": 70000, "duration_ms": 12}
+        ]})
+    );
+    let (s, b) = call(&app, "GET", "/api/v1/machines/x/events", None).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("mac"))
+    );
+}

@@ -150,6 +150,11 @@ async fn script(
                     Err(e) => warn!(%mac, error = %e, "cannot record the spent one-shot boot"),
                 }
             }
+            app.shared.events.record(
+                mac,
+                "boot_profile",
+                serde_json::json!({"profile": name, "profile_kind": profile.kind(), "one_shot": one_shot.is_some(), "arch": arch}),
+            );
             info!(%mac, profile = name, kind = profile.kind(), %arch, one_shot = one_shot.is_some(), "ipxe script served");
             text(StatusCode::OK, body)
         }
@@ -231,6 +236,24 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .or_else(|| HttpBody::size_hint(resp.body()).exact())
         .unwrap_or(0);
     count(&app.shared, resp.status(), bytes, &path, &mac);
+    if let Ok(m) = mac.parse::<Mac>() {
+        let kind = match (resp.status().as_u16(), path.starts_with("/ipxe/")) {
+            (400.., _) => "http_error",
+            (_, true) => "http_script",
+            (_, false) => "http_file",
+        };
+        // Bytes and duration are as of the response headers: the body streams afterwards.
+        app.shared.events.record(
+            m,
+            kind,
+            serde_json::json!({
+                "path": path,
+                "status": resp.status().as_u16(),
+                "bytes": bytes,
+                "duration_ms": started.elapsed().as_millis() as u64,
+            }),
+        );
+    }
     info!(
         %mac,
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),

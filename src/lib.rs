@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`admin`] | the admin API (JSON, bearer token off loopback): hosts, profiles, leases, reload, metrics | shell |
 //! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); atomic write | pure (+ write) |
+//! | [`events`] | per-machine boot timelines, bounded per machine and in total | pure |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
@@ -40,6 +41,7 @@ pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod edit;
+pub mod events;
 pub mod http;
 pub mod leases;
 pub mod mac;

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
+use crate::events::Events;
 use crate::leases::LeaseTable;
 use crate::mac::Mac;
 use crate::metrics::{Counters, PoolGauge};
@@ -41,6 +42,8 @@ pub struct Shared {
     pub self_written: Mutex<Option<u64>>,
     /// One-shot boots set through the admin API.
     pub next_boots: NextBoots,
+    /// Per-machine boot timelines.
+    pub events: Events,
 }
 
 impl Shared {
@@ -66,6 +69,7 @@ impl Shared {
             edit_lock: Mutex::new(()),
             self_written: Mutex::new(None),
             next_boots,
+            events: Events::default(),
         })
     }
 

@@ -203,6 +203,7 @@ fn to_pending(
     changes: Vec<Change>,
     outlet: &Outlet,
 ) -> Option<Pending> {
+    record_events(shared, msg, &decision);
     let pending = match decision {
         Decision::Ignore { reason, client } => {
             match client {
@@ -278,6 +279,62 @@ fn to_pending(
         }
     };
     Some(pending)
+}
+
+/// Adds the request, and the reply or the reason for none, to the client's timeline.
+fn record_events(shared: &Shared, msg: &Message, decision: &Decision) {
+    let client = match decision {
+        Decision::Reply { client, .. } => client,
+        Decision::Ignore {
+            client: Some(c), ..
+        } => c,
+        Decision::Ignore { client: None, .. } => return,
+    };
+    let request = match message_type_name(msg) {
+        "discover" => "dhcp_discover",
+        "request" => "dhcp_request",
+        "release" => "dhcp_release",
+        "decline" => "dhcp_decline",
+        "inform" => "dhcp_inform",
+        _ => "dhcp_other",
+    };
+    shared.events.record(
+        client.mac,
+        request,
+        serde_json::json!({
+            "arch": decide::client_arch_name(client),
+            "user_class": client.user_class,
+            "client_kind": format!("{:?}", client.kind),
+        }),
+    );
+    match decision {
+        Decision::Reply { msg: reply, .. } => {
+            let kind = match message_type_name(reply) {
+                "offer" => "dhcp_offer",
+                "ack" => "dhcp_ack",
+                "nak" => "dhcp_nak",
+                _ => "dhcp_reply",
+            };
+            let file = reply
+                .fname_str()
+                .and_then(|r| r.ok())
+                .unwrap_or("")
+                .trim_end_matches('\0')
+                .to_string();
+            shared.events.record(
+                client.mac,
+                kind,
+                serde_json::json!({"ip": reply.yiaddr().to_string(), "file": file}),
+            );
+        }
+        Decision::Ignore { reason, .. } => {
+            shared.events.record(
+                client.mac,
+                "dhcp_ignored",
+                serde_json::json!({"reason": reason}),
+            );
+        }
+    }
 }
 
 impl Summary {

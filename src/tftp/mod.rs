@@ -90,11 +90,16 @@ async fn transfer(
     cancel: CancellationToken,
 ) {
     let cfg = shared.config();
-    let mac = match peer {
-        SocketAddr::V4(v4) => shared.mac_of(*v4.ip()).map(|m| m.to_string()),
+    let machine = match peer {
+        SocketAddr::V4(v4) => shared.mac_of(*v4.ip()),
         SocketAddr::V6(_) => None,
-    }
-    .unwrap_or_default();
+    };
+    let mac = machine.map(|m| m.to_string()).unwrap_or_default();
+    let record = |kind: &'static str, detail: serde_json::Value| {
+        if let Some(m) = machine {
+            shared.events.record(m, kind, detail);
+        }
+    };
     let local = SocketAddr::from((at.server, 0));
     let sock = match crate::net::udp_on_interface(&at.interface, local) {
         Ok(s) => s,
@@ -125,6 +130,10 @@ async fn transfer(
         Ok(p) => p,
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);
+            record(
+                "tftp_error",
+                serde_json::json!({"file": filename, "error": e.to_string()}),
+            );
             warn!(%peer, %mac, file = %filename, error = %e, "tftp request refused");
             let c = match e {
                 PathError::NotFound(_) => code::NOT_FOUND,
@@ -152,6 +161,10 @@ async fn transfer(
     info!(
         %peer, %mac, file = %filename, size, blksize = params.blksize,
         windowsize = params.windowsize, "tftp transfer started"
+    );
+    record(
+        "tftp_start",
+        serde_json::json!({"file": filename, "size": size, "blksize": params.blksize, "windowsize": params.windowsize}),
     );
     let started = Instant::now();
     let mut session = Session::new(size, params, limits.max_retries);
@@ -185,6 +198,10 @@ async fn transfer(
             Status::Done => {
                 crate::metrics::inc(&shared.counters.tftp_done);
                 crate::metrics::add(&shared.counters.tftp_bytes, size);
+                record(
+                    "tftp_done",
+                    serde_json::json!({"file": filename, "bytes": size, "duration_ms": elapsed.as_millis() as u64}),
+                );
                 let secs = elapsed.as_secs_f64().max(1e-6);
                 info!(
                     %peer, %mac, file = %filename, bytes = size,
@@ -196,6 +213,10 @@ async fn transfer(
             }
             Status::AbortedByClient { code, message } => {
                 crate::metrics::inc(&shared.counters.tftp_aborted);
+                record(
+                    "tftp_aborted",
+                    serde_json::json!({"file": filename, "code": code, "message": message, "bytes": session.bytes_acked()}),
+                );
                 info!(
                     %peer, %mac, file = %filename, code, message = %message,
                     bytes = session.bytes_acked(), "tftp transfer aborted by client"
@@ -204,6 +225,10 @@ async fn transfer(
             }
             Status::TimedOut => {
                 crate::metrics::inc(&shared.counters.tftp_failed);
+                record(
+                    "tftp_error",
+                    serde_json::json!({"file": filename, "error": "timed out", "bytes": session.bytes_acked()}),
+                );
                 warn!(%peer, %mac, file = %filename, bytes = session.bytes_acked(), "tftp transfer timed out");
                 return;
             }

@@ -114,6 +114,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/api/v1/leases", get(leases))
         .route("/api/v1/leases/{mac}", axum::routing::delete(delete_lease))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None)
         })
@@ -167,10 +168,12 @@ async fn auth(State(st): State<Admin>, headers: HeaderMap, req: Request, next: N
     next.run(req).await
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "pxed is up", body = Object)))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text: requests by protocol and outcome, bytes served, boots, leases per pool", content_type = "text/plain")))]
 async fn metrics(State(st): State<Admin>) -> Response {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -210,6 +213,7 @@ fn profile_json(name: &str, p: &Profile) -> Value {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, description = "Every host", body = [HostDoc])))]
 async fn hosts(State(st): State<Admin>) -> Json<Value> {
     let cfg = st.shared.config();
     let mut list: Vec<(&Mac, &Host)> = cfg.hosts.iter().collect();
@@ -219,6 +223,7 @@ async fn hosts(State(st): State<Admin>) -> Json<Value> {
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path, description = "MAC, `:` or `-`, any case")), responses((status = 200, body = HostDoc), (status = 400, description = "Bad MAC", body = ErrorDoc), (status = 404, body = ErrorDoc)))]
 async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
     let mac = parse_mac(&mac)?;
     let cfg = st.shared.config();
@@ -234,6 +239,7 @@ async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<V
 }
 
 /// The machine's boot timeline, oldest first.
+#[utoipa::path(get, path = "/api/v1/machines/{mac}/events", params(("mac" = String, Path)), responses((status = 200, description = "Boot timeline, oldest first", body = Object), (status = 400, description = "Bad MAC", body = ErrorDoc)))]
 async fn events(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
     let mac = parse_mac(&mac)?;
     let events: Vec<Value> = st
@@ -246,6 +252,7 @@ async fn events(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json
     Ok(Json(json!({"mac": mac.to_string(), "events": events})))
 }
 
+#[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = [ProfileDoc])))]
 async fn profiles(State(st): State<Admin>) -> Json<Value> {
     let cfg = st.shared.config();
     Json(Value::Array(
@@ -256,6 +263,7 @@ async fn profiles(State(st): State<Admin>) -> Json<Value> {
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = ProfileDoc), (status = 404, body = ErrorDoc)))]
 async fn profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
@@ -272,6 +280,7 @@ async fn profile(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/leases", responses((status = 200, body = [LeaseDoc])))]
 async fn leases(State(st): State<Admin>) -> Json<Value> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -298,6 +307,7 @@ async fn leases(State(st): State<Admin>) -> Json<Value> {
 
 /// Forgets a MAC's lease, in memory and in the store, so its address can go to someone else
 /// and the machine starts over with DISCOVER.
+#[utoipa::path(delete, path = "/api/v1/leases/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
 async fn delete_lease(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -345,6 +355,7 @@ async fn delete_lease(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/reload", responses((status = 200, body = Object), (status = 422, description = "The file does not validate; the old config stays live", body = ErrorDoc)))]
 async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
     match crate::reload::reload(&st.shared) {
         Ok(r) => {
@@ -425,6 +436,7 @@ fn apply_edit(
     Ok(())
 }
 
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), request_body = HostBodyDoc, responses((status = 200, description = "Written to the TOML file and live", body = HostDoc), (status = 422, description = "Does not validate; nothing changed", body = ErrorDoc)))]
 async fn put_host(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -442,6 +454,7 @@ async fn put_host(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
 async fn delete_host(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -451,6 +464,7 @@ async fn delete_host(
     Ok(Json(json!({"deleted": mac.to_string()})))
 }
 
+#[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = ProfileBodyDoc, responses((status = 200, body = ProfileDoc), (status = 422, body = ErrorDoc)))]
 async fn put_profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
@@ -467,6 +481,7 @@ async fn put_profile(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc), (status = 409, description = "Hosts still use it", body = ErrorDoc)))]
 async fn delete_profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
@@ -479,6 +494,7 @@ fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
     json!({"mac": mac.to_string(), "next_boot": profile.map(|p| json!({"profile": p}))})
 }
 
+#[utoipa::path(get, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc)))]
 async fn get_next_boot(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -488,6 +504,7 @@ async fn get_next_boot(
 }
 
 /// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBodyDoc, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)))]
 async fn put_next_boot(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -551,6 +568,7 @@ async fn put_next_boot(
     Ok(Json(next_boot_json(&mac, Some(profile.to_string()))))
 }
 
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc), (status = 404, body = ErrorDoc)))]
 async fn delete_next_boot(
     State(st): State<Admin>,
     Path(mac): Path<String>,
@@ -585,6 +603,148 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
             Some("body"),
         )
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// The OpenAPI document, generated from the `#[utoipa::path]` annotations above.
+
+/// The error shape every endpoint uses.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDoc {
+    error: ErrorDetailDoc,
+}
+
+/// Inside [`ErrorDoc`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetailDoc {
+    /// Stable machine-readable code, e.g. `invalid_mac`, `invalid_config`, `in_use`.
+    code: String,
+    /// What is wrong, for people.
+    message: String,
+    /// The field (or config key) at fault, if any.
+    field: Option<String>,
+}
+
+/// A host as returned.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct HostDoc {
+    mac: String,
+    profile: String,
+    ip: Option<String>,
+    hostname: Option<String>,
+}
+
+/// `PUT /api/v1/hosts/{mac}` body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct HostBodyDoc {
+    profile: String,
+    ip: Option<String>,
+    hostname: Option<String>,
+}
+
+/// A profile as returned: `kind` is kernel, script, chain or local.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProfileDoc {
+    name: String,
+    kind: String,
+    kernel: Option<String>,
+    initrd: Option<Vec<String>>,
+    cmdline: Option<String>,
+    script: Option<String>,
+    chain: Option<String>,
+    action: Option<String>,
+}
+
+/// `PUT /api/v1/profiles/{name}` body: the keys of exactly one profile kind.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProfileBodyDoc {
+    kernel: Option<String>,
+    initrd: Option<Vec<String>>,
+    cmdline: Option<String>,
+    script: Option<String>,
+    chain: Option<String>,
+    action: Option<String>,
+}
+
+/// `PUT /api/v1/hosts/{mac}/next-boot` body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NextBootBodyDoc {
+    profile: String,
+}
+
+/// A pending one-shot boot (`next_boot` is null when there is none).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NextBootDoc {
+    mac: String,
+    next_boot: Option<NextBootBodyDoc>,
+}
+
+/// A lease as returned.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LeaseDoc {
+    mac: String,
+    client_id: String,
+    ip: String,
+    state: String,
+    active: bool,
+    expires: u64,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "pxed admin API",
+        description = "Operate pxed with curl: hosts, profiles, leases, one-shot boots, boot timelines, reload, metrics. Off loopback every request needs `Authorization: Bearer <token>`."
+    ),
+    paths(
+        healthz,
+        metrics,
+        hosts,
+        host,
+        put_host,
+        delete_host,
+        get_next_boot,
+        put_next_boot,
+        delete_next_boot,
+        profiles,
+        profile,
+        put_profile,
+        delete_profile,
+        events,
+        leases,
+        delete_lease,
+        reload
+    ),
+    components(schemas(
+        ErrorDoc,
+        ErrorDetailDoc,
+        HostDoc,
+        HostBodyDoc,
+        ProfileDoc,
+        ProfileBodyDoc,
+        NextBootDoc,
+        NextBootBodyDoc,
+        LeaseDoc
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this API.
+pub fn openapi_json() -> Value {
+    serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or(Value::Null)
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_json())
 }
 
 #[cfg(test)]

@@ -548,3 +548,62 @@ async fn events_endpoint_returns_the_timeline() {
         (StatusCode::BAD_REQUEST, json!("mac"))
     );
 }
+
+#[tokio::test]
+async fn openapi_document_covers_every_endpoint_the_router_serves() {
+    let f = Fixture::new();
+    let app = f.app(None);
+    let (s, b) = call(&app, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc = json_of(&b);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let endpoints = [
+        ("get", "/healthz"),
+        ("get", "/metrics"),
+        ("get", "/api/v1/hosts"),
+        ("get", "/api/v1/hosts/{mac}"),
+        ("put", "/api/v1/hosts/{mac}"),
+        ("delete", "/api/v1/hosts/{mac}"),
+        ("get", "/api/v1/hosts/{mac}/next-boot"),
+        ("put", "/api/v1/hosts/{mac}/next-boot"),
+        ("delete", "/api/v1/hosts/{mac}/next-boot"),
+        ("get", "/api/v1/profiles"),
+        ("get", "/api/v1/profiles/{name}"),
+        ("put", "/api/v1/profiles/{name}"),
+        ("delete", "/api/v1/profiles/{name}"),
+        ("get", "/api/v1/machines/{mac}/events"),
+        ("get", "/api/v1/leases"),
+        ("delete", "/api/v1/leases/{mac}"),
+        ("post", "/api/v1/reload"),
+    ];
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        endpoints.len(),
+        "the document and this list disagree: {}",
+        doc["paths"]
+    );
+    for (method, path) in endpoints {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+        // And the router really serves it: anything but "no such route" or "wrong method".
+        let uri = path
+            .replace("{mac}", "de:00:00:00:00:de")
+            .replace("{name}", "disk");
+        let (s, b) = send(&app, &method.to_uppercase(), &uri, "{}").await;
+        let unrouted = s == StatusCode::METHOD_NOT_ALLOWED
+            || (s == StatusCode::NOT_FOUND && b.contains("no such endpoint"));
+        assert!(
+            !unrouted,
+            "{method} {uri} is documented but not served: {s} {b}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorDoc"].is_object());
+}

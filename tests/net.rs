@@ -407,6 +407,101 @@ fn readme_admin_examples_work_against_a_live_pxed() {
 }
 
 #[test]
+fn admin_off_loopback_needs_a_token_and_checks_it() {
+    require(&["ip", "curl"]);
+    let lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot) + "\n[admin]\nlisten = \"10.123.0.1:9091\"\n";
+    let path = lab.path("open-admin.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    // No token anywhere: refused at startup, before anything is served.
+    let (ok, _, err) = run_limited(
+        lab.server
+            .cmd(pxed_bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env_remove("PXED_ADMIN_TOKEN"),
+        Duration::from_secs(10),
+    );
+    assert!(!ok, "pxed served an open admin API beyond loopback");
+    assert!(
+        err.contains("not a loopback address, so a token is required"),
+        "{err}"
+    );
+    // With a token file: requests need it, and the log never shows it.
+    let token = lab.path("admin.token");
+    std::fs::write(&token, "t0k3n-for-tests\n").unwrap();
+    let pxed = Pxed::start(
+        &lab,
+        &format!("{cfg}token_file = \"{}\"\n", token.display()),
+    );
+    let code = |auth: Option<&str>| {
+        let mut c = lab.server.cmd("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(a) = auth {
+            c.args(["-H", a]);
+        }
+        c.arg("http://10.123.0.1:9091/api/v1/hosts");
+        run_limited(&mut c, Duration::from_secs(10)).1
+    };
+    assert_eq!(code(None), "401");
+    assert_eq!(code(Some("Authorization: Bearer wrong")), "401");
+    assert_eq!(code(Some("Authorization: Bearer t0k3n-for-tests")), "200");
+    let log = pxed.log();
+    assert!(log.contains("admin request refused"), "{log}");
+    assert!(
+        !log.contains("t0k3n") && !log.contains("wrong"),
+        "a token reached the log:\n{log}"
+    );
+}
+
+#[test]
+fn a_reload_does_not_disturb_a_download_in_progress() {
+    require(&["ip", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, big) = boot_dir(&lab);
+    let cfg = lab_config(&lab, &boot);
+    let mut pxed = Pxed::start(&lab, &cfg);
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+    let out = lab.path("slow.bin");
+    // A client that reads slowly (about 3 s); the reload happens in the middle.
+    let mut slow = c
+        .cmd("python3")
+        .arg(probe())
+        .args(["http-slow", &format!("http://{SERVER_IP}:8080/big.bin")])
+        .arg(&out)
+        .arg("3")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    pxed.wait_for_log(
+        |l| l.contains("path=/big.bin"),
+        Duration::from_secs(5),
+        "download started",
+    );
+    std::fs::write(
+        pxed.config_path(),
+        cfg.replace("cmdline = \"console=ttyS0", "cmdline = \"console=ttyS1"),
+    )
+    .unwrap();
+    pxed.signal("-HUP");
+    pxed.wait_for_log(
+        |l| l.contains("config reloaded"),
+        Duration::from_secs(5),
+        "reload",
+    );
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "the download ended before the reload; the test proves nothing"
+    );
+    assert!(slow.wait().unwrap().success());
+    assert!(
+        std::fs::read(&out).unwrap() == big,
+        "the download was damaged by the reload"
+    );
+}
+
+#[test]
 fn acked_leases_survive_kill_9() {
     require(&["ip", "busybox"]);
     let mut lab = Lab::new();

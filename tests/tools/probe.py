@@ -6,6 +6,7 @@ what came back on the wire, so the tests can assert it.
                                                DATA 1); prints how many packets followed.
   probe.py tftp-stall SERVER FILE SECS         RRQ, take the first packet, never ACK.
   probe.py dhcp-garbage SERVER                 malformed DHCP datagrams to port 67.
+  probe.py http-slow URL OUT SECS              download URL to OUT, spread over about SECS s.
   probe.py dhcp-verify SERVER GIADDR FILE      for each "mac ip" line of FILE, DISCOVER as a
                                                relay would; print each OFFER as "mac ip".
 """
@@ -124,12 +125,29 @@ def collect(s, pairs, offers, window, secs):
             offers[xid] = (pairs[xid][0], socket.inet_ntoa(data[16:20]))
 
 
+def http_slow(url, out, secs):
+    import urllib.request
+    with urllib.request.urlopen(url) as r, open(out, "wb") as f:
+        total = int(r.headers["Content-Length"])
+        chunk = max(1, total // 40)
+        print("started", flush=True)
+        while True:
+            data = r.read(chunk)
+            if not data:
+                break
+            f.write(data)
+            time.sleep(float(secs) / 40)
+    print("done")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "tftp-abort":
         tftp_abort(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "oack")
     elif cmd == "tftp-stall":
         tftp_stall(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "http-slow":
+        http_slow(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "dhcp-verify":
         dhcp_verify(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "dhcp-garbage":

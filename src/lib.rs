@@ -7,7 +7,7 @@
 //!
 //! | module | concept | kind |
 //! |---|---|---|
-//! | [`admin`] | the admin API (JSON, bearer token off loopback): hosts, profiles, leases, reload, metrics | shell |
+//! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
 //! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); atomic write | pure (+ write) |
 //! | [`events`] | per-machine boot timelines, bounded per machine and in total | pure |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, missing files), `locate` (line and key of an error) | pure (+ `load`) |

@@ -1,0 +1,283 @@
+//! The admin API's writes: edits of the TOML file, one-shot boots, and lease deletion.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::{
+    host_json, json_body, parse_mac, profile_json, Admin, ApiError, ErrorDoc, HostBodyDoc, HostDoc,
+    NextBootBodyDoc, NextBootDoc, ProfileBodyDoc, ProfileDoc,
+};
+use crate::edit::EditError;
+use crate::mac::Mac;
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        let msg = e.to_string();
+        match e {
+            EditError::Field { field, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                msg,
+                Some(&field),
+            ),
+            EditError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg, None),
+            EditError::InUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "in_use", msg, Some("name"))
+            }
+            EditError::Unparsable(_) => {
+                ApiError::new(StatusCode::CONFLICT, "config_unparsable", msg, None)
+            }
+        }
+    }
+}
+
+/// Applies an edit to the config file: the new text must validate before it is written
+/// (atomically) and made live; if anything fails, neither the file nor the live config
+/// changes.
+pub(super) fn apply_edit(
+    st: &Admin,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<(), ApiError> {
+    let _one_at_a_time = st
+        .shared
+        .edit_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let path = st.shared.config().source.clone();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config_unreadable",
+            format!("{}: {e}", path.display()),
+            None,
+        )
+    })?;
+    let new_text = edit(&text)?;
+    let new_config = crate::config::parse(&path, &new_text)?;
+    crate::edit::write_atomically(&path, &new_text).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            format!("{}: {e}", path.display()),
+            None,
+        )
+    })?;
+    *st.shared
+        .self_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(crate::watch::digest_bytes(new_text.as_bytes()));
+    st.shared.replace_config(new_config);
+    info!(file = %path.display(), "config edited through the admin api");
+    Ok(())
+}
+
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), request_body = HostBodyDoc, responses((status = 200, description = "Written to the TOML file and live", body = HostDoc), (status = 422, description = "Does not validate; nothing changed", body = ErrorDoc)))]
+pub(super) async fn put_host(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let body = json_body(&body)?;
+    apply_edit(&st, |t| crate::edit::put_host(t, &mac, &body))?;
+    let cfg = st.shared.config();
+    Ok(Json(
+        cfg.hosts
+            .get(&mac)
+            .map(|h| host_json(&mac, h))
+            .unwrap_or(Value::Null),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
+pub(super) async fn delete_host(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    apply_edit(&st, |t| crate::edit::delete_host(t, &mac))?;
+    Ok(Json(json!({"deleted": mac.to_string()})))
+}
+
+#[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = ProfileBodyDoc, responses((status = 200, body = ProfileDoc), (status = 422, body = ErrorDoc)))]
+pub(super) async fn put_profile(
+    State(st): State<Admin>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(&body)?;
+    apply_edit(&st, |t| crate::edit::put_profile(t, &name, &body))?;
+    let cfg = st.shared.config();
+    Ok(Json(
+        cfg.profiles
+            .get(&name)
+            .map(|p| profile_json(&name, p))
+            .unwrap_or(Value::Null),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc), (status = 409, description = "Hosts still use it", body = ErrorDoc)))]
+pub(super) async fn delete_profile(
+    State(st): State<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    apply_edit(&st, |t| crate::edit::delete_profile(t, &name))?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+pub(super) fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
+    json!({"mac": mac.to_string(), "next_boot": profile.map(|p| json!({"profile": p}))})
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc)))]
+pub(super) async fn get_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(next_boot_json(&mac, st.shared.next_boots.get(&mac))))
+}
+
+/// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBodyDoc, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)))]
+pub(super) async fn put_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let body = json_body(&body)?;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "the body must be a JSON object",
+            Some("body"),
+        )
+    })?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "profile") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("unknown field `{k}`"),
+            Some(k),
+        ));
+    }
+    let Some(profile) = obj.get("profile").and_then(Value::as_str) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "`profile` (a string) is required",
+            Some("profile"),
+        ));
+    };
+    let cfg = st.shared.config();
+    if !cfg.profiles.contains_key(profile) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("no profile named `{profile}`"),
+            Some("profile"),
+        ));
+    }
+    if cfg.profile_for(&mac).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no host {mac}; add it first"),
+            Some("mac"),
+        ));
+    }
+    st.shared
+        .next_boots
+        .set(mac, profile.to_string())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "write_failed",
+                e.to_string(),
+                None,
+            )
+        })?;
+    info!(%mac, profile, "one-shot boot set");
+    Ok(Json(next_boot_json(&mac, Some(profile.to_string()))))
+}
+
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc), (status = 404, body = ErrorDoc)))]
+pub(super) async fn delete_next_boot(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    match st.shared.next_boots.take(&mac) {
+        Ok(Some(p)) => {
+            info!(%mac, profile = %p, "one-shot boot cancelled");
+            Ok(Json(next_boot_json(&mac, None)))
+        }
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no one-shot boot for {mac}"),
+            Some("mac"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+    }
+}
+
+/// Forgets a MAC's lease, in memory and in the store, so its address can go to someone else
+/// and the machine starts over with DISCOVER.
+#[utoipa::path(delete, path = "/api/v1/leases/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
+pub(super) async fn delete_lease(
+    State(st): State<Admin>,
+    Path(mac): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mac = parse_mac(&mac)?;
+    let removed = st
+        .shared
+        .leases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget_mac(&mac);
+    let Some(lease) = removed else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no lease for {mac}"),
+            Some("mac"),
+        ));
+    };
+    let state_dir = st.shared.config().server.state_dir.clone();
+    let client = lease.client.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::store::LeaseStore::open(&state_dir)?.commit(&[crate::leases::Change::Delete(client)])
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            info!(%mac, ip = %lease.ip, "lease deleted through the admin api");
+            Ok(Json(
+                json!({"deleted": {"mac": mac.to_string(), "ip": lease.ip.to_string()}}),
+            ))
+        }
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            e.to_string(),
+            None,
+        )),
+    }
+}

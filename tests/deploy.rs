@@ -1,0 +1,78 @@
+//! What ships: the systemd unit and the container image's build steps.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "this test needs `{tool}` on PATH; run scripts/install-deps.sh (tests/run does)"
+    );
+}
+
+/// `systemd-analyze verify` checks that ExecStart exists, so the unit is verified with the
+/// binary this test run built standing in for /usr/local/bin/pxed; nothing else changes.
+fn unit_for_analysis(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/pxed.service")).unwrap();
+    let path = dir.join("pxed.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/pxed", env!("CARGO_BIN_EXE_pxed")),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    require("systemd-analyze");
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/pxed.service")).unwrap();
+    for directive in [
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/pxed /etc/pxed",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_NET_ADMIN",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/usr/local/bin/pxed serve --config /etc/pxed/pxed.toml",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == directive),
+            "pxed.service lacks `{directive}`"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = unit_for_analysis(dir.path());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for pxed.service: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
+    println!("systemd-analyze security exposure: {score}");
+    assert!(score <= 2.0, "exposure {score} is above 2.0:\n{text}");
+}

@@ -28,6 +28,16 @@ enum Command {
         #[arg(long, env = "PXED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Exit 0 if a running pxed's admin API answers /healthz (for container health checks).
+    Health {
+        /// The health URL.
+        #[arg(
+            long,
+            env = "PXED_HEALTH_URL",
+            default_value = "http://127.0.0.1:9091/healthz"
+        )]
+        url: String,
+    },
     /// Validate a config file, print a summary of profiles, hosts and pool, and exit
     /// non-zero if it is invalid.
     Check {
@@ -80,6 +90,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Health { url } => match health(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config, log_format } => {
             init_logging(log_format);
             match serve(config) {
@@ -129,4 +146,25 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
         });
         pxed::daemon::run_with(config, cancel, reload_to).await
     })
+}
+
+/// A minimal HTTP/1.0 GET, so the container image needs no curl.
+fn health(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let addr: std::net::SocketAddr = host
+        .parse()
+        .with_context(|| format!("`{host}` is not IP:port"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let status = reply.split_whitespace().nth(1).unwrap_or("");
+    anyhow::ensure!(status == "200", "{url} answered {status}");
+    Ok(())
 }

@@ -76,3 +76,47 @@ fn systemd_unit_verifies_and_is_hardened() {
     println!("systemd-analyze security exposure: {score}");
     assert!(score <= 2.0, "exposure {score} is above 2.0:\n{text}");
 }
+
+/// The Dockerfile's RUN lines are steps of scripts/image.sh and nothing else, and those
+/// steps, run here, produce a complete image tree.
+#[test]
+fn container_image_steps_build_a_complete_tree() {
+    require("setcap");
+    require("getcap");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let runs: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("RUN "))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            "scripts/image.sh build-deps",
+            "scripts/image.sh build /out",
+            "/usr/local/lib/pxed/image.sh runtime /"
+        ],
+        "Dockerfile RUN lines drifted from scripts/image.sh"
+    );
+    for line in [
+        "USER 10001:10001",
+        "ENV PXED_CONFIG=/etc/pxed/pxed.toml \\",
+        "ENTRYPOINT [\"/usr/local/bin/pxed\", \"serve\"]",
+    ] {
+        assert!(
+            dockerfile.lines().any(|l| l.trim() == line),
+            "Dockerfile lacks `{line}`"
+        );
+    }
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("\"health\"]"));
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("image");
+    let script = repo().join("scripts/image.sh");
+    for args in [vec!["build"], vec!["runtime"], vec!["check"]] {
+        let status = Command::new(&script)
+            .args(&args)
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(status.success(), "scripts/image.sh {args:?} failed");
+    }
+}

@@ -387,6 +387,12 @@ fn readme_admin_examples_work_against_a_live_pxed() {
     let lab = Lab::new();
     let (boot, _) = boot_dir(&lab);
     let pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    // The container health check command agrees with /healthz.
+    let (ok, _, err) = run_limited(
+        lab.server.cmd(pxed_bin()).arg("health"),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "pxed health failed against a running pxed: {err}");
     for ex in examples {
         let (ok, out, err) = run_limited(
             lab.server.cmd("sh").args(["-c", ex]),

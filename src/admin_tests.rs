@@ -157,6 +157,9 @@ async fn a_token_is_required_when_configured() {
     }
     let (s, _) = call(&app, "GET", "/api/v1/hosts", Some("Bearer s3cret-token")).await;
     assert_eq!(s, StatusCode::OK);
+    // Probes carry no token: /healthz alone is open.
+    let (s, _) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -46,7 +46,9 @@ pub fn spawn(
     own_write: impl Fn() -> Option<u64> + Send + 'static,
     cancel: CancellationToken,
 ) -> Result<(), WatchError> {
-    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    // Not canonicalised: a Kubernetes ConfigMap mount is a symlink into a directory that is
+    // replaced on every update, so the watch must stay on the directory the path names.
+    let file = std::path::absolute(&file).unwrap_or(file);
     let dir = file
         .parent()
         .map(Path::to_path_buf)

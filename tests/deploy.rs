@@ -120,3 +120,28 @@ fn container_image_steps_build_a_complete_tree() {
         assert!(status.success(), "scripts/image.sh {args:?} failed");
     }
 }
+
+/// Both Kubernetes variants parse, validate against the bundled Kubernetes schemas, and agree
+/// with each other and with pxed's config (deploy/kubernetes/check.py).
+#[test]
+fn kubernetes_manifests_validate_and_agree() {
+    let python = repo().join("target/pyvenv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: tests/run creates it (python3 -m venv target/pyvenv && target/pyvenv/bin/pip install kubernetes-validate pyyaml)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("deploy/kubernetes/check.py"))
+        .arg(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("all deploy/kubernetes checks passed"));
+}

@@ -17,33 +17,9 @@ clients=${1:-60000}
 secs=${2:-10}
 rates=${3:-"250 350 500 1000 2000 4000 8000 12000 16000"}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 1; }
-for p in kea-admin dnsmasq-base tcpdump; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || {
-        apt-get update -q >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" >&2; }
-done
-(cd "$repo" && cargo build --release --quiet)
-pxed="$repo/target/release/pxed"
-
-for old in $(ip netns list | awk '/^pxedd-[0-9]+-/ {print $1}'); do
-    pid=${old#pxedd-}; pid=${pid%%-*}
-    kill -0 "$pid" 2>/dev/null || ip netns delete "$old" 2>/dev/null || true
-done
-srv=pxedd-$$-srv; cli=pxedd-$$-cli
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    ip netns delete "$srv" 2>/dev/null || true
-    ip netns delete "$cli" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$srv"; ip netns add "$cli"
-ip -n "$srv" link set lo up; ip -n "$cli" link set lo up
-ip -n "$srv" link add veth-s type veth peer name veth-c netns "$cli"
-ip -n "$srv" addr add 10.202.0.1/16 dev veth-s; ip -n "$srv" link set veth-s up
-ip -n "$cli" addr add 10.202.0.2/16 dev veth-c; ip -n "$cli" link set veth-c up
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+bench_setup pxedd 10.202 kea-admin dnsmasq-base tcpdump
 mkdir -p "$work/boot"
 
 start_server() { # name

@@ -11,33 +11,9 @@
 set -euo pipefail
 conc=${1:-50}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 1; }
-for p in dnsmasq-base atftp curl; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || {
-        apt-get update -q >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" >&2; }
-done
-(cd "$repo" && cargo build --release --quiet)
-pxed="$repo/target/release/pxed"
-
-for old in $(ip netns list | awk '/^pxedb-[0-9]+-/ {print $1}'); do
-    pid=${old#pxedb-}; pid=${pid%%-*}
-    kill -0 "$pid" 2>/dev/null || ip netns delete "$old" 2>/dev/null || true
-done
-srv=pxedb-$$-srv; cli=pxedb-$$-cli
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    ip netns delete "$srv" 2>/dev/null || true
-    ip netns delete "$cli" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$srv"; ip netns add "$cli"
-ip -n "$srv" link set lo up; ip -n "$cli" link set lo up
-ip -n "$srv" link add veth-s type veth peer name veth-c netns "$cli"
-ip -n "$srv" addr add 10.201.0.1/16 dev veth-s; ip -n "$srv" link set veth-s up
-ip -n "$cli" addr add 10.201.0.2/16 dev veth-c; ip -n "$cli" link set veth-c up
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+bench_setup pxedb 10.201 dnsmasq-base atftp curl
 
 mkdir -p "$work/boot" "$work/out"
 head -c $((64 << 20)) /dev/urandom > "$work/boot/big.bin"

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -185,10 +184,7 @@ async fn healthz() -> Json<Value> {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text: requests by protocol and outcome, bytes served, boots, leases per pool", content_type = "text/plain")))]
 async fn metrics(State(st): State<Admin>) -> Response {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::state::unix_now();
     let body = crate::metrics::render(&st.shared.counters, &st.shared.pool_gauges(now));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -292,10 +288,7 @@ async fn profile(
 
 #[utoipa::path(get, path = "/api/v1/leases", responses((status = 200, body = [LeaseDoc])))]
 async fn leases(State(st): State<Admin>) -> Json<Value> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::state::unix_now();
     let table = st.shared.leases.lock().unwrap_or_else(|e| e.into_inner());
     let mut list: Vec<Value> = table
         .iter()

@@ -82,6 +82,16 @@ impl BootDir {
     }
 }
 
+/// Resolves `requested` inside `boot_dir` (canonicalised on every call, so a config reload
+/// that changes `boot_dir` takes effect at once).
+pub fn resolve_in(boot_dir: &Path, requested: &str) -> Result<PathBuf, PathError> {
+    let root = BootDir::new(boot_dir).map_err(|source| PathError::Io {
+        path: boot_dir.display().to_string(),
+        source,
+    })?;
+    root.resolve(requested)
+}
+
 /// Checks a requested path without touching the filesystem: relative, no `..`, no NUL.
 pub fn lexical(requested: &str) -> Result<PathBuf, PathError> {
     let cleaned = requested.replace('\\', "/");

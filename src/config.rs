@@ -89,6 +89,9 @@ pub struct Config {
     pub hosts: HashMap<Mac, Host>,
     /// Profile for MACs that are not in `hosts`; `None` means unknown MACs are ignored.
     pub default_profile: Option<String>,
+    /// Every address pinned to a host, derived from `hosts` once at validation because the
+    /// pool consults it on every DHCP request.
+    reserved: HashMap<Ipv4Addr, Mac>,
 }
 
 /// `[server]`.
@@ -250,11 +253,8 @@ impl Config {
     }
 
     /// Every address pinned to a host, which the pool must never hand to anyone else.
-    pub fn reserved(&self) -> HashMap<Ipv4Addr, Mac> {
-        self.hosts
-            .iter()
-            .filter_map(|(mac, h)| h.ip.map(|ip| (ip, *mac)))
-            .collect()
+    pub fn reserved(&self) -> &HashMap<Ipv4Addr, Mac> {
+        &self.reserved
     }
 
     /// Number of addresses in the pool.

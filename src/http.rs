@@ -17,7 +17,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
-use crate::bootfs::{BootDir, PathError};
+use crate::bootfs::{resolve_in, PathError};
 use crate::mac::Mac;
 use crate::profiles::{self, Profile, Vars};
 use crate::state::Shared;
@@ -96,12 +96,7 @@ async fn script(
     };
     let script_text = match profile {
         Profile::Script { script } => {
-            let read = BootDir::new(&cfg.server.boot_dir)
-                .map_err(|source| PathError::Io {
-                    path: cfg.server.boot_dir.display().to_string(),
-                    source,
-                })
-                .and_then(|b| b.resolve(script));
+            let read = resolve_in(&cfg.server.boot_dir, script);
             match read {
                 Ok(p) => match tokio::fs::read_to_string(&p).await {
                     Ok(t) => Some(t),
@@ -183,12 +178,7 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
         Err(_) => return text(StatusCode::BAD_REQUEST, "pxed: path is not UTF-8\n".into()),
     };
     let cfg = app.shared.config();
-    let resolved = BootDir::new(&cfg.server.boot_dir)
-        .map_err(|source| PathError::Io {
-            path: cfg.server.boot_dir.display().to_string(),
-            source,
-        })
-        .and_then(|b| b.resolve(&decoded));
+    let resolved = resolve_in(&cfg.server.boot_dir, &decoded);
     match resolved {
         Ok(path) => match ServeFile::new(path).oneshot(req).await {
             Ok(r) => r.map(Body::new),
@@ -224,9 +214,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .or_else(|| match peer {
             Some(SocketAddr::V4(v4)) => app.shared.mac_of(*v4.ip()),
             _ => None,
-        })
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+        });
     let resp = next.run(req).await;
     let bytes = resp
         .headers()
@@ -235,8 +223,8 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| HttpBody::size_hint(resp.body()).exact())
         .unwrap_or(0);
-    count(&app.shared, resp.status(), bytes, &path, &mac);
-    if let Ok(m) = mac.parse::<Mac>() {
+    count(&app.shared, resp.status(), bytes, &path, mac);
+    if let Some(m) = mac {
         let kind = match (resp.status().as_u16(), path.starts_with("/ipxe/")) {
             (400.., _) => "http_error",
             (_, true) => "http_script",
@@ -255,7 +243,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         );
     }
     info!(
-        %mac,
+        mac = %mac.map(|m| m.to_string()).unwrap_or_default(),
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
         method = %method,
         path = %path,
@@ -270,7 +258,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
 
 /// Bumps the HTTP counters; a 200 for the last initrd of the machine's kernel profile
 /// completes its boot.
-fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: &str) {
+fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: Option<Mac>) {
     let c = &shared.counters;
     match status.as_u16() {
         500.. => crate::metrics::inc(&c.http_server_error),
@@ -281,7 +269,7 @@ fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: &str)
     if status != StatusCode::OK {
         return;
     }
-    let Ok(mac) = mac.parse::<Mac>() else { return };
+    let Some(mac) = mac else { return };
     let cfg = shared.config();
     let last = cfg
         .profile_for(&mac)

@@ -15,6 +15,14 @@ use crate::mac::Mac;
 use crate::metrics::{Counters, PoolGauge};
 use crate::nextboot::NextBoots;
 
+/// Unix time in seconds, the clock leases and expiries are measured by.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// What DHCP last saw of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -96,27 +104,19 @@ impl Shared {
     pub fn pool_gauges(&self, now: u64) -> Vec<PoolGauge> {
         let cfg = self.config();
         let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        let reserved = cfg.reserved();
-        let mut out = Vec::new();
-        for p in &cfg.dhcp.pools {
-            let Some((a, b)) = p.range else { continue };
-            let span = u32::from(a)..=u32::from(b);
-            let size = u64::from(u32::from(b) - u32::from(a) + 1);
-            let in_use = leases
-                .iter()
-                .filter(|l| l.active(now) && span.contains(&u32::from(l.ip)))
-                .count() as u64;
-            let pinned = reserved
-                .keys()
-                .filter(|ip| span.contains(&u32::from(**ip)))
-                .count() as u64;
-            out.push(PoolGauge {
-                subnet: p.subnet.to_string(),
-                in_use,
-                free: size.saturating_sub(in_use).saturating_sub(pinned),
-            });
-        }
-        out
+        cfg.dhcp
+            .pools
+            .iter()
+            .filter(|p| p.range.is_some())
+            .map(|p| {
+                let (in_use, free) = leases.pool_usage(&cfg, p, now);
+                PoolGauge {
+                    subnet: p.subnet.to_string(),
+                    in_use,
+                    free,
+                }
+            })
+            .collect()
     }
 
     /// The MAC behind an address (our lease, else the last script fetched from it), for

@@ -108,6 +108,10 @@ impl Validator<'_> {
             }
         }
 
+        let reserved = hosts
+            .iter()
+            .filter_map(|(mac, h)| h.ip.map(|ip| (ip, *mac)))
+            .collect();
         Ok(Config {
             source: self.file.to_path_buf(),
             server,
@@ -127,6 +131,7 @@ impl Validator<'_> {
             profiles,
             hosts,
             default_profile: raw.defaults.profile,
+            reserved,
         })
     }
 

@@ -9,7 +9,6 @@ pub use wire::{decode, PacketError};
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::Message;
 use tokio::net::UdpSocket;
@@ -21,16 +20,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use crate::leases::Change;
-use crate::state::{Seen, Shared};
+use crate::state::{unix_now, Seen, Shared};
 use crate::store::LeaseStore;
 use decide::{Decision, Destination};
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// The socket a reply leaves from: the one its request arrived on.
 #[derive(Clone)]

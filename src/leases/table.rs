@@ -1,6 +1,6 @@
 //! [`LeaseTable`]: every lease, indexed by client, address and MAC, plus the free list.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use super::{Change, ClientId, Lease, Refusal, State};
@@ -188,7 +188,7 @@ impl LeaseTable {
         now: u64,
     ) -> Option<Ipv4Addr> {
         let reserved = cfg.reserved();
-        let ok = |ip: Ipv4Addr| self.available_to(cfg, &reserved, ip, client, mac, now);
+        let ok = |ip: Ipv4Addr| self.available_to(cfg, reserved, ip, client, mac, now);
         if let Some(ip) = Self::pinned(cfg, pool, mac) {
             return ok(ip).then_some(ip);
         }
@@ -247,7 +247,7 @@ impl LeaseTable {
             None if !Self::in_pool(pool, ip) => return Err(Refusal::NotAllowed(ip)),
             None => {}
         }
-        if !self.available_to(cfg, &cfg.reserved(), ip, client, mac, now) {
+        if !self.available_to(cfg, cfg.reserved(), ip, client, mac, now) {
             return Err(Refusal::Taken(ip));
         }
         Ok(())
@@ -330,13 +330,24 @@ impl LeaseTable {
         }
     }
 
-    /// Addresses pinned to hosts or in use, for tests and metrics: free pool addresses.
-    pub fn free_count(&self, cfg: &Config, now: u64) -> usize {
-        let reserved: HashSet<u32> = cfg.reserved().keys().map(|ip| u32::from(*ip)).collect();
-        let all = || self.ranges.iter().flat_map(|(a, b)| *a..=*b);
-        let size = all().count();
-        let unavailable = all().filter(|n| reserved.contains(n)).count();
-        size.saturating_sub(self.in_use(now))
-            .saturating_sub(unavailable)
+    /// Addresses of `pool`'s range held by an active lease, and those still free to hand out
+    /// (neither held nor pinned to a host), at `now`. For `/metrics`.
+    pub fn pool_usage(&self, cfg: &Config, pool: &Pool, now: u64) -> (u64, u64) {
+        let Some((a, b)) = pool.range else {
+            return (0, 0);
+        };
+        let span = u32::from(a)..=u32::from(b);
+        let size = u64::from(u32::from(b) - u32::from(a) + 1);
+        let in_use = self
+            .by_client
+            .values()
+            .filter(|l| l.active(now) && span.contains(&u32::from(l.ip)))
+            .count() as u64;
+        let pinned = cfg
+            .reserved()
+            .keys()
+            .filter(|ip| span.contains(&u32::from(**ip)))
+            .count() as u64;
+        (in_use, size.saturating_sub(in_use).saturating_sub(pinned))
     }
 }

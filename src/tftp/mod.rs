@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::bootfs::{BootDir, PathError};
+use crate::bootfs::{resolve_in, PathError};
 use crate::state::Shared;
 use packet::{code, Packet};
 use session::{Event, Limits, Send, Session, Status};
@@ -122,11 +122,7 @@ async fn transfer(
         refuse(code::ILLEGAL, format!("unsupported mode {mode}")).await;
         return;
     }
-    let resolved = BootDir::new(&cfg.server.boot_dir).map_err(|source| PathError::Io {
-        path: cfg.server.boot_dir.display().to_string(),
-        source,
-    });
-    let path = match resolved.and_then(|b| b.resolve(&filename)) {
+    let path = match resolve_in(&cfg.server.boot_dir, &filename) {
         Ok(p) => p,
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);

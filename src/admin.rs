@@ -99,6 +99,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
         .route("/api/v1/hosts", get(hosts))
         .route(
             "/api/v1/hosts/{mac}",
@@ -180,6 +181,19 @@ async fn auth(State(st): State<Admin>, headers: HeaderMap, req: Request, next: N
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "pxed is up", body = Object)))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// What this pxed may do: one entry per ability (capabilities, low ports, config writes),
+/// the same facts the start-up log reports.
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "Version, abilities (available or not, the capability each needs, what pxed does without it) and the names of the missing ones", body = Object)))]
+async fn status(State(st): State<Admin>) -> Json<Value> {
+    let report = st.shared.abilities.get().cloned().unwrap_or_default();
+    let missing: Vec<&str> = report.missing().map(|a| a.name).collect();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "abilities": report.abilities,
+        "missing": missing,
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text: requests by protocol and outcome, bytes served, boots, leases per pool", content_type = "text/plain")))]

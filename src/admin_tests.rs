@@ -562,6 +562,7 @@ async fn openapi_document_covers_every_endpoint_the_router_serves() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let endpoints = [
         ("get", "/healthz"),
+        ("get", "/api/v1/status"),
         ("get", "/metrics"),
         ("get", "/api/v1/hosts"),
         ("get", "/api/v1/hosts/{mac}"),

@@ -42,20 +42,41 @@ impl ReloadHook {
     }
 }
 
-/// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
-pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    run_with(config, cancel, ReloadHook::default()).await
+/// Where and how to run, from the command line or the environment rather than the TOML file
+/// (which says what to serve).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides `[admin] listen`, e.g. with the pod IP from the downward API, so that the
+    /// admin API is reachable by the cluster and never on the boot network.
+    pub admin_listen: Option<SocketAddr>,
 }
 
-/// [`run`], with a hook through which signals can reload the config.
+/// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, Options::default(), cancel, ReloadHook::default()).await
+}
+
+/// [`run`], with run-time options and a hook through which signals can reload the config.
 pub async fn run_with(
     config: Config,
+    options: Options,
     cancel: CancellationToken,
     hook: ReloadHook,
 ) -> anyhow::Result<()> {
     let iface = config.server.interface.clone();
     let dhcp_addr = SocketAddr::from(([0, 0, 0, 0], 67));
     let tftp_addr = SocketAddr::from(([0, 0, 0, 0], 69));
+    let admin_addr = options.admin_listen.unwrap_or(config.admin.listen);
+    let abilities = report_abilities(&config, admin_addr);
+    let can_bind_low = abilities.has(crate::abilities::LOW_PORTS);
+    let low_ports = move |what: &'static str| {
+        let hint = if can_bind_low {
+            ""
+        } else {
+            ": binding ports below 1024 needs CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start <= 67"
+        };
+        format!("{what}{hint}")
+    };
     // One DHCP and one TFTP socket per served interface, each bound to it, so every reply
     // leaves through the interface its request came in on.
     let mut sockets = Vec::new();
@@ -63,16 +84,17 @@ pub async fn run_with(
         let Some(name) = &pool.interface else {
             continue;
         };
-        let dhcp = crate::net::udp_on_interface(name, dhcp_addr).context("dhcp listener")?;
-        let tftp = crate::net::udp_on_interface(name, tftp_addr).context("tftp listener")?;
+        let dhcp = crate::net::udp_on_interface(name, dhcp_addr)
+            .with_context(|| low_ports("dhcp listener"))?;
+        let tftp = crate::net::udp_on_interface(name, tftp_addr)
+            .with_context(|| low_ports("tftp listener"))?;
         sockets.push((home, name.clone(), pool.server, dhcp, tftp));
     }
     let http_addr = config.http.listen;
     let http = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("http listener on {http_addr}"))?;
-    let admin_addr = config.admin.listen;
-    let admin_token = admin_token(&config)?;
+    let admin_token = admin_token(&config, admin_addr)?;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("admin listener on {admin_addr}"))?;
@@ -87,6 +109,7 @@ pub async fn run_with(
     let next_boots =
         crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
     let shared = Shared::with_state(config, leases, next_boots);
+    let _ = shared.abilities.set(abilities);
     let _ = hook.0.set(shared.clone());
     let on_change = hook.clone();
     let own = shared.clone();
@@ -114,8 +137,8 @@ pub async fn run_with(
             }
             DhcpMode::Proxy => {
                 let pxe_addr = SocketAddr::from(([0, 0, 0, 0], 4011));
-                let pxe =
-                    crate::net::udp_on_interface(&iface, pxe_addr).context("proxydhcp listener")?;
+                let pxe = crate::net::udp_on_interface(&iface, pxe_addr)
+                    .with_context(|| low_ports("proxydhcp listener"))?;
                 tasks.spawn(crate::dhcp::serve_proxy(
                     dhcp,
                     pxe,
@@ -177,27 +200,83 @@ pub async fn run_with(
     Ok(())
 }
 
-/// The admin bearer token: the contents of `[admin] token_file`, else `PXED_ADMIN_TOKEN`.
-/// Refuses to start without one when the admin API listens beyond loopback.
-fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
-    let token = match &config.admin.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading [admin] token_file {}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("PXED_ADMIN_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string()),
+/// Probes what this process may do and logs one WARN line for each ability it lacks, naming
+/// the capability and what pxed does without it.
+fn report_abilities(config: &Config, admin: SocketAddr) -> crate::abilities::Report {
+    let lowest = [config.http.listen.port(), admin.port(), 67]
+        .into_iter()
+        .min()
+        .unwrap_or(67);
+    let report = crate::abilities::assess(&crate::abilities::probe(&config.source, lowest));
+    for a in report.missing() {
+        warn!(capability = a.needs, consequence = a.without, how = %a.how, "running without an ability");
     }
-    .filter(|t| !t.is_empty());
-    if token.is_none() && !config.admin.listen.ip().is_loopback() {
+    if report.missing().next().is_none() {
+        info!("every ability available: low ports, interface binding, unicast DHCP replies, config writes");
+    }
+    report
+}
+
+/// Tokens that documentation or examples have shipped; a server started with one of them
+/// is open to anyone who read the docs.
+const PLACEHOLDER_TOKENS: &[&str] = &[
+    "replace-with-a-long-random-token",
+    "changeme",
+    "change-me",
+    "token",
+    "secret",
+    "password",
+];
+
+/// The shortest token pxed accepts.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Refuses placeholder and short tokens. Pure.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if PLACEHOLDER_TOKENS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(token))
+    {
+        return Err("is a documented placeholder; generate one with `openssl rand -hex 32`".into());
+    }
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "is shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+        ));
+    }
+    Ok(())
+}
+
+/// The admin bearer token: the contents of `[admin] token_file`, else `PXED_ADMIN_TOKEN`.
+/// Refuses to start without one when the admin API listens beyond loopback, and refuses a
+/// placeholder or short token anywhere. The token itself is never logged.
+fn admin_token(config: &Config, listen: SocketAddr) -> anyhow::Result<Option<String>> {
+    let (token, origin) = match &config.admin.token_file {
+        Some(f) => (
+            Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading [admin] token_file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            format!("[admin] token_file {}", f.display()),
+        ),
+        None => (
+            std::env::var("PXED_ADMIN_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string()),
+            "PXED_ADMIN_TOKEN".to_string(),
+        ),
+    };
+    let token = token.filter(|t| !t.is_empty());
+    if token.is_none() && !listen.ip().is_loopback() {
         anyhow::bail!(
-            "{}: [admin] listen = {} is not a loopback address, so a token is required: set [admin] token_file or PXED_ADMIN_TOKEN",
+            "{}: the admin API listens on {listen}, which is not a loopback address, so a token is required: set [admin] token_file or PXED_ADMIN_TOKEN",
             config.source.display(),
-            config.admin.listen
         );
+    }
+    if let Some(t) = &token {
+        check_token(t).map_err(|why| anyhow::anyhow!("the admin token from {origin} {why}"))?;
     }
     Ok(token)
 }
@@ -247,4 +326,22 @@ pub fn summary(c: &Config) -> String {
         None => s.push_str("unknown MACs are ignored (no address, no boot)\n"),
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_token;
+
+    #[test]
+    fn placeholder_and_short_tokens_are_refused() {
+        assert!(check_token("replace-with-a-long-random-token")
+            .unwrap_err()
+            .contains("placeholder"));
+        assert!(check_token("CHANGEME").unwrap_err().contains("placeholder"));
+        assert!(check_token("short-token")
+            .unwrap_err()
+            .contains("shorter than 16"));
+        assert!(check_token("0123456789abcdef").is_ok());
+        assert!(check_token(&"ab".repeat(32)).is_ok());
+    }
 }

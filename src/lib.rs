@@ -7,6 +7,7 @@
 //!
 //! | module | concept | kind |
 //! |---|---|---|
+//! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
 //! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
 //! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); atomic write | pure (+ write) |
 //! | [`events`] | per-machine boot timelines, bounded per machine and in total | pure |
@@ -35,6 +36,7 @@
 //! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.
 //! See docs/ARCHITECTURE.md for the flow of one boot.
 
+pub mod abilities;
 pub mod admin;
 pub mod bootfs;
 pub mod config;

@@ -27,16 +27,16 @@ enum Command {
         /// Log format.
         #[arg(long, env = "PXED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Address and port of the admin API, overriding `[admin] listen` (in a pod:
+        /// `$(POD_IP):9091` from the downward API, so it is never on the boot network).
+        #[arg(long, env = "PXED_ADMIN_LISTEN")]
+        admin_listen: Option<std::net::SocketAddr>,
     },
     /// Exit 0 if a running pxed's admin API answers /healthz (for container health checks).
     Health {
-        /// The health URL.
-        #[arg(
-            long,
-            env = "PXED_HEALTH_URL",
-            default_value = "http://127.0.0.1:9091/healthz"
-        )]
-        url: String,
+        /// The health URL [default: /healthz at PXED_ADMIN_LISTEN, else 127.0.0.1:9091].
+        #[arg(long, env = "PXED_HEALTH_URL")]
+        url: Option<String>,
     },
     /// Validate a config file, print a summary of profiles, hosts and pool, and exit
     /// non-zero if it is invalid.
@@ -90,16 +90,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Health { url } => match health(&url) {
+        Command::Health { url } => match health(&url.unwrap_or_else(default_health_url)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e:#}");
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, log_format } => {
+        Command::Serve {
+            config,
+            log_format,
+            admin_listen,
+        } => {
             init_logging(log_format);
-            match serve(config) {
+            match serve(config, pxed::daemon::Options { admin_listen }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "pxed failed");
@@ -111,7 +115,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: PathBuf) -> anyhow::Result<()> {
+fn serve(path: PathBuf, options: pxed::daemon::Options) -> anyhow::Result<()> {
     let (config, warnings) = pxed::config::load(&path)?;
     for w in warnings {
         warn!(file = %path.display(), line = w.line, key = %w.key, message = %w.message, "config warning");
@@ -144,8 +148,24 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        pxed::daemon::run_with(config, cancel, reload_to).await
+        pxed::daemon::run_with(config, options, cancel, reload_to).await
     })
+}
+
+/// `/healthz` where `pxed serve` put the admin API: PXED_ADMIN_LISTEN (an unspecified
+/// address such as 0.0.0.0 is reached through loopback), else the default listener.
+fn default_health_url() -> String {
+    let addr = std::env::var("PXED_ADMIN_LISTEN")
+        .ok()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            a
+        })
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9091)));
+    format!("http://{addr}/healthz")
 }
 
 /// A minimal HTTP/1.0 GET, so the container image needs no curl.

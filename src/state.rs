@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::abilities::Report;
 use crate::config::Config;
 use crate::events::Events;
 use crate::leases::LeaseTable;
@@ -52,6 +53,9 @@ pub struct Shared {
     pub next_boots: NextBoots,
     /// Per-machine boot timelines.
     pub events: Events,
+    /// What this process may do (capabilities), probed once at start-up; unset in
+    /// in-process tests, where it withholds nothing.
+    pub abilities: OnceLock<Report>,
 }
 
 impl Shared {
@@ -78,6 +82,7 @@ impl Shared {
             self_written: Mutex::new(None),
             next_boots,
             events: Events::default(),
+            abilities: OnceLock::new(),
         })
     }
 
@@ -153,6 +158,11 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .get_by_mac(mac)
             .map(|l| l.ip)
+    }
+
+    /// Whether this process has the named ability (see [`crate::abilities`]).
+    pub fn can(&self, ability: &str) -> bool {
+        self.abilities.get().is_none_or(|r| r.has(ability))
     }
 
     /// The architecture DHCP last saw for a MAC.

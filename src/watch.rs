@@ -1,14 +1,22 @@
-//! Hot reload on file change: watches the config file's directory (editors save by writing
-//! a new file and renaming it over the old one, which a watch on the file itself would miss)
-//! and reloads when the file's contents change. Contents are compared by hash, so touching
-//! the file, or pxed writing back exactly what it loaded, does not reload.
+//! Hot reload on file change. Three ways a config file changes, and all three are seen:
+//! - an editor writes a new file and renames it over the old one (an event on the name);
+//! - a plain write in place (a modify event on the name, or on the file a symlink points to);
+//! - a Kubernetes ConfigMap update: the kubelet writes a new `..<timestamp>` directory, points
+//!   `..data_tmp` at it, renames `..data_tmp` over `..data` and removes the old directory. The
+//!   config's own name (`pxed.toml -> ..data/pxed.toml`) sees no event at all, so every `..`
+//!   entry of the directory counts too.
+//!
+//! The watch is on the directory the path names (not canonicalised: the swap replaces what it
+//! resolves to) plus the directory the path currently resolves into, re-resolved after every
+//! change. Contents are compared by hash, so touching the file, an unrelated event, or pxed
+//! writing back exactly what it loaded, does not reload.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -16,6 +24,9 @@ use tracing::{debug, warn};
 /// Quiet time after the last event before reloading, so a save that is several writes
 /// reloads once.
 const SETTLE: Duration = Duration::from_millis(250);
+
+/// The longest a stream of events can delay a reload.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 /// Why the watch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +49,35 @@ fn digest(path: &Path) -> Option<u64> {
     std::fs::read(path).ok().map(|b| digest_bytes(&b))
 }
 
+/// Whether an event on `path` may have changed the config at `file`, which currently
+/// resolves to `target`. Pure.
+pub fn concerns(path: &Path, file: &Path, target: Option<&Path>) -> bool {
+    let name = path.file_name();
+    if name.is_some() && name == file.file_name() {
+        return true;
+    }
+    // The kubelet's atomic writer: `..data`, `..data_tmp`, `..<timestamp>` next to the file.
+    let hidden = name
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".."));
+    if hidden && path.parent() == file.parent() {
+        return true;
+    }
+    target.is_some_and(|t| t == path)
+}
+
+/// The directory of what `file` resolves to, when that is not `file`'s own directory.
+fn target_dir(file: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let target = std::fs::canonicalize(file).ok();
+    let named = file.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    let dir = target
+        .as_ref()
+        .and_then(|t| t.parent())
+        .filter(|d| Some(*d) != named.as_deref())
+        .map(Path::to_path_buf);
+    (target, dir)
+}
+
 /// Watches `file` and calls `reload` when its contents change, until `cancel` fires.
 /// `own_write` returns the hash of what pxed itself last wrote there, which is not reloaded.
 pub fn spawn(
@@ -46,24 +86,15 @@ pub fn spawn(
     own_write: impl Fn() -> Option<u64> + Send + 'static,
     cancel: CancellationToken,
 ) -> Result<(), WatchError> {
-    // Not canonicalised: a Kubernetes ConfigMap mount is a symlink into a directory that is
-    // replaced on every update, so the watch must stay on the directory the path names.
     let file = std::path::absolute(&file).unwrap_or(file);
     let dir = file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let name = file.file_name().map(|n| n.to_os_string());
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-            {
-                let _ = tx.send(());
-            }
+            let _ = tx.send(ev.paths);
         }
     })
     .map_err(|source| WatchError {
@@ -76,17 +107,33 @@ pub fn spawn(
             dir: dir.clone(),
             source,
         })?;
+    let (mut target, mut extra) = target_dir(&file);
+    follow(&mut watcher, None, extra.as_deref());
     let mut last = digest(&file);
     tokio::spawn(async move {
-        // The watcher lives as long as this task.
-        let _watcher = watcher;
         loop {
-            tokio::select! {
+            let paths = tokio::select! {
                 _ = cancel.cancelled() => return,
-                ev = rx.recv() => if ev.is_none() { return },
+                ev = rx.recv() => match ev { Some(p) => p, None => return },
+            };
+            if !paths.iter().any(|p| concerns(p, &file, target.as_deref())) {
+                continue;
             }
-            // Let the save finish: wait until no event for SETTLE.
-            while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
+            // Let the save finish: wait until no event for SETTLE (at most MAX_SETTLE).
+            let deadline = tokio::time::Instant::now() + MAX_SETTLE;
+            while tokio::time::Instant::now() < deadline {
+                match tokio::time::timeout(SETTLE, rx.recv()).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let (new_target, new_extra) = target_dir(&file);
+            if new_extra != extra {
+                follow(&mut watcher, extra.as_deref(), new_extra.as_deref());
+                extra = new_extra;
+            }
+            target = new_target;
             let now = digest(&file);
             if now.is_none() {
                 warn!(file = %file.display(), "config file is gone; keeping the live config");
@@ -106,4 +153,48 @@ pub fn spawn(
         }
     });
     Ok(())
+}
+
+/// Moves the second watch from the directory the file resolved into before to the one it
+/// resolves into now. A removed directory has already lost its watch.
+fn follow(watcher: &mut RecommendedWatcher, old: Option<&Path>, new: Option<&Path>) {
+    if let Some(old) = old {
+        let _ = watcher.unwatch(old);
+    }
+    if let Some(new) = new {
+        if let Err(e) = watcher.watch(new, RecursiveMode::NonRecursive) {
+            debug!(dir = %new.display(), error = %e, "cannot watch the config's target directory");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concerns;
+    use std::path::Path;
+
+    #[test]
+    fn events_that_can_change_the_config_are_recognised() {
+        let file = Path::new("/etc/pxed/pxed.toml");
+        let target = Path::new("/etc/pxed/..2026_11_25_01_02_03.123/pxed.toml");
+        let yes = [
+            "/etc/pxed/pxed.toml",
+            "/etc/pxed/..data",
+            "/etc/pxed/..data_tmp",
+            "/etc/pxed/..2026_11_25_01_02_03.123",
+            "/etc/pxed/..2026_11_25_01_02_03.123/pxed.toml",
+        ];
+        for p in yes {
+            assert!(concerns(Path::new(p), file, Some(target)), "{p}");
+        }
+        let no = [
+            "/etc/pxed/admin.token",
+            "/etc/pxed/leases.db-wal",
+            "/etc/other/..data",
+            "/etc/pxed/..2026_11_25_01_02_03.123/other.toml",
+        ];
+        for p in no {
+            assert!(!concerns(Path::new(p), file, Some(target)), "{p}");
+        }
+    }
 }

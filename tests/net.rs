@@ -355,6 +355,23 @@ fn a_saved_config_is_picked_up_within_two_seconds() {
         udhcpc(&lab, &newcomer, &[]).is_some(),
         "new host not served after the reload"
     );
+    // A plain write in place (same inode, no rename) is seen too.
+    let third = "52:54:00:00:0d:05";
+    std::fs::write(
+        &path,
+        format!("{cfg}\n[hosts.\"52:54:00:00:0d:04\"]\nprofile = \"fedora\"\n[hosts.\"{third}\"]\nprofile = \"fedora\"\n"),
+    )
+    .unwrap();
+    pxed.wait_for_log(
+        |l| l.matches("config reloaded").count() >= 2,
+        Duration::from_secs(3),
+        "reload after an in-place write",
+    );
+    let third_ns = lab.client(third, None);
+    assert!(
+        udhcpc(&lab, &third_ns, &[]).is_some(),
+        "host added in place not served"
+    );
     // A broken save is refused; the host added before stays served.
     save("[server]\ninterface = \"br1\"\n");
     pxed.wait_for_log(
@@ -366,6 +383,187 @@ fn a_saved_config_is_picked_up_within_two_seconds() {
         udhcpc(&lab, &newcomer, &[]).is_some(),
         "old config not kept"
     );
+}
+
+/// The served script of the known host, fetched with curl inside the lab.
+fn script_of(lab: &Lab) -> String {
+    let (ok, out, err) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-fsS", &format!("http://{SERVER_IP}:8080/ipxe/{KNOWN}")]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "script fetch failed: {err}");
+    out
+}
+
+#[test]
+fn a_kubelet_configmap_update_goes_live_without_a_restart() {
+    require(&["ip", "curl"]);
+    let lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = |rev: u32| {
+        lab_config(&lab, &boot).replace("console=ttyS0", &format!("console=ttyS0 rev={rev}"))
+    };
+    // pxed.toml -> ..data/pxed.toml, ..data -> ..<timestamp>: what a ConfigMap mount holds.
+    let mut cm = ConfigMapDir::new(&lab.path("configmap"), &[("pxed.toml", &cfg(1))]);
+    let mut cmd = lab.server.cmd(pxed_bin());
+    cmd.args(["serve", "--config"]).arg(cm.file("pxed.toml"));
+    let mut pxed = Pxed::launch(&lab, cmd, "configmap");
+    assert!(script_of(&lab).contains(" rev=1 "), "{}", script_of(&lab));
+    for rev in 2..=3 {
+        cm.update(&[("pxed.toml", &cfg(rev))]);
+        pxed.wait_for_log(
+            |l| l.matches("config reloaded").count() >= (rev - 1) as usize,
+            Duration::from_secs(3),
+            "a reload after the kubelet's ..data swap",
+        );
+        let script = script_of(&lab);
+        assert!(
+            script.contains(&format!(" rev={rev} ")),
+            "update {rev} not live:\n{script}"
+        );
+    }
+    // A broken update is refused and the last good one stays live.
+    cm.update(&[(
+        "pxed.toml",
+        &cfg(4).replace("profile = \"fedora\"", "profile = \"nope\""),
+    )]);
+    pxed.wait_for_log(
+        |l| l.contains("config reload refused"),
+        Duration::from_secs(3),
+        "refusal of a broken ConfigMap update",
+    );
+    assert!(script_of(&lab).contains(" rev=3 "));
+}
+
+/// Runs pxed in `lab` as `setpriv ARGS -- pxed serve --config CFG`, from a copy of the binary
+/// that any user can run.
+fn setpriv_pxed(lab: &Lab, cfg: &Path, setpriv: &[&str]) -> Command {
+    let bin = lab.path("pxed-bin");
+    if !bin.exists() {
+        std::fs::copy(pxed_bin(), &bin).unwrap();
+    }
+    let mut cmd = lab.server.cmd("setpriv");
+    cmd.args(setpriv).arg("--").arg(&bin);
+    cmd.args(["serve", "--config"]).arg(cfg);
+    cmd
+}
+
+fn status_of(lab: &Lab) -> serde_json::Value {
+    let (ok, out, err) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-fsS", "http://127.0.0.1:9091/api/v1/status"]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "status failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The pod's settings (OpenShift's restricted-v2): an arbitrary UID with GID 0, no
+/// capabilities at all, no_new_privs. And docker's default capability set, as root.
+#[test]
+fn without_capabilities_pxed_starts_says_what_it_lacks_and_broadcasts() {
+    require(&["ip", "busybox", "curl", "setpriv", "sysctl"]);
+    let mut lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    // Readable by anyone, writable by group 0 only where pxed must write (the state dir).
+    let chmod = |mode: &str, p: &Path| {
+        assert!(Command::new("chmod")
+            .arg(mode)
+            .arg(p)
+            .status()
+            .unwrap()
+            .success());
+    };
+    chmod("0755", lab.dir.path());
+    let state = lab.path("state");
+    std::fs::create_dir(&state).unwrap();
+    chmod("0770", &state);
+    let cfg = lab.path("pod.toml");
+    std::fs::write(&cfg, lab_config(&lab, &boot)).unwrap();
+    let pod = [
+        "--reuid=1000650000",
+        "--regid=0",
+        "--clear-groups",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+    ];
+
+    // Without the sysctl the pod cannot bind 67, and says why.
+    let mut p = Pxed::spawn(&lab, &mut setpriv_pxed(&lab, &cfg, &pod), "nobind");
+    let (status, log) = p.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("capability=\"CAP_NET_BIND_SERVICE\"")
+            && log.contains(
+                "needs CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start <= 67"
+            ),
+        "{log}"
+    );
+
+    // With it (as the Deployment sets it), pxed starts and reports what it lacks.
+    assert!(lab
+        .server
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=0"])
+        .status()
+        .unwrap()
+        .success());
+    let pxed = Pxed::launch(&lab, setpriv_pxed(&lab, &cfg, &pod), "pod");
+    let log = pxed.log();
+    let warns: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("running without an ability"))
+        .collect();
+    assert_eq!(warns.len(), 2, "{log}");
+    assert!(
+        warns[0].contains(" WARN ")
+            && warns[0].contains("capability=\"CAP_NET_ADMIN\"")
+            && warns[0].contains(
+                "consequence=\"DHCP replies to clients without an address are broadcast\""
+            ),
+        "{}",
+        warns[0]
+    );
+    assert!(
+        warns[1].contains("admin API edits of hosts and profiles answer write_failed"),
+        "{}",
+        warns[1]
+    );
+    let status = status_of(&lab);
+    assert_eq!(
+        status["missing"],
+        serde_json::json!(["dhcp_unicast", "config_writes"]),
+        "{status}"
+    );
+    // DHCP still works: the reply to a client without an address is broadcast.
+    let client = lab.client(KNOWN, None);
+    let bound = udhcpc(&lab, &client, &[]).expect("a lease without CAP_NET_ADMIN");
+    assert!(bound.contains(" ip=10.123.0."), "{bound}");
+    let log = pxed.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("dhcp reply sent") && l.contains("to=255.255.255.255:68")),
+        "{log}"
+    );
+    drop(pxed);
+
+    // Docker's default capability set, as root: only the ARP entry is missing.
+    let docker = "-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap";
+    let bounding = format!("--bounding-set={docker}");
+    let pxed = Pxed::launch(
+        &lab,
+        setpriv_pxed(&lab, &cfg, &[&bounding, "--inh-caps=-all"]),
+        "docker",
+    );
+    assert_eq!(
+        status_of(&lab)["missing"],
+        serde_json::json!(["dhcp_unicast"])
+    );
+    assert_eq!(pxed.log().matches("running without an ability").count(), 1);
 }
 
 #[test]
@@ -434,9 +632,30 @@ fn admin_off_loopback_needs_a_token_and_checks_it() {
         err.contains("not a loopback address, so a token is required"),
         "{err}"
     );
-    // With a token file: requests need it, and the log never shows it.
+    // The placeholder that older manifests shipped is refused, and so is a short token.
     let token = lab.path("admin.token");
-    std::fs::write(&token, "t0k3n-for-tests\n").unwrap();
+    for weak in ["replace-with-a-long-random-token\n", "t0k3n\n"] {
+        std::fs::write(&token, weak).unwrap();
+        let (ok, _, err) = run_limited(
+            lab.server
+                .cmd(pxed_bin())
+                .args(["serve", "--config"])
+                .arg(&path)
+                .env("PXED_ADMIN_TOKEN", weak.trim()),
+            Duration::from_secs(10),
+        );
+        assert!(!ok, "pxed started with the weak token {weak:?}");
+        assert!(
+            err.contains("the admin token from PXED_ADMIN_TOKEN"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(weak.trim()),
+            "the token reached the error: {err}"
+        );
+    }
+    // With a token file: requests need it, and the log never shows it.
+    std::fs::write(&token, "t0k3n-for-tests-0123456789\n").unwrap();
     let pxed = Pxed::start(
         &lab,
         &format!("{cfg}token_file = \"{}\"\n", token.display()),
@@ -452,7 +671,10 @@ fn admin_off_loopback_needs_a_token_and_checks_it() {
     };
     assert_eq!(code(None), "401");
     assert_eq!(code(Some("Authorization: Bearer wrong")), "401");
-    assert_eq!(code(Some("Authorization: Bearer t0k3n-for-tests")), "200");
+    assert_eq!(
+        code(Some("Authorization: Bearer t0k3n-for-tests-0123456789")),
+        "200"
+    );
     let log = pxed.log();
     assert!(log.contains("admin request refused"), "{log}");
     assert!(

@@ -105,6 +105,7 @@ pub(super) struct LeaseDoc {
     ),
     paths(
         healthz,
+        status,
         metrics,
         hosts,
         host,

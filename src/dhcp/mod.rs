@@ -386,7 +386,8 @@ async fn commit_loop(mut rx: mpsc::UnboundedReceiver<Pending>, store: LeaseStore
 
 async fn send_logged(p: Pending) {
     let s = p.summary;
-    match send(&p.outlet.socket, &p.outlet.interface, &p.bytes, p.to).await {
+    let arp = p.outlet.shared.can(crate::abilities::ARP_UNICAST);
+    match send(&p.outlet.socket, &p.outlet.interface, &p.bytes, p.to, arp).await {
         Ok(addr) => {
             crate::metrics::inc(&p.outlet.shared.counters.dhcp_replies);
             info!(
@@ -422,12 +423,15 @@ async fn send(
     interface: &str,
     bytes: &[u8],
     to: Destination,
+    arp: bool,
 ) -> std::io::Result<SocketAddr> {
     let addr = match to {
         Destination::Relay(ip) => SocketAddr::from((ip, 67)),
         Destination::Unicast(ip) => SocketAddr::from((ip, 68)),
         Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
         Destination::Peer(addr) => addr,
+        // Without CAP_NET_ADMIN (reported once at start-up) there is no point trying.
+        Destination::Hardware(_, _) if !arp => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
         Destination::Hardware(ip, mac) => {
             match crate::net::inject_arp(socket, interface, ip, mac) {
                 Ok(()) => SocketAddr::from((ip, 68)),

@@ -221,21 +221,15 @@ impl Pxed {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let cfg = lab.path(&format!("pxed-{n}.toml"));
         std::fs::write(&cfg, config).unwrap();
-        let log_path = lab.path(&format!("pxed-{n}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = lab
-            .server
-            .cmd(pxed_bin())
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn pxed");
-        let mut p = Pxed {
-            child: Some(child),
-            log_path,
-        };
+        let mut cmd = lab.server.cmd(pxed_bin());
+        cmd.args(["serve", "--config"]).arg(&cfg);
+        Pxed::launch(lab, cmd, &format!("pxed-{n}"))
+    }
+
+    /// Starts `cmd` (pxed itself, or a wrapper that ends up exec'ing or running it: setpriv,
+    /// podman) with its stderr in `lab`'s `<name>.log`, and waits for the readiness lines.
+    pub fn launch(lab: &Lab, mut cmd: Command, name: &str) -> Pxed {
+        let mut p = Pxed::spawn(lab, &mut cmd, name);
         // The http line comes last, after every interface's dhcp and tftp lines.
         p.wait_for_log(
             |l| {
@@ -243,10 +237,43 @@ impl Pxed {
                     && l.contains("tftp listener ready")
                     && l.contains("http listener ready")
             },
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             "the listener ready lines",
         );
         p
+    }
+
+    /// Starts `cmd` like [`Pxed::launch`] without waiting for anything.
+    pub fn spawn(lab: &Lab, cmd: &mut Command, name: &str) -> Pxed {
+        let log_path = lab.path(&format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Pxed {
+            child: Some(child),
+            log_path,
+        }
+    }
+
+    /// Waits for the process to exit by itself; returns its status and log.
+    pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running after {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -335,6 +362,61 @@ impl Drop for Pxed {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A directory laid out as the kubelet lays out a ConfigMap or Secret volume:
+/// `NAME -> ..data/NAME`, `..data -> ..<timestamp>`, the files inside `..<timestamp>/`.
+pub struct ConfigMapDir {
+    /// The mount point.
+    pub dir: PathBuf,
+    /// The current `..<timestamp>` directory's name.
+    current: String,
+    /// Makes timestamp directory names unique within a second.
+    serial: usize,
+}
+
+impl ConfigMapDir {
+    /// Creates `dir` holding `files` (name, contents), as the kubelet does at pod start.
+    pub fn new(dir: &Path, files: &[(&str, &str)]) -> ConfigMapDir {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut cm = ConfigMapDir {
+            dir: dir.to_path_buf(),
+            current: String::new(),
+            serial: 0,
+        };
+        cm.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+        cm
+    }
+
+    /// Replaces the contents the way the kubelet's atomic writer does
+    /// (pkg/volume/util/atomic_writer.go): (1) a new `..<timestamp>` directory, (2) the
+    /// payload written into it, (3) a symlink `..data_tmp` to it, (4) `..data_tmp` renamed
+    /// over `..data`, (5) the old timestamp directory removed. No event ever names a file
+    /// of the payload at the mount point.
+    pub fn update(&mut self, files: &[(&str, &str)]) {
+        self.serial += 1;
+        let ts = format!("..2026_11_25_00_00_00.{:09}", self.serial);
+        let ts_dir = self.dir.join(&ts);
+        std::fs::create_dir(&ts_dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(ts_dir.join(name), text).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&ts, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        let old = std::mem::replace(&mut self.current, ts);
+        if !old.is_empty() {
+            std::fs::remove_dir_all(self.dir.join(old)).unwrap();
+        }
+    }
+
+    /// The path of one file as the container sees it (through the symlinks).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 }
 

@@ -46,9 +46,10 @@ impl ReloadHook {
 /// (which says what to serve).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Overrides `[admin] listen`, e.g. with the pod IP from the downward API, so that the
+    /// Overrides `[admin] listen` with one or more addresses, e.g. the pod IP from the
+    /// downward API (Service, probes) and loopback (`kubectl port-forward`), so that the
     /// admin API is reachable by the cluster and never on the boot network.
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Vec<SocketAddr>,
 }
 
 /// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
@@ -66,8 +67,12 @@ pub async fn run_with(
     let iface = config.server.interface.clone();
     let dhcp_addr = SocketAddr::from(([0, 0, 0, 0], 67));
     let tftp_addr = SocketAddr::from(([0, 0, 0, 0], 69));
-    let admin_addr = options.admin_listen.unwrap_or(config.admin.listen);
-    let abilities = report_abilities(&config, admin_addr);
+    let admin_addrs = if options.admin_listen.is_empty() {
+        vec![config.admin.listen]
+    } else {
+        options.admin_listen.clone()
+    };
+    let abilities = report_abilities(&config, &admin_addrs);
     let can_bind_low = abilities.has(crate::abilities::LOW_PORTS);
     let low_ports = move |what: &'static str| {
         let hint = if can_bind_low {
@@ -94,10 +99,14 @@ pub async fn run_with(
     let http = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("http listener on {http_addr}"))?;
-    let admin_token = admin_token(&config, admin_addr)?;
-    let admin = tokio::net::TcpListener::bind(admin_addr)
-        .await
-        .with_context(|| format!("admin listener on {admin_addr}"))?;
+    let admin_token = admin_token(&config, &admin_addrs)?;
+    let mut admins = Vec::new();
+    for addr in &admin_addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("admin listener on {addr}"))?;
+        admins.push((*addr, listener));
+    }
 
     let boot_dir = config.server.boot_dir.display().to_string();
     let mode = config.dhcp.mode;
@@ -170,15 +179,18 @@ pub async fn run_with(
             warn!(error = %e, "http listener failed");
         }
     });
-    let admin_shared = shared.clone();
-    let admin_cancel = cancel.clone();
     let token_required = admin_token.is_some();
-    tasks.spawn(async move {
-        if let Err(e) = crate::admin::serve(admin, admin_shared, admin_token, admin_cancel).await {
-            warn!(error = %e, "admin listener failed");
-        }
-    });
-    info!(addr = %admin_addr, token_required, "admin listener ready");
+    for (addr, listener) in admins {
+        let admin_shared = shared.clone();
+        let admin_cancel = cancel.clone();
+        let token = admin_token.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::admin::serve(listener, admin_shared, token, admin_cancel).await {
+                warn!(error = %e, %addr, "admin listener failed");
+            }
+        });
+        info!(%addr, token_required, "admin listener ready");
+    }
     // Logged last: tests and scripts take it to mean every listener is up.
     info!(addr = %http_addr, %boot_dir, "http listener ready");
 
@@ -202,9 +214,11 @@ pub async fn run_with(
 
 /// Probes what this process may do and logs one WARN line for each ability it lacks, naming
 /// the capability and what pxed does without it.
-fn report_abilities(config: &Config, admin: SocketAddr) -> crate::abilities::Report {
-    let lowest = [config.http.listen.port(), admin.port(), 67]
-        .into_iter()
+fn report_abilities(config: &Config, admin: &[SocketAddr]) -> crate::abilities::Report {
+    let lowest = admin
+        .iter()
+        .map(SocketAddr::port)
+        .chain([config.http.listen.port(), 67])
         .min()
         .unwrap_or(67);
     let report = crate::abilities::assess(&crate::abilities::probe(&config.source, lowest));
@@ -248,9 +262,10 @@ pub fn check_token(token: &str) -> Result<(), String> {
 }
 
 /// The admin bearer token: the contents of `[admin] token_file`, else `PXED_ADMIN_TOKEN`.
-/// Refuses to start without one when the admin API listens beyond loopback, and refuses a
-/// placeholder or short token anywhere. The token itself is never logged.
-fn admin_token(config: &Config, listen: SocketAddr) -> anyhow::Result<Option<String>> {
+/// Refuses to start without one when the admin API listens beyond loopback on any of its
+/// addresses (one token guards them all), and refuses a placeholder or short token anywhere.
+/// The token itself is never logged.
+fn admin_token(config: &Config, listen: &[SocketAddr]) -> anyhow::Result<Option<String>> {
     let (token, origin) = match &config.admin.token_file {
         Some(f) => (
             Some(
@@ -269,11 +284,13 @@ fn admin_token(config: &Config, listen: SocketAddr) -> anyhow::Result<Option<Str
         ),
     };
     let token = token.filter(|t| !t.is_empty());
-    if token.is_none() && !listen.ip().is_loopback() {
-        anyhow::bail!(
-            "{}: the admin API listens on {listen}, which is not a loopback address, so a token is required: set [admin] token_file or PXED_ADMIN_TOKEN",
-            config.source.display(),
-        );
+    if let Some(open) = listen.iter().find(|a| !a.ip().is_loopback()) {
+        if token.is_none() {
+            anyhow::bail!(
+                "{}: the admin API listens on {open}, which is not a loopback address, so a token is required: set [admin] token_file or PXED_ADMIN_TOKEN",
+                config.source.display(),
+            );
+        }
     }
     if let Some(t) = &token {
         check_token(t).map_err(|why| anyhow::anyhow!("the admin token from {origin} {why}"))?;

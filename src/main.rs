@@ -27,10 +27,11 @@ enum Command {
         /// Log format.
         #[arg(long, env = "PXED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
-        /// Address and port of the admin API, overriding `[admin] listen` (in a pod:
-        /// `$(POD_IP):9091` from the downward API, so it is never on the boot network).
-        #[arg(long, env = "PXED_ADMIN_LISTEN")]
-        admin_listen: Option<std::net::SocketAddr>,
+        /// Addresses and ports of the admin API, comma-separated, overriding `[admin] listen`
+        /// (in a pod: `$(POD_IP):9091,127.0.0.1:9091`, the pod IP from the downward API for
+        /// the Service and probes and loopback for port-forward; never the boot network).
+        #[arg(long, env = "PXED_ADMIN_LISTEN", value_delimiter = ',')]
+        admin_listen: Vec<std::net::SocketAddr>,
     },
     /// Exit 0 if a running pxed's admin API answers /healthz (for container health checks).
     Health {
@@ -152,12 +153,18 @@ fn serve(path: PathBuf, options: pxed::daemon::Options) -> anyhow::Result<()> {
     })
 }
 
-/// `/healthz` where `pxed serve` put the admin API: PXED_ADMIN_LISTEN (an unspecified
-/// address such as 0.0.0.0 is reached through loopback), else the default listener.
+/// `/healthz` where `pxed serve` put the admin API: the first of PXED_ADMIN_LISTEN (an
+/// unspecified address such as 0.0.0.0 is reached through loopback), else the default.
 fn default_health_url() -> String {
     let addr = std::env::var("PXED_ADMIN_LISTEN")
         .ok()
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .and_then(|a| {
+            a.split(',')
+                .next()?
+                .trim()
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        })
         .map(|mut a| {
             if a.ip().is_unspecified() {
                 a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -1,4 +1,5 @@
-//! What ships: the systemd unit and the container image's build steps.
+//! What ships: the systemd unit and the Kubernetes manifests. The container image itself is
+//! built with podman and run in tests/container.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,50 +78,6 @@ fn systemd_unit_verifies_and_is_hardened() {
     assert!(score <= 2.0, "exposure {score} is above 2.0:\n{text}");
 }
 
-/// The Dockerfile's RUN lines are steps of scripts/image.sh and nothing else, and those
-/// steps, run here, produce a complete image tree.
-#[test]
-fn container_image_steps_build_a_complete_tree() {
-    require("setcap");
-    require("getcap");
-    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-    let runs: Vec<&str> = dockerfile
-        .lines()
-        .filter_map(|l| l.strip_prefix("RUN "))
-        .collect();
-    assert_eq!(
-        runs,
-        vec![
-            "scripts/image.sh build-deps",
-            "scripts/image.sh build /out",
-            "/usr/local/lib/pxed/image.sh runtime /"
-        ],
-        "Dockerfile RUN lines drifted from scripts/image.sh"
-    );
-    for line in [
-        "USER 10001:10001",
-        "ENV PXED_CONFIG=/etc/pxed/pxed.toml \\",
-        "ENTRYPOINT [\"/usr/local/bin/pxed\", \"serve\"]",
-    ] {
-        assert!(
-            dockerfile.lines().any(|l| l.trim() == line),
-            "Dockerfile lacks `{line}`"
-        );
-    }
-    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("\"health\"]"));
-    let out = tempfile::tempdir().unwrap();
-    let root = out.path().join("image");
-    let script = repo().join("scripts/image.sh");
-    for args in [vec!["build"], vec!["runtime"], vec!["check"]] {
-        let status = Command::new(&script)
-            .args(&args)
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/image.sh {args:?} failed");
-    }
-}
-
 /// Both Kubernetes variants parse, validate against the bundled Kubernetes schemas, and agree
 /// with each other and with pxed's config (deploy/kubernetes/check.py).
 #[test]
@@ -144,4 +101,36 @@ fn kubernetes_manifests_validate_and_agree() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("all deploy/kubernetes checks passed"));
+}
+
+/// The build context leaves out what is large and generated (target/ alone is gigabytes), and
+/// keeps everything the Dockerfile's build stage reads.
+#[test]
+fn dockerignore_keeps_build_outputs_out_of_the_context() {
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let excluded = |path: &str| {
+        patterns.iter().any(|p| {
+            let p = p.trim_start_matches('/').trim_end_matches('/');
+            path == p || path.starts_with(&format!("{p}/"))
+        })
+    };
+    for generated in ["target", "boot-images/out", ".git", "fuzz/target"] {
+        assert!(excluded(generated), ".dockerignore lets {generated}/ in");
+    }
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "scripts/image.sh",
+        "boot-images/fetch-ipxe.sh",
+        "config/kubevirt.toml",
+    ] {
+        assert!(!excluded(needed), ".dockerignore leaves out {needed}");
+        assert!(repo().join(needed).exists(), "{needed} is gone");
+    }
 }

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod vm;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Fails the test unless it runs as root with `tools` on PATH.
@@ -128,9 +130,16 @@ pub const SERVER_IP: &str = "10.123.0.1";
 
 impl Lab {
     pub fn new() -> Lab {
+        let lab = Lab::bare();
+        lab.server
+            .ip(&["addr", "add", "10.123.0.1/24", "dev", "br1"]);
+        lab
+    }
+
+    /// A lab whose bridge has no address: a node's br1, with the server elsewhere (a pod).
+    pub fn bare() -> Lab {
         let server = Netns::new();
         server.ip(&["link", "add", "br1", "type", "bridge"]);
-        server.ip(&["addr", "add", "10.123.0.1/24", "dev", "br1"]);
         server.ip(&["link", "set", "br1", "up"]);
         Lab {
             server,

@@ -1,0 +1,304 @@
+//! The shipped container image, run the way the Deployment runs it, boots VMs.
+//!
+//! The image is the one the repo's Dockerfile describes, built by podman
+//! (`scripts/build-image.sh`, which tests/run calls). The network is laid out as Multus lays
+//! it out: a "node" namespace holds the bridge br1 and the VMs' taps; a "pod" namespace
+//! holds `net1` (a veth whose other end is on br1) with pxed's address and `eth0` with the
+//! pod IP. The container joins the pod namespace with the pod's security settings: an
+//! arbitrary UID with GID 0 (OpenShift's restricted-v2), every capability dropped,
+//! no_new_privs, a read-only root filesystem, `net.ipv4.ip_unprivileged_port_start=0`, the
+//! config in a ConfigMap-shaped read-only mount, the token in a Secret-shaped one, and the
+//! state on a writable volume owned by the fsGroup.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::vm::*;
+use common::*;
+
+/// What `scripts/build-image.sh` tags.
+const IMAGE: &str = "localhost/pxed:test";
+/// An OpenShift-style UID from a namespace's range, and the fsGroup it assigns.
+const POD_UID: &str = "1000650000";
+/// The pod network address the admin API binds (downward API `status.podIP`).
+const POD_IP: &str = "10.128.0.10";
+const TOKEN: &str = "9f1c0c6b3c1e4f7d8a2b5e6f7a8b9c0d";
+
+/// The repo file, as text.
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn podman() -> Command {
+    let mut c = Command::new("podman");
+    // crun refuses this machine's hybrid cgroups; runc works (shared/notes/container-lab.md).
+    c.args(["--runtime", "runc"]);
+    c
+}
+
+/// Removes the container on drop, even when the test failed half-way.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman()
+            .args(["rm", "-f", "-t", "2", &self.0])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The settings this test reproduces must be the Deployment's own: if the manifest changes,
+/// this test has to change with it.
+fn deployment_has_the_settings_reproduced_here() {
+    let d = repo_file("deploy/kubernetes/base/deployment.yaml");
+    for needle in [
+        "runAsNonRoot: true",
+        "allowPrivilegeEscalation: false",
+        "readOnlyRootFilesystem: true",
+        "drop: [\"ALL\"]",
+        "name: net.ipv4.ip_unprivileged_port_start",
+        "mountPath: /etc/pxed\n",
+        "mountPath: /etc/pxed-token",
+        "mountPath: /var/lib/pxed",
+        "name: PXED_ADMIN_LISTEN",
+        "fieldPath: status.podIP",
+    ] {
+        assert!(
+            d.contains(needle),
+            "deploy/kubernetes/base/deployment.yaml no longer has `{needle}`: update tests/container.rs"
+        );
+    }
+    assert!(
+        !d.contains("runAsUser") && !d.contains("fsGroup"),
+        "the base Deployment fixes a UID or fsGroup, which restricted-v2 refuses"
+    );
+}
+
+/// The Deployment's `PXED_ADMIN_LISTEN`, with `$(POD_IP)` filled in as the kubelet does.
+fn admin_listen() -> String {
+    let d = repo_file("deploy/kubernetes/base/deployment.yaml");
+    let value = d
+        .split("name: PXED_ADMIN_LISTEN")
+        .nth(1)
+        .and_then(|rest| rest.lines().nth(1))
+        .and_then(|l| l.trim().strip_prefix("value: "))
+        .expect("PXED_ADMIN_LISTEN's value in deployment.yaml");
+    value.trim_matches('"').replace("$(POD_IP)", POD_IP)
+}
+
+#[test]
+fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configmap_updates() {
+    let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require(&["ip", "podman", "qemu-system-x86_64", "curl", "sysctl"]);
+    deployment_has_the_settings_reproduced_here();
+    let fixture = boot_fixture();
+    let exists = podman()
+        .args(["image", "exists", IMAGE])
+        .status()
+        .expect("podman");
+    assert!(
+        exists.success(),
+        "image {IMAGE} is missing: run scripts/build-image.sh (tests/run does)"
+    );
+
+    // The node: br1 and the VMs. The pod: net1 on br1, eth0 on the pod network.
+    let mut lab = Lab::bare();
+    let pod = Netns::new();
+    lab.server.ip(&[
+        "link", "add", "vpod", "type", "veth", "peer", "name", "net1", "netns", &pod.name,
+    ]);
+    lab.server
+        .ip(&["link", "set", "vpod", "master", "br1", "up"]);
+    pod.ip(&["addr", "add", "10.123.0.1/24", "dev", "net1"]);
+    pod.ip(&["link", "set", "net1", "up"]);
+    // The pod network; only its address matters here (this kernel has no dummy links).
+    pod.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer",
+    ]);
+    pod.ip(&["link", "set", "eth0peer", "up"]);
+    pod.ip(&["addr", "add", &format!("{POD_IP}/23"), "dev", "eth0"]);
+    pod.ip(&["link", "set", "eth0", "up"]);
+    // The Deployment's one sysctl, set in the pod's namespace as the kubelet does.
+    let ok = pod
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=0"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+
+    // The ConfigMap: the shipped config, plus a demo profile and two hosts.
+    let base = repo_file("config/kubevirt.toml");
+    let cfg = |rev: u32| {
+        format!(
+            "{base}\n[profiles.demo]\nkernel = \"demo/vmlinuz\"\ninitrd = [\"demo/initrd.gz\"]\ncmdline = \"console=ttyS0 panic=1 pxed.test=container rev={rev} host={{{{ hostname }}}}\"\n\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"demo\"\nhostname = \"pxe-vm\"\n\n[hosts.\"de:00:00:00:00:ef\"]\nprofile = \"demo\"\nhostname = \"pxe-vm-uefi\"\n"
+        )
+    };
+    let mut cm = ConfigMapDir::new(&lab.path("configmap"), &[("pxed.toml", &cfg(1))]);
+    let secret = ConfigMapDir::new(&lab.path("secret"), &[("token", TOKEN)]);
+    // The PVC: owned by the fsGroup, group-writable with setgid, as the kubelet makes it.
+    let state = lab.path("state");
+    std::fs::create_dir(&state).unwrap();
+    let sh = |script: &str| {
+        let ok = Command::new("sh").args(["-c", script]).status().unwrap();
+        assert!(ok.success(), "{script}");
+    };
+    sh(&format!(
+        "chown 0:{POD_UID} {0} && chmod 2770 {0}",
+        state.display()
+    ));
+    // Kernel and initrd come from a volume mounted under boot_dir; iPXE comes with the image.
+    let demo = lab.path("demo");
+    std::fs::create_dir(&demo).unwrap();
+    for f in ["vmlinuz", "initrd.gz"] {
+        std::fs::copy(fixture.join(f), demo.join(f)).unwrap();
+    }
+    sh(&format!("chmod -R a+rX {}", lab.dir.path().display()));
+
+    let name = format!("pxedt-{}", std::process::id());
+    let _ = podman().args(["rm", "-f", &name]).output();
+    let container = Container(name.clone());
+    let mut run = podman();
+    // No systemd here to run podman's health timers; `pxed health` is run below instead.
+    run.args([
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        "--pull=never",
+        "--no-healthcheck",
+    ]);
+    run.arg(format!("--network=ns:/run/netns/{}", pod.name));
+    run.args(["--user", &format!("{POD_UID}:0"), "--group-add", POD_UID]);
+    run.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
+    // readOnlyRootFilesystem: no tmpfs that a pod would not have either.
+    run.args(["--read-only", "--read-only-tmpfs=false"]);
+    run.args([
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+    ]);
+    run.args(["-e", "PXED_LOG_FORMAT=json"]);
+    run.args(["-e", &format!("PXED_ADMIN_LISTEN={}", admin_listen())]);
+    let vol = |host: &Path, at: &str| format!("{}:{at}", host.display());
+    run.args(["-v", &vol(&cm.dir, "/etc/pxed:ro")]);
+    run.args(["-v", &vol(&secret.dir, "/etc/pxed-token:ro")]);
+    run.args(["-v", &vol(&state, "/var/lib/pxed")]);
+    run.args(["-v", &vol(&demo, "/srv/pxed/boot/demo:ro")]);
+    run.arg(IMAGE);
+    let started = Instant::now();
+    let mut pxed = Pxed::launch(&lab, run, "container");
+    println!(
+        "container ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Inside: the pod's identity and no capabilities at all.
+    let (ok, id, err) = run_limited(
+        podman().args([
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "id -u; id -g; grep ^Cap /proc/1/status",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{err}");
+    assert!(id.starts_with(&format!("{POD_UID}\n0\n")), "{id}");
+    for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            id.contains(&format!("{set}:\t0000000000000000")),
+            "{set} is not empty:\n{id}"
+        );
+    }
+    // The start-up report names what is missing; the status endpoint says the same.
+    let log = pxed.log();
+    assert!(
+        log.contains("\"capability\":\"CAP_NET_ADMIN\"")
+            && log.contains("DHCP replies to clients without an address are broadcast"),
+        "{log}"
+    );
+    let curl = |url: &str, token: bool| {
+        let mut c = pod.cmd("curl");
+        c.args(["-sS", "-m", "5", "-w", "\n%{http_code}"]);
+        if token {
+            c.args(["-H", &format!("Authorization: Bearer {TOKEN}")]);
+        }
+        run_limited(c.arg(url), Duration::from_secs(10)).1
+    };
+    let status = curl(&format!("http://{POD_IP}:9091/api/v1/status"), true);
+    assert!(
+        status.contains("\"missing\":[\"dhcp_unicast\",\"config_writes\"]")
+            && status.ends_with("200"),
+        "{status}"
+    );
+    assert!(curl(&format!("http://{POD_IP}:9091/api/v1/hosts"), false).ends_with("401"));
+    // Loopback too, for kubectl port-forward, and with the same token.
+    assert!(curl("http://127.0.0.1:9091/api/v1/hosts", true).ends_with("200"));
+    assert!(curl("http://127.0.0.1:9091/api/v1/hosts", false).ends_with("401"));
+    // The admin API is on the pod IP only, never on net1 where the VMs are.
+    assert!(
+        curl("http://10.123.0.1:9091/healthz", false).ends_with("000"),
+        "the admin API answers on net1"
+    );
+    // The image's HEALTHCHECK command finds it through PXED_ADMIN_LISTEN.
+    let (ok, _, err) = run_limited(
+        podman().args(["exec", &name, "pxed", "health"]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "pxed health failed in the container: {err}");
+
+    // BIOS and UEFI VMs boot from the container; UEFI fetches the image's ipxe.efi by TFTP.
+    let mut boot_vm = |fw: Firmware, mac: &str, rev: u32| {
+        let tap = lab.tap();
+        let b = boot_at(
+            &lab.server,
+            &tap,
+            lab.dir.path(),
+            fw,
+            mac,
+            None,
+            &[KERNEL_MARKER],
+            Duration::from_secs(300),
+        );
+        let Some(line) = b.console.lines().find(|l| l.contains(KERNEL_MARKER)) else {
+            panic!("{fw:?} VM {mac} did not boot; console:\n{}", b.console);
+        };
+        assert!(
+            line.contains(&format!("pxed.test=container rev={rev} ")),
+            "{fw:?}: {line}"
+        );
+        println!(
+            "{fw:?} VM boot time from the container: {:.1} s",
+            b.took.as_secs_f64()
+        );
+    };
+    boot_vm(Firmware::Bios, "de:00:00:00:00:de", 1);
+    boot_vm(Firmware::Uefi, "de:00:00:00:00:ef", 1);
+    let log = pxed.log();
+    assert!(
+        log.contains("\"file\":\"ipxe.efi\"") && log.contains("\"to\":\"255.255.255.255:68\""),
+        "no broadcast reply or no ipxe.efi download:\n{log}"
+    );
+
+    // The kubelet updates the ConfigMap; the next boot uses the new cmdline, no restart.
+    cm.update(&[("pxed.toml", &cfg(2))]);
+    pxed.wait_for_log(
+        |l| l.contains("config reloaded"),
+        Duration::from_secs(5),
+        "a reload after the ConfigMap update",
+    );
+    boot_vm(Firmware::Bios, "de:00:00:00:00:de", 2);
+
+    // SIGTERM (what the kubelet sends) stops it promptly.
+    let (took, _) = pxed.stop();
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    drop(container);
+}

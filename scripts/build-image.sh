@@ -303,8 +303,13 @@ rebuilt=$(awk '/^\[[0-9]+\/[0-9]+\] STEP / && !/: FROM / {
         split(substr($1, 2), kn, "/"); if (kn[1] + 0 < kn[2] + 0) { step = $0; next } }
     step != "" { if ($0 !~ /^--> Using cache/) print step; step = "" }' "$work/final.log")
 [ -z "$rebuilt" ] || note "WARNING: not from the layer cache (built again, without the caches): $rebuilt"
-# The finished image checks itself (scripts/image.sh check: binary, boot files, config, no
-# file capabilities, group-0 ownership and permissions); no network, as its default user.
+# The finished image checks itself (scripts/image.sh check: binary, boot files, config,
+# group-0 ownership and permissions); no network, as its default user. The image has no
+# getcap, so the binary's file capabilities are read here, from the mounted image.
+mnt=$(pm image mount "$tag") || die "podman image mount $tag"
+caps=$(getcap "$mnt/usr/local/bin/pxed" 2>&1) || true
+pm image umount "$tag" > /dev/null 2>&1 || true
+[ -z "$caps" ] || die "the image's pxed has file capabilities, which a pod that drops ALL cannot exec: $caps"
 # shellcheck disable=SC2086
 pm run --rm --network none --no-healthcheck $limits --entrypoint /usr/local/lib/pxed/image.sh "$tag" check / ||
     die "scripts/image.sh check in $tag (output above)"

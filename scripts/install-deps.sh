@@ -6,6 +6,9 @@ missing=
 for p in $pkgs; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
+# npm fetches KubeVirt's API types for deploy/kubernetes/check.py; this machine kind ships
+# Node.js with npm, so Debian's npm is only installed where there is none.
+command -v npm > /dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
     echo "install-deps: installing$missing" >&2
     apt-get update -q

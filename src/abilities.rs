@@ -17,7 +17,7 @@ const DHCP_PORT: u16 = 67;
 
 /// What the start-up probe read about this process and host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// The effective capability set (`CapEff` in /proc/self/status).
     pub effective: u64,
     /// `net.ipv4.ip_unprivileged_port_start` in this network namespace (1024 when unknown).
@@ -78,7 +78,7 @@ fn has_cap(effective: u64, cap: u32) -> bool {
 }
 
 /// Decides what this process can do from what was read. Pure.
-pub fn assess(f: &Facts) -> Report {
+pub(crate) fn assess(f: &Facts) -> Report {
     let bind_cap = has_cap(f.effective, CAP_NET_BIND_SERVICE);
     let bind_sysctl = f.unprivileged_port_start <= f.lowest_port;
     let raw_cap = has_cap(f.effective, CAP_NET_RAW);
@@ -149,7 +149,7 @@ pub fn assess(f: &Facts) -> Report {
 }
 
 /// Reads `CapEff` from the text of /proc/self/status.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
+pub(crate) fn parse_cap_eff(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -157,11 +157,28 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
 }
 
 /// Reads "major.minor" from a kernel release such as `6.1.0-26-amd64`.
-pub fn parse_kernel(release: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_kernel(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.trim().split(['.', '-']);
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// The kernel release from uname(2); /proc/sys may be hidden (systemd's `ProcSubset=pid`).
+fn kernel_release() -> Option<String> {
+    // SAFETY: utsname is plain old data; uname fills it and has no other preconditions.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname for the duration of the call.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8(bytes).ok()
 }
 
 /// Whether pxed can replace `file` the way admin edits do (a new file renamed over it).
@@ -178,7 +195,7 @@ fn writable(file: &Path) -> bool {
 
 /// Reads the facts for a config whose listeners bind `lowest_port` and up. Anything that
 /// cannot be read counts as absent, so the report errs towards "missing".
-pub fn probe(config_file: &Path, lowest_port: u16) -> Facts {
+pub(crate) fn probe(config_file: &Path, lowest_port: u16) -> Facts {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     Facts {
         effective: parse_cap_eff(&read("/proc/self/status")).unwrap_or(0),
@@ -186,7 +203,9 @@ pub fn probe(config_file: &Path, lowest_port: u16) -> Facts {
             .trim()
             .parse()
             .unwrap_or(1024),
-        kernel: parse_kernel(&read("/proc/sys/kernel/osrelease")).unwrap_or((0, 0)),
+        kernel: kernel_release()
+            .and_then(|r| parse_kernel(&r))
+            .unwrap_or((0, 0)),
         lowest_port: lowest_port.min(DHCP_PORT),
         config_writable: writable(config_file),
     }

@@ -135,12 +135,63 @@ pub async fn serve(
     token: Option<String>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(shared, token).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await
+    let guarded = Guarded {
+        inner: listener,
+        shared: shared.clone(),
+    };
+    axum::serve(guarded, router(shared, token).into_make_service())
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+/// The admin listener, minus connections that came in from a boot subnet for an address
+/// that is not on one. Linux accepts a packet for any local address on any interface, so a
+/// VM on br1 can route the pod IP (or a host's management address) through pxed's boot
+/// interface; the admin API must not be reachable that way.
+struct Guarded {
+    /// The bound socket.
+    inner: tokio::net::TcpListener,
+    /// For the live config's subnets.
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            let Ok(local) = io.local_addr() else {
+                continue;
+            };
+            let cfg = self.shared.config();
+            let boot: Vec<_> = cfg.dhcp.pools.iter().map(|p| p.subnet).collect();
+            if crosses_from_boot_network(local.ip(), peer.ip(), &boot) {
+                warn!(%peer, %local, "admin connection from the boot network refused");
+                continue;
+            }
+            return (io, peer);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Whether a connection from `peer` to `local` came from a boot subnet to an address outside
+/// every boot subnet. Pure.
+pub(crate) fn crosses_from_boot_network(
+    local: std::net::IpAddr,
+    peer: std::net::IpAddr,
+    boot: &[ipnet::Ipv4Net],
+) -> bool {
+    let on_boot = |ip: std::net::IpAddr| match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => boot.iter().any(|n| n.contains(&v4)),
+        std::net::IpAddr::V6(_) => false,
+    };
+    on_boot(peer) && !on_boot(local)
 }
 
 /// Compares in time independent of where the strings differ.

@@ -611,3 +611,23 @@ async fn openapi_document_covers_every_endpoint_the_router_serves() {
     }
     assert!(doc["components"]["schemas"]["ErrorDoc"].is_object());
 }
+
+#[test]
+fn connections_from_the_boot_network_to_other_addresses_are_refused() {
+    use crate::admin::crosses_from_boot_network as crosses;
+    let boot = ["10.123.0.0/24".parse().unwrap()];
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // A VM on br1 that routed the pod IP through net1.
+    assert!(crosses(ip("10.128.0.10"), ip("10.123.0.150"), &boot));
+    assert!(crosses(
+        ip("::ffff:10.128.0.10"),
+        ip("::ffff:10.123.0.150"),
+        &boot
+    ));
+    // The kubelet's probes and the Service, from the pod network.
+    assert!(!crosses(ip("10.128.0.10"), ip("10.128.0.1"), &boot));
+    // pxed's own address on the boot network, asked from the boot network (token-guarded).
+    assert!(!crosses(ip("10.123.0.1"), ip("10.123.0.150"), &boot));
+    // Loopback (port-forward, pxed health).
+    assert!(!crosses(ip("127.0.0.1"), ip("127.0.0.1"), &boot));
+}

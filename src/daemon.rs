@@ -215,10 +215,12 @@ pub async fn run_with(
 /// Probes what this process may do and logs one WARN line for each ability it lacks, naming
 /// the capability and what pxed does without it.
 fn report_abilities(config: &Config, admin: &[SocketAddr]) -> crate::abilities::Report {
+    // Port 0 (any free port, as tests use) binds without privileges.
     let lowest = admin
         .iter()
         .map(SocketAddr::port)
         .chain([config.http.listen.port(), 67])
+        .filter(|p| *p != 0)
         .min()
         .unwrap_or(67);
     let report = crate::abilities::assess(&crate::abilities::probe(&config.source, lowest));
@@ -232,33 +234,55 @@ fn report_abilities(config: &Config, admin: &[SocketAddr]) -> crate::abilities::
 }
 
 /// Tokens that documentation or examples have shipped; a server started with one of them
-/// is open to anyone who read the docs.
+/// is open to anyone who read the docs. (Shorter ones are refused by length anyway.)
 const PLACEHOLDER_TOKENS: &[&str] = &[
     "replace-with-a-long-random-token",
-    "changeme",
-    "change-me",
-    "token",
-    "secret",
-    "password",
+    "replace-me-with-a-random-token",
+    "changeme-changeme-changeme",
 ];
 
 /// The shortest token pxed accepts.
 const MIN_TOKEN_LEN: usize = 16;
 
+/// Why an admin token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Anyone who read the docs knows it.
+    #[error("is a documented placeholder; generate one with `openssl rand -hex 32`")]
+    Placeholder,
+    /// Short enough to guess.
+    #[error(
+        "is shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+    )]
+    TooShort,
+}
+
 /// Refuses placeholder and short tokens. Pure.
-pub fn check_token(token: &str) -> Result<(), String> {
+fn check_token(token: &str) -> Result<(), TokenError> {
     if PLACEHOLDER_TOKENS
         .iter()
         .any(|p| p.eq_ignore_ascii_case(token))
     {
-        return Err("is a documented placeholder; generate one with `openssl rand -hex 32`".into());
+        return Err(TokenError::Placeholder);
     }
     if token.chars().count() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "is shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
-        ));
+        return Err(TokenError::TooShort);
     }
     Ok(())
+}
+
+/// Parses `ADDR:PORT`, including an IPv6 address without brackets (`fd00::5:9091`), which is
+/// what the Deployment's `$(POD_IP):9091` becomes on an IPv6 cluster.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("`{s}` is not ADDR:PORT");
+    let (ip, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok(SocketAddr::from((ip, port)))
 }
 
 /// The admin bearer token: the contents of `[admin] token_file`, else `PXED_ADMIN_TOKEN`.
@@ -347,18 +371,33 @@ pub fn summary(c: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check_token;
+    use super::{check_token, parse_listen, TokenError};
 
     #[test]
     fn placeholder_and_short_tokens_are_refused() {
-        assert!(check_token("replace-with-a-long-random-token")
-            .unwrap_err()
-            .contains("placeholder"));
-        assert!(check_token("CHANGEME").unwrap_err().contains("placeholder"));
-        assert!(check_token("short-token")
-            .unwrap_err()
-            .contains("shorter than 16"));
+        assert_eq!(
+            check_token("replace-with-a-long-random-token"),
+            Err(TokenError::Placeholder)
+        );
+        assert_eq!(
+            check_token("REPLACE-WITH-A-LONG-RANDOM-TOKEN"),
+            Err(TokenError::Placeholder)
+        );
+        assert_eq!(check_token("short-token"), Err(TokenError::TooShort));
         assert!(check_token("0123456789abcdef").is_ok());
         assert!(check_token(&"ab".repeat(32)).is_ok());
+        assert!(TokenError::TooShort.to_string().contains("shorter than 16"));
+    }
+
+    #[test]
+    fn listen_addresses_parse_with_and_without_ipv6_brackets() {
+        let ok = |s: &str| parse_listen(s).unwrap().to_string();
+        assert_eq!(ok("10.128.0.10:9091"), "10.128.0.10:9091");
+        assert_eq!(ok(" 127.0.0.1:9091 "), "127.0.0.1:9091");
+        assert_eq!(ok("[fd00::5]:9091"), "[fd00::5]:9091");
+        assert_eq!(ok("fd00::5:9091"), "[fd00::5]:9091");
+        for bad in ["10.128.0.10", "fd00::5", "host:9091", "1.2.3.4:99999", ""] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -30,7 +30,7 @@ enum Command {
         /// Addresses and ports of the admin API, comma-separated, overriding `[admin] listen`
         /// (in a pod: `$(POD_IP):9091,127.0.0.1:9091`, the pod IP from the downward API for
         /// the Service and probes and loopback for port-forward; never the boot network).
-        #[arg(long, env = "PXED_ADMIN_LISTEN", value_delimiter = ',')]
+        #[arg(long, env = "PXED_ADMIN_LISTEN", value_delimiter = ',', value_parser = pxed::daemon::parse_listen)]
         admin_listen: Vec<std::net::SocketAddr>,
     },
     /// Exit 0 if a running pxed's admin API answers /healthz (for container health checks).
@@ -158,13 +158,7 @@ fn serve(path: PathBuf, options: pxed::daemon::Options) -> anyhow::Result<()> {
 fn default_health_url() -> String {
     let addr = std::env::var("PXED_ADMIN_LISTEN")
         .ok()
-        .and_then(|a| {
-            a.split(',')
-                .next()?
-                .trim()
-                .parse::<std::net::SocketAddr>()
-                .ok()
-        })
+        .and_then(|a| pxed::daemon::parse_listen(a.split(',').next()?).ok())
         .map(|mut a| {
             if a.ip().is_unspecified() {
                 a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -53,8 +53,8 @@ pub struct Shared {
     pub next_boots: NextBoots,
     /// Per-machine boot timelines.
     pub events: Events,
-    /// What this process may do (capabilities), probed once at start-up; unset in
-    /// in-process tests, where it withholds nothing.
+    /// What this process may do (capabilities), probed once at start-up by the daemon;
+    /// unset in a `Shared` built by hand (router tests), where it withholds nothing.
     pub abilities: OnceLock<Report>,
 }
 

@@ -16,6 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +50,18 @@ fn digest(path: &Path) -> Option<u64> {
     std::fs::read(path).ok().map(|b| digest_bytes(&b))
 }
 
+/// Whether an event only read something: opened it, read it, or closed it unwritten.
+fn is_read(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+        EventKind::Access(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether an event on `path` may have changed the config at `file`, which currently
 /// resolves to `target`. Pure.
-pub fn concerns(path: &Path, file: &Path, target: Option<&Path>) -> bool {
+pub(crate) fn concerns(path: &Path, file: &Path, target: Option<&Path>) -> bool {
     let name = path.file_name();
     if name.is_some() && name == file.file_name() {
         return true;
@@ -93,8 +103,20 @@ pub fn spawn(
         .unwrap_or_else(|| PathBuf::from("."));
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let _ = tx.send(ev.paths);
+        match res {
+            // Reads (pxed's own among them: every digest opens the file) change nothing, and
+            // would wake the watcher again after each look, forever.
+            Ok(ev) if is_read(&ev.kind) => {}
+            // A lost event (queue overflow) or an error: look again, concerning any path.
+            Ok(ev) if ev.need_rescan() || ev.paths.is_empty() => {
+                let _ = tx.send(Vec::new());
+            }
+            Ok(ev) => {
+                let _ = tx.send(ev.paths);
+            }
+            Err(_) => {
+                let _ = tx.send(Vec::new());
+            }
         }
     })
     .map_err(|source| WatchError {
@@ -116,7 +138,9 @@ pub fn spawn(
                 _ = cancel.cancelled() => return,
                 ev = rx.recv() => match ev { Some(p) => p, None => return },
             };
-            if !paths.iter().any(|p| concerns(p, &file, target.as_deref())) {
+            let relevant =
+                paths.is_empty() || paths.iter().any(|p| concerns(p, &file, target.as_deref()));
+            if !relevant {
                 continue;
             }
             // Let the save finish: wait until no event for SETTLE (at most MAX_SETTLE).
@@ -163,7 +187,7 @@ fn follow(watcher: &mut RecommendedWatcher, old: Option<&Path>, new: Option<&Pat
     }
     if let Some(new) = new {
         if let Err(e) = watcher.watch(new, RecursiveMode::NonRecursive) {
-            debug!(dir = %new.display(), error = %e, "cannot watch the config's target directory");
+            warn!(dir = %new.display(), error = %e, "cannot watch the directory the config resolves into; in-place edits there are not seen");
         }
     }
 }

@@ -95,7 +95,14 @@ fn admin_listen() -> String {
 #[test]
 fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configmap_updates() {
     let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    require(&["ip", "podman", "qemu-system-x86_64", "curl", "sysctl"]);
+    require(&[
+        "ip",
+        "podman",
+        "qemu-system-x86_64",
+        "curl",
+        "sysctl",
+        "busybox",
+    ]);
     deployment_has_the_settings_reproduced_here();
     let fixture = boot_fixture();
     let exists = podman()
@@ -248,6 +255,25 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
         curl("http://10.123.0.1:9091/healthz", false).ends_with("000"),
         "the admin API answers on net1"
     );
+    // A neighbour on br1 that routes the pod IP through net1 reaches the socket (Linux takes
+    // packets for any local address on any interface), and pxed refuses the connection.
+    let neighbour = lab.client("52:54:00:00:66:66", Some("10.123.0.150/24"));
+    neighbour.ip(&["route", "add", &format!("{POD_IP}/32"), "via", "10.123.0.1"]);
+    let (ok, out, _) = run_limited(
+        neighbour
+            .cmd("curl")
+            .args(["-sS", "-m", "5", &format!("http://{POD_IP}:9091/healthz")]),
+        Duration::from_secs(10),
+    );
+    assert!(
+        !ok && !out.contains("ok"),
+        "the admin API answered a br1 neighbour: {out}"
+    );
+    pxed.wait_for_log(
+        |l| l.contains("admin connection from the boot network refused"),
+        Duration::from_secs(5),
+        "the refusal of the neighbour's connection",
+    );
     // The image's HEALTHCHECK command finds it through PXED_ADMIN_LISTEN.
     let (ok, _, err) = run_limited(
         podman().args(["exec", &name, "pxed", "health"]),
@@ -301,4 +327,67 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     let (took, _) = pxed.stop();
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     drop(container);
+
+    // README's `docker run --user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE --cap-add
+    // NET_ADMIN`: ports from the capability (the sysctl is back at its default), and DHCP
+    // replies unicast after an ARP entry.
+    let ok = pod
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let root = Container(format!("{name}-root"));
+    let mut run = podman();
+    run.args([
+        "run",
+        "--rm",
+        "--name",
+        &root.0,
+        "--pull=never",
+        "--no-healthcheck",
+    ]);
+    run.arg(format!("--network=ns:/run/netns/{}", pod.name));
+    run.args(["--user", "0:0", "--cap-drop", "ALL"]);
+    run.args(["--cap-add", "NET_BIND_SERVICE", "--cap-add", "NET_ADMIN"]);
+    run.args([
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+    ]);
+    run.args(["-e", &format!("PXED_ADMIN_LISTEN={}", admin_listen())]);
+    run.args(["-v", &vol(&cm.dir, "/etc/pxed:ro")]);
+    run.args(["-v", &vol(&secret.dir, "/etc/pxed-token:ro")]);
+    // Its own state: root without CAP_DAC_OVERRIDE cannot write the first run's leases.db.
+    let root_state = lab.path("state-root");
+    std::fs::create_dir(&root_state).unwrap();
+    run.args(["-v", &vol(&root_state, "/var/lib/pxed")]);
+    run.arg(IMAGE);
+    let pxed = Pxed::launch(&lab, run, "container-root");
+    let status = curl(&format!("http://{POD_IP}:9091/api/v1/status"), true);
+    assert!(
+        status.contains("\"missing\":[\"config_writes\"]"),
+        "{status}"
+    );
+    let client = lab.client("de:00:00:00:00:de", None);
+    let (ok, out, err) = run_limited(
+        client
+            .cmd("busybox")
+            .args(["udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1"]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        ok,
+        "no lease from the root container: {out}{err}\n{}",
+        pxed.log()
+    );
+    let log = pxed.log();
+    assert!(
+        log.lines().any(|l| l.contains("dhcp reply sent")
+            && l.contains("\"to\":\"10.123.0.")
+            && l.contains(":68\"")),
+        "no unicast reply:\n{log}"
+    );
+    drop(pxed);
 }

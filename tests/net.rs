@@ -409,6 +409,7 @@ fn a_kubelet_configmap_update_goes_live_without_a_restart() {
     let mut cm = ConfigMapDir::new(&lab.path("configmap"), &[("pxed.toml", &cfg(1))]);
     let mut cmd = lab.server.cmd(pxed_bin());
     cmd.args(["serve", "--config"]).arg(cm.file("pxed.toml"));
+    cmd.env("PXED_LOG", "info,pxed::watch=debug");
     let mut pxed = Pxed::launch(&lab, cmd, "configmap");
     assert!(script_of(&lab).contains(" rev=1 "), "{}", script_of(&lab));
     for rev in 2..=3 {
@@ -424,6 +425,16 @@ fn a_kubelet_configmap_update_goes_live_without_a_restart() {
             "update {rev} not live:\n{script}"
         );
     }
+    // Idle, the watcher stays idle: its own reads of the file must not wake it again.
+    let looks = |l: &str| l.matches("config file touched but unchanged").count();
+    let before = looks(&pxed.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        looks(&pxed.log()),
+        before,
+        "the watcher wakes itself:\n{}",
+        pxed.log()
+    );
     // A broken update is refused and the last good one stays live.
     cm.update(&[(
         "pxed.toml",
@@ -435,6 +446,34 @@ fn a_kubelet_configmap_update_goes_live_without_a_restart() {
         "refusal of a broken ConfigMap update",
     );
     assert!(script_of(&lab).contains(" rev=3 "));
+}
+
+#[test]
+fn an_in_place_edit_behind_a_symlink_goes_live() {
+    require(&["ip", "curl"]);
+    let lab = Lab::new();
+    let (boot, _) = boot_dir(&lab);
+    let cfg = |rev: u32| {
+        lab_config(&lab, &boot).replace("console=ttyS0", &format!("console=ttyS0 rev={rev}"))
+    };
+    // /etc/pxed/pxed.toml -> /srv/configs/pxed.toml, edited in place where it really is.
+    std::fs::create_dir(lab.path("etc")).unwrap();
+    std::fs::create_dir(lab.path("configs")).unwrap();
+    let real = lab.path("configs/pxed.toml");
+    std::fs::write(&real, cfg(1)).unwrap();
+    let link = lab.path("etc/pxed.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut cmd = lab.server.cmd(pxed_bin());
+    cmd.args(["serve", "--config"]).arg(&link);
+    let mut pxed = Pxed::launch(&lab, cmd, "symlinked");
+    assert!(script_of(&lab).contains(" rev=1 "));
+    std::fs::write(&real, cfg(2)).unwrap();
+    pxed.wait_for_log(
+        |l| l.contains("config reloaded"),
+        Duration::from_secs(3),
+        "a reload after an in-place edit of the symlink's target",
+    );
+    assert!(script_of(&lab).contains(" rev=2 "), "{}", script_of(&lab));
 }
 
 /// Runs pxed in `lab` as `setpriv ARGS -- pxed serve --config CFG`, from a copy of the binary
@@ -512,7 +551,9 @@ fn without_capabilities_pxed_starts_says_what_it_lacks_and_broadcasts() {
         .status()
         .unwrap()
         .success());
-    let pxed = Pxed::launch(&lab, setpriv_pxed(&lab, &cfg, &pod), "pod");
+    let mut cmd = setpriv_pxed(&lab, &cfg, &pod);
+    cmd.env("PXED_LOG", "debug");
+    let pxed = Pxed::launch(&lab, cmd, "pod");
     let log = pxed.log();
     let warns: Vec<&str> = log
         .lines()
@@ -549,21 +590,43 @@ fn without_capabilities_pxed_starts_says_what_it_lacks_and_broadcasts() {
             .any(|l| l.contains("dhcp reply sent") && l.contains("to=255.255.255.255:68")),
         "{log}"
     );
+    // Without CAP_NET_ADMIN pxed does not even try the ARP entry.
+    assert!(!log.contains("arp injection failed"), "{log}");
     drop(pxed);
 
-    // Docker's default capability set, as root: only the ARP entry is missing.
-    let docker = "-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap";
-    let bounding = format!("--bounding-set={docker}");
-    let pxed = Pxed::launch(
-        &lab,
-        setpriv_pxed(&lab, &cfg, &[&bounding, "--inh-caps=-all"]),
-        "docker",
-    );
-    assert_eq!(
-        status_of(&lab)["missing"],
-        serde_json::json!(["dhcp_unicast"])
-    );
-    assert_eq!(pxed.log().matches("running without an ability").count(), 1);
+    // The runtimes' default capability sets, as root, with the sysctl back at its default:
+    // ports come from CAP_NET_BIND_SERVICE, and only the ARP entry is missing.
+    assert!(lab
+        .server
+        .cmd("sysctl")
+        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
+        .status()
+        .unwrap()
+        .success());
+    let defaults = [
+        // docker and containerd
+        ("docker", "-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap"),
+        // CRI-O (no NET_RAW)
+        ("crio", "-all,+chown,+dac_override,+fsetid,+fowner,+setgid,+setuid,+setpcap,+net_bind_service,+kill"),
+    ];
+    for (runtime, set) in defaults {
+        let bounding = format!("--bounding-set={set}");
+        let pxed = Pxed::launch(
+            &lab,
+            setpriv_pxed(&lab, &cfg, &[&bounding, "--inh-caps=-all"]),
+            runtime,
+        );
+        assert_eq!(
+            status_of(&lab)["missing"],
+            serde_json::json!(["dhcp_unicast"]),
+            "{runtime}"
+        );
+        assert_eq!(
+            pxed.log().matches("running without an ability").count(),
+            1,
+            "{runtime}"
+        );
+    }
 }
 
 #[test]
@@ -654,6 +717,26 @@ fn admin_off_loopback_needs_a_token_and_checks_it() {
             "the token reached the error: {err}"
         );
     }
+    // The same refusal for a token file.
+    std::fs::write(&token, "replace-with-a-long-random-token\n").unwrap();
+    let weak_file = lab.path("weak-token.toml");
+    std::fs::write(
+        &weak_file,
+        format!("{cfg}token_file = \"{}\"\n", token.display()),
+    )
+    .unwrap();
+    let (ok, _, err) = run_limited(
+        lab.server
+            .cmd(pxed_bin())
+            .args(["serve", "--config"])
+            .arg(&weak_file),
+        Duration::from_secs(10),
+    );
+    assert!(!ok, "pxed started with a placeholder token file");
+    assert!(
+        err.contains("the admin token from [admin] token_file") && err.contains("placeholder"),
+        "{err}"
+    );
     // With a token file: requests need it, and the log never shows it.
     std::fs::write(&token, "t0k3n-for-tests-0123456789\n").unwrap();
     let pxed = Pxed::start(

@@ -80,6 +80,31 @@ fn deployment_has_the_settings_reproduced_here() {
     );
 }
 
+/// `podman run` of the image as `name` in the pod's namespace: attached (its stderr is the
+/// log), removed when it exits, with the Deployment's admin addresses and the limits podman
+/// needs here. The caller adds identity, capabilities and volumes.
+fn podman_run(name: &str, pod: &Netns) -> Command {
+    let mut run = podman();
+    // No systemd here to run podman's health timers; `pxed health` is run by hand instead.
+    run.args([
+        "run",
+        "--rm",
+        "--pull=never",
+        "--no-healthcheck",
+        "--name",
+        name,
+    ]);
+    run.arg(format!("--network=ns:/run/netns/{}", pod.name));
+    run.args([
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+    ]);
+    run.args(["-e", &format!("PXED_ADMIN_LISTEN={}", admin_listen())]);
+    run
+}
+
 /// The Deployment's `PXED_ADMIN_LISTEN`, with `$(POD_IP)` filled in as the kubelet does.
 fn admin_listen() -> String {
     let d = repo_file("deploy/kubernetes/base/deployment.yaml");
@@ -170,29 +195,12 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     let name = format!("pxedt-{}", std::process::id());
     let _ = podman().args(["rm", "-f", &name]).output();
     let container = Container(name.clone());
-    let mut run = podman();
-    // No systemd here to run podman's health timers; `pxed health` is run below instead.
-    run.args([
-        "run",
-        "--rm",
-        "--name",
-        &name,
-        "--pull=never",
-        "--no-healthcheck",
-    ]);
-    run.arg(format!("--network=ns:/run/netns/{}", pod.name));
+    let mut run = podman_run(&name, &pod);
     run.args(["--user", &format!("{POD_UID}:0"), "--group-add", POD_UID]);
     run.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
     // readOnlyRootFilesystem: no tmpfs that a pod would not have either.
     run.args(["--read-only", "--read-only-tmpfs=false"]);
-    run.args([
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
-    ]);
     run.args(["-e", "PXED_LOG_FORMAT=json"]);
-    run.args(["-e", &format!("PXED_ADMIN_LISTEN={}", admin_listen())]);
     let vol = |host: &Path, at: &str| format!("{}:{at}", host.display());
     run.args(["-v", &vol(&cm.dir, "/etc/pxed:ro")]);
     run.args(["-v", &vol(&secret.dir, "/etc/pxed-token:ro")]);
@@ -338,25 +346,9 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
         .unwrap();
     assert!(ok.success());
     let root = Container(format!("{name}-root"));
-    let mut run = podman();
-    run.args([
-        "run",
-        "--rm",
-        "--name",
-        &root.0,
-        "--pull=never",
-        "--no-healthcheck",
-    ]);
-    run.arg(format!("--network=ns:/run/netns/{}", pod.name));
+    let mut run = podman_run(&root.0, &pod);
     run.args(["--user", "0:0", "--cap-drop", "ALL"]);
     run.args(["--cap-add", "NET_BIND_SERVICE", "--cap-add", "NET_ADMIN"]);
-    run.args([
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
-    ]);
-    run.args(["-e", &format!("PXED_ADMIN_LISTEN={}", admin_listen())]);
     run.args(["-v", &vol(&cm.dir, "/etc/pxed:ro")]);
     run.args(["-v", &vol(&secret.dir, "/etc/pxed-token:ro")]);
     // Its own state: root without CAP_DAC_OVERRIDE cannot write the first run's leases.db.

@@ -362,17 +362,38 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
         status.contains("\"missing\":[\"config_writes\"]"),
         "{status}"
     );
+    let resolv_before = std::fs::read("/etc/resolv.conf").ok();
     let client = lab.client("de:00:00:00:00:de", None);
     let (ok, out, err) = run_limited(
         client
             .cmd("busybox")
-            .args(["udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1"]),
+            // `-s /bin/true`: udhcpc's default script would rewrite the host's
+            // /etc/resolv.conf, which network namespaces do not isolate.
+            .args([
+                "udhcpc",
+                "-i",
+                "vc",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "3",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ]),
         Duration::from_secs(20),
     );
     assert!(
         ok,
         "no lease from the root container: {out}{err}\n{}",
         pxed.log()
+    );
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        resolv_before,
+        "the DHCP client changed the host's /etc/resolv.conf"
     );
     let log = pxed.log();
     assert!(

@@ -12,9 +12,6 @@ const CAP_NET_BIND_SERVICE: u32 = 10;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 
-/// The lowest UDP port pxed always binds (DHCP).
-const DHCP_PORT: u16 = 67;
-
 /// What the start-up probe read about this process and host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Facts {
@@ -206,7 +203,7 @@ pub(crate) fn probe(config_file: &Path, lowest_port: u16) -> Facts {
         kernel: kernel_release()
             .and_then(|r| parse_kernel(&r))
             .unwrap_or((0, 0)),
-        lowest_port: lowest_port.min(DHCP_PORT),
+        lowest_port,
         config_writable: writable(config_file),
     }
 }

@@ -215,7 +215,8 @@ pub async fn run_with(
 /// Probes what this process may do and logs one WARN line for each ability it lacks, naming
 /// the capability and what pxed does without it.
 fn report_abilities(config: &Config, admin: &[SocketAddr]) -> crate::abilities::Report {
-    // Port 0 (any free port, as tests use) binds without privileges.
+    // DHCP's 67 is always among them. Port 0 (any free port, as tests use) binds without
+    // privileges.
     let lowest = admin
         .iter()
         .map(SocketAddr::port)

@@ -157,12 +157,7 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     pod.ip(&["addr", "add", &format!("{POD_IP}/23"), "dev", "eth0"]);
     pod.ip(&["link", "set", "eth0", "up"]);
     // The Deployment's one sysctl, set in the pod's namespace as the kubelet does.
-    let ok = pod
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=0"])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    pod.sysctl("net.ipv4.ip_unprivileged_port_start=0");
 
     // The ConfigMap: the shipped config, plus a demo profile and two hosts.
     let base = repo_file("config/kubevirt.toml");
@@ -339,12 +334,7 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     // README's `docker run --user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE --cap-add
     // NET_ADMIN`: ports from the capability (the sysctl is back at its default), and DHCP
     // replies unicast after an ARP entry.
-    let ok = pod
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    pod.sysctl("net.ipv4.ip_unprivileged_port_start=1024");
     let root = Container(format!("{name}-root"));
     let mut run = podman_run(&root.0, &pod);
     run.args(["--user", "0:0", "--cap-drop", "ALL"]);

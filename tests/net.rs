@@ -544,13 +544,7 @@ fn without_capabilities_pxed_starts_says_what_it_lacks_and_broadcasts() {
     );
 
     // With it (as the Deployment sets it), pxed starts and reports what it lacks.
-    assert!(lab
-        .server
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=0"])
-        .status()
-        .unwrap()
-        .success());
+    lab.server.sysctl("net.ipv4.ip_unprivileged_port_start=0");
     let mut cmd = setpriv_pxed(&lab, &cfg, &pod);
     cmd.env("PXED_LOG", "debug");
     let pxed = Pxed::launch(&lab, cmd, "pod");
@@ -596,13 +590,8 @@ fn without_capabilities_pxed_starts_says_what_it_lacks_and_broadcasts() {
 
     // The runtimes' default capability sets, as root, with the sysctl back at its default:
     // ports come from CAP_NET_BIND_SERVICE, and only the ARP entry is missing.
-    assert!(lab
-        .server
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv4.ip_unprivileged_port_start=1024"])
-        .status()
-        .unwrap()
-        .success());
+    lab.server
+        .sysctl("net.ipv4.ip_unprivileged_port_start=1024");
     let defaults = [
         // docker and containerd
         ("docker", "-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap"),

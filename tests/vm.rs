@@ -274,12 +274,7 @@ fn vm_behind_isc_dhcp_relay_boots_its_profile() {
     router.ip(&["link", "set", "br2", "up"]);
     router.ip(&["tuntap", "add", "dev", "tap9", "mode", "tap"]);
     router.ip(&["link", "set", "tap9", "master", "br2", "up"]);
-    let fwd = router
-        .cmd("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
-        .status()
-        .unwrap();
-    assert!(fwd.success());
+    router.sysctl("net.ipv4.ip_forward=1");
     lab.server
         .ip(&["route", "add", "10.50.0.0/24", "via", "10.123.0.254"]);
     let mut relay = router

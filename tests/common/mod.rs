@@ -77,6 +77,12 @@ impl Netns {
         must(Command::new("ip").arg("-n").arg(&self.name).args(args));
     }
 
+    /// `sysctl -w SETTING` inside the namespace (its net.* settings are its own), which must
+    /// succeed.
+    pub fn sysctl(&self, setting: &str) {
+        must(self.cmd("sysctl").args(["-qw", setting]));
+    }
+
     /// A command that runs inside the namespace.
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

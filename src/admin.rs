@@ -22,6 +22,7 @@ use crate::mac::Mac;
 use crate::profiles::Profile;
 use crate::state::Shared;
 
+mod browser;
 mod openapi;
 mod writes;
 
@@ -36,6 +37,8 @@ struct Admin {
     shared: Arc<Shared>,
     /// The bearer token, when one is required.
     token: Option<Arc<str>>,
+    /// One refusal line a second at most.
+    refused_log: Arc<crate::limits::Throttle>,
 }
 
 /// An API error: HTTP status, stable code, message, and the field at fault.
@@ -95,6 +98,9 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
     let state = Admin {
         shared,
         token: token.map(Into::into),
+        refused_log: Arc::new(crate::limits::Throttle::new(
+            std::time::Duration::from_secs(1),
+        )),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -125,58 +131,70 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None)
         })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_browsers,
+        ))
         .with_state(state)
 }
 
-/// Serves the admin API until `cancel` fires.
+/// Serves the admin API until `cancel` fires, within `[admin] max_connections` and the
+/// `[http]` timeouts (see [`crate::conn`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let guarded = Guarded {
-        inner: listener,
+    let policy = Arc::new(AdminPolicy {
         shared: shared.clone(),
-    };
-    axum::serve(guarded, router(shared, token).into_make_service())
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+        refused_log: crate::limits::Throttle::new(std::time::Duration::from_secs(1)),
+    });
+    crate::conn::serve(listener, router(shared, token), policy, cancel).await
 }
 
-/// The admin listener, minus connections that came in from a boot subnet for an address
-/// that is not on one. Linux accepts a packet for any local address on any interface, so a
-/// VM on br1 can route the pod IP (or a host's management address) through pxed's boot
-/// interface; the admin API must not be reachable that way.
-struct Guarded {
-    /// The bound socket.
-    inner: tokio::net::TcpListener,
-    /// For the live config's subnets.
+/// The admin listener's limits, minus connections that came in from a boot subnet for an
+/// address that is not on one. Linux accepts a packet for any local address on any
+/// interface, so a VM on br1 can route the pod IP (or a host's management address) through
+/// pxed's boot interface; the admin API must not be reachable that way.
+struct AdminPolicy {
+    /// For the live config's subnets and limits, and the counters.
     shared: Arc<Shared>,
+    /// One refusal line a second at most: a neighbour looping connects must not grow the log.
+    refused_log: crate::limits::Throttle,
 }
 
-impl axum::serve::Listener for Guarded {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
-            let Ok(local) = io.local_addr() else {
-                continue;
-            };
-            let cfg = self.shared.config();
-            let boot: Vec<_> = cfg.dhcp.pools.iter().map(|p| p.subnet).collect();
-            if crosses_from_boot_network(local.ip(), peer.ip(), &boot) {
-                warn!(%peer, %local, "admin connection from the boot network refused");
-                continue;
-            }
-            return (io, peer);
+impl crate::conn::Policy for AdminPolicy {
+    fn limits(&self) -> crate::config::ConnLimits {
+        let cfg = self.shared.config();
+        let n = cfg
+            .admin
+            .max_connections
+            .min(self.shared.budget().admin_connections);
+        crate::config::ConnLimits {
+            max_connections: n,
+            max_per_client: n,
+            ..cfg.http.limits
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+    fn refuse(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        let cfg = self.shared.config();
+        let boot: Vec<_> = cfg.dhcp.pools.iter().map(|p| p.subnet).collect();
+        if !crosses_from_boot_network(local.ip(), peer.ip(), &boot) {
+            return false;
+        }
+        self.shared
+            .counters
+            .refuse(crate::metrics::Refusal::AdminBootNetwork);
+        if let Some(more) = self.refused_log.allow() {
+            warn!(%peer, %local, suppressed = more, "admin connection from the boot network refused");
+        }
+        true
+    }
+
+    fn counters(&self) -> &crate::metrics::Counters {
+        &self.shared.counters
     }
 }
 
@@ -197,6 +215,32 @@ pub(crate) fn crosses_from_boot_network(
 /// Compares in time independent of where the strings differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses DNS rebinding, cross-origin requests, preflights and non-JSON writes (see
+/// [`browser`]) before anything else, the token check included.
+async fn refuse_browsers(State(st): State<Admin>, req: Request, next: Next) -> Response {
+    let local = req
+        .extensions()
+        .get::<crate::conn::LocalAddr>()
+        .map(|l| l.0);
+    let cfg = st.shared.config();
+    match browser::check(req.method(), req.headers(), local, &cfg.admin.allowed_hosts) {
+        Ok(()) => next.run(req).await,
+        Err(r) => {
+            st.shared.counters.refuse(r.why);
+            if let Some(more) = st.refused_log.allow() {
+                warn!(
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    code = r.code,
+                    suppressed = more,
+                    "admin request refused"
+                );
+            }
+            ApiError::new(r.status, r.code, r.message, Some(r.field)).into_response()
+        }
+    }
 }
 
 async fn auth(State(st): State<Admin>, headers: HeaderMap, req: Request, next: Next) -> Response {

@@ -59,7 +59,13 @@ impl Fixture {
 }
 
 async fn call(app: &Router, method: &str, uri: &str, auth: Option<&str>) -> (StatusCode, String) {
-    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "127.0.0.1:9091");
+    if method != "GET" && method != "HEAD" {
+        req = req.header("content-type", "application/json");
+    }
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
@@ -251,6 +257,7 @@ async fn send(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode,
     let req = axum::http::Request::builder()
         .method(method)
         .uri(uri)
+        .header("host", "127.0.0.1:9091")
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
@@ -387,6 +394,15 @@ async fn next_boot_is_used_once_then_the_normal_profile_again() {
     let app = f.app(None);
     let (s, b) = call(&app, "POST", "/api/v1/reload", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    // The one-shot belongs to the machine: its script comes from the address it leased.
+    let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+    f.shared.leases.lock().unwrap().bind(
+        &crate::leases::ClientId::from_mac(mac),
+        mac,
+        "10.123.0.100".parse().unwrap(),
+        LeaseState::Bound,
+        u64::MAX / 2,
+    );
     let boot = crate::http::router(f.shared.clone()).layer(
         axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([10, 123, 0, 100], 1))),
     );
@@ -499,6 +515,12 @@ async fn deleting_a_lease_frees_it_in_memory_and_in_the_store() {
         .commit(&lease)
         .unwrap();
     let app = f.app(None);
+    let (s, _) = call(&app, "DELETE", "/api/v1/leases/de:00:00:00:00:de", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "no commit task yet");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = crate::store::LeaseStore::open(&state).unwrap();
+    let (commits, _task) = crate::dhcp::start_commits(store, f.shared.clone(), stop.clone());
+    f.shared.commits.set(commits).unwrap();
     let (s, b) = call(&app, "DELETE", "/api/v1/leases/de:00:00:00:00:de", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(json_of(&b)["deleted"]["ip"], json!("10.123.0.100"));
@@ -520,10 +542,15 @@ async fn deleting_a_lease_frees_it_in_memory_and_in_the_store() {
 async fn events_endpoint_returns_the_timeline() {
     let f = Fixture::new();
     let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
-    f.shared
-        .events
-        .record_at(mac, "dhcp_discover", json!({"arch": "bios"}), 1);
     f.shared.events.record_at(
+        crate::events::Tier::Host,
+        mac,
+        "dhcp_discover",
+        json!({"arch": "bios"}),
+        1,
+    );
+    f.shared.events.record_at(
+        crate::events::Tier::Host,
         mac,
         "tftp_done",
         json!({"file": "undionly.kpxe", "bytes": 70000, "duration_ms": 12}),

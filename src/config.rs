@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 
 mod checks;
 mod locate;
+mod policy;
 mod raw;
 mod validate;
 
@@ -119,6 +120,17 @@ pub struct Dhcp {
     /// `[dhcp]`'s own subnet first (the one on `[server] interface`), then each
     /// `[[dhcp.subnets]]` entry (reached through DHCP relays), in file order.
     pub pools: Vec<Pool>,
+    /// Relay agents allowed to set a `giaddr` outside every served subnet (an RFC 3527 relay
+    /// that names the client's link with option 82.5 or 118 and is reached on another
+    /// network). Replies go to giaddr, so any other such giaddr is refused.
+    pub relay_agents: Vec<Ipv4Net>,
+    /// Leases one MAC may hold at once, whatever client identifiers it sends; a new one
+    /// beyond this takes over the MAC's oldest.
+    pub max_leases_per_mac: usize,
+    /// New leases per second for MACs not in `[hosts]` (matters with `[defaults]`).
+    pub unknown_client_rate: u32,
+    /// Burst allowance of that rate.
+    pub unknown_client_burst: u32,
 }
 
 impl Dhcp {
@@ -127,7 +139,12 @@ impl Dhcp {
         &self.pools[0]
     }
 
-    /// The pool whose subnet contains `ip`.
+    /// Whether replies may go to `giaddr`: it is in a served subnet or a configured relay.
+    pub fn relay_allowed(&self, giaddr: Ipv4Addr) -> bool {
+        self.pool_for(giaddr).is_some() || self.relay_agents.iter().any(|n| n.contains(&giaddr))
+    }
+
+    /// The pool whose subnet holds `ip`.
     pub fn pool_for(&self, ip: Ipv4Addr) -> Option<&Pool> {
         self.pools.iter().find(|p| p.subnet.contains(&ip))
     }
@@ -168,6 +185,36 @@ pub enum DhcpMode {
 pub struct Http {
     /// Socket address the boot HTTP listener binds.
     pub listen: SocketAddr,
+    /// How many connections, and for how long, any neighbour on the boot network may hold.
+    pub limits: ConnLimits,
+    /// Who may fetch a machine's iPXE script.
+    pub script_access: ScriptAccess,
+}
+
+/// Bounds on one HTTP listener's connections, so that no client, or crowd of forged
+/// clients, can hold the sockets a legitimate client needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Connections open at once, from everyone (further capped by the descriptor budget).
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_client: usize,
+    /// Time from connect to a complete first request header.
+    pub header_timeout: Duration,
+    /// Time a kept-alive connection may wait between requests.
+    pub idle_timeout: Duration,
+    /// Time a response may go without the client reading any of it.
+    pub stall_timeout: Duration,
+}
+
+/// `[http] script_access`: who may read the script at `/ipxe/{mac}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptAccess {
+    /// Only the address pxed leased to that MAC (or saw it use in proxy mode), once pxed
+    /// knows one; before that, anyone, without spending a one-shot.
+    Owner,
+    /// Anyone who can reach the listener (pxed then cannot tell machines apart).
+    Any,
 }
 
 /// `[admin]`.
@@ -178,6 +225,11 @@ pub struct Admin {
     /// File holding the bearer token; `PXED_ADMIN_TOKEN` is used when unset. A token is
     /// required whenever `listen` is not a loopback address.
     pub token_file: Option<PathBuf>,
+    /// Connections open at once on each admin address.
+    pub max_connections: usize,
+    /// Host names (besides `localhost` and the listen address) a request's `Host` header may
+    /// carry, such as a Service name; anything else is refused, which stops DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[tftp]`.
@@ -187,6 +239,17 @@ pub struct Tftp {
     pub max_blksize: u16,
     /// Largest window granted (RFC 7440).
     pub max_windowsize: u16,
+    /// Transfers at once, from everyone (further capped by the descriptor budget).
+    pub max_sessions: usize,
+    /// Transfers at once from one client address.
+    pub max_sessions_per_client: usize,
+    /// Largest retransmission timeout a client may negotiate (RFC 2349 allows 255 s).
+    pub max_timeout: Duration,
+    /// Wait for the first answer of a peer that has not answered yet: a forged source never
+    /// answers, so its session must not live long.
+    pub unanswered_timeout: Duration,
+    /// Retransmissions to a peer that has never answered.
+    pub unanswered_retries: u32,
 }
 
 /// `[first_stage]`: file (relative to `boot_dir`) handed to non-iPXE PXE clients.

@@ -117,8 +117,10 @@ pub async fn run_with(
     let source = config.source.clone();
     let next_boots =
         crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
+    let budget = descriptor_budget(&config, admin_addrs.len());
     let shared = Shared::with_state(config, leases, next_boots);
     let _ = shared.abilities.set(abilities);
+    let _ = shared.budget.set(budget);
     let _ = hook.0.set(shared.clone());
     let on_change = hook.clone();
     let own = shared.clone();
@@ -130,7 +132,8 @@ pub async fn run_with(
     )?;
     info!(file = %source.display(), "watching config for changes");
     let mut tasks = JoinSet::new();
-    let (commits, committer) = crate::dhcp::start_commits(store);
+    let (commits, committer) = crate::dhcp::start_commits(store, shared.clone(), cancel.clone());
+    let _ = shared.commits.set(commits.clone());
     for (home, name, server, dhcp, tftp) in sockets {
         match mode {
             DhcpMode::Server => {
@@ -167,7 +170,7 @@ pub async fn run_with(
         ));
         info!(interface = %name, addr = %tftp_addr, %server, %boot_dir, "tftp listener ready");
     }
-    // The commit task ends when the DHCP loops (holding the other clones) have stopped.
+    // The commit task ends on the cancel, after committing what is queued.
     drop(commits);
     tasks.spawn(async move {
         let _ = committer.await;
@@ -210,6 +213,42 @@ pub async fn run_with(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one and fits every per-client limit into it,
+/// so that a neighbour exhausts pxed's own limits before it exhausts descriptors.
+fn descriptor_budget(config: &Config, admin_addrs: usize) -> crate::limits::Budget {
+    let nofile = match crate::limits::raise_nofile() {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot read the descriptor limit; assuming 1024");
+            1024
+        }
+    };
+    let (tftp, http, admin) = (
+        config.tftp.max_sessions,
+        config.http.limits.max_connections,
+        config.admin.max_connections,
+    );
+    let b = crate::limits::Budget::fit(nofile, tftp, http, admin, admin_addrs);
+    if b.lowered(tftp, http, admin) {
+        warn!(
+            nofile,
+            tftp_sessions = b.tftp_sessions,
+            http_connections = b.http_connections,
+            admin_connections = b.admin_connections,
+            "limits lowered to fit the file-descriptor limit; raise LimitNOFILE (or the container's nofile ulimit) to allow the configured ones"
+        );
+    } else {
+        info!(
+            nofile,
+            tftp_sessions = b.tftp_sessions,
+            http_connections = b.http_connections,
+            admin_connections = b.admin_connections,
+            "limits fit the file-descriptor limit"
+        );
+    }
+    b
 }
 
 /// Probes what this process may do and logs one WARN line for each ability it lacks, naming

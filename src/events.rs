@@ -1,6 +1,10 @@
 //! Boot timelines: what each machine did, in order, for `GET /api/v1/machines/{mac}/events`.
-//! Memory is bounded per machine (oldest events dropped) and in total (the machine heard
-//! from longest ago is dropped).
+//!
+//! Memory is bounded in count and in bytes: per machine (oldest events dropped), per event
+//! (long strings cut), and per tier (the machine heard from longest ago is dropped). Hosts
+//! listed in `[hosts]` and clients booting the `[defaults]` profile are kept in separate
+//! tiers, so a neighbour inventing MACs can only push out its own inventions; unmanaged MACs
+//! get no timeline at all (the caller checks).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -12,8 +16,21 @@ use crate::mac::Mac;
 
 /// Events kept per machine.
 pub const PER_MACHINE: usize = 256;
-/// Machines kept.
+/// Machines kept per tier.
 pub const MACHINES: usize = 4096;
+/// Longest string kept in an event's details, in bytes; longer ones are cut.
+pub const MAX_STRING: usize = 256;
+/// Bytes of event details kept per tier (about; see [`Event::weight`]).
+pub const TIER_BYTES: usize = 16 << 20;
+
+/// Which set of timelines a machine's belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// A MAC in `[hosts]`.
+    Host,
+    /// A MAC booting the `[defaults]` profile.
+    Default,
+}
 
 /// One thing a machine did.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +51,33 @@ impl Event {
         m.insert("kind".into(), Value::from(self.kind));
         Value::Object(m)
     }
+
+    /// Approximate bytes held: a fixed overhead plus every key and string.
+    fn weight(&self) -> usize {
+        64 + self
+            .detail
+            .iter()
+            .map(|(k, v)| {
+                32 + k.len()
+                    + match v {
+                        Value::String(s) => s.len(),
+                        _ => 8,
+                    }
+            })
+            .sum::<usize>()
+    }
+}
+
+/// Cuts a string to at most [`MAX_STRING`] bytes, on a character boundary, marking the cut.
+fn cut(s: &mut String) {
+    if s.len() > MAX_STRING {
+        let mut end = MAX_STRING - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
 }
 
 /// One machine's timeline.
@@ -43,13 +87,41 @@ struct Timeline {
     events: VecDeque<Event>,
     /// Sequence number of the last event, for evicting the quietest machine.
     last: u64,
+    /// Sum of its events' weights.
+    bytes: usize,
+}
+
+/// One tier's timelines.
+#[derive(Debug, Default)]
+struct TierTimelines {
+    /// Timelines by MAC.
+    machines: HashMap<Mac, Timeline>,
+    /// Sum of their bytes.
+    bytes: usize,
+}
+
+impl TierTimelines {
+    /// Drops the machine heard from longest ago (O(machines), only at a limit).
+    fn drop_quietest(&mut self, keep: Mac) {
+        let quietest = self
+            .machines
+            .iter()
+            .filter(|(m, _)| **m != keep)
+            .min_by_key(|(_, t)| t.last)
+            .map(|(m, _)| *m);
+        if let Some(m) = quietest {
+            if let Some(t) = self.machines.remove(&m) {
+                self.bytes -= t.bytes;
+            }
+        }
+    }
 }
 
 /// Every machine's timeline.
 #[derive(Debug, Default)]
 pub struct Events {
-    /// Timelines and a sequence counter, under one lock held for a few operations.
-    inner: Mutex<(HashMap<Mac, Timeline>, u64)>,
+    /// Both tiers and a sequence counter, under one lock held for a few operations.
+    inner: Mutex<(TierTimelines, TierTimelines, u64)>,
 }
 
 fn now_ms() -> u64 {
@@ -61,50 +133,78 @@ fn now_ms() -> u64 {
 
 impl Events {
     /// Records an event for `mac` now.
-    pub fn record(&self, mac: Mac, kind: &'static str, detail: Value) {
-        self.record_at(mac, kind, detail, now_ms());
+    pub fn record(&self, tier: Tier, mac: Mac, kind: &'static str, detail: Value) {
+        self.record_at(tier, mac, kind, detail, now_ms());
     }
 
     /// Records an event at a given time (tests).
-    pub fn record_at(&self, mac: Mac, kind: &'static str, detail: Value, at_ms: u64) {
-        let detail = match detail {
+    pub fn record_at(&self, tier: Tier, mac: Mac, kind: &'static str, detail: Value, at_ms: u64) {
+        let mut detail = match detail {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (machines, seq) = &mut *guard;
-        *seq += 1;
-        if !machines.contains_key(&mac) && machines.len() >= MACHINES {
-            // O(machines), but only when a new machine arrives at the limit.
-            if let Some(quietest) = machines.iter().min_by_key(|(_, t)| t.last).map(|(m, _)| *m) {
-                machines.remove(&quietest);
+        for v in detail.values_mut() {
+            if let Value::String(s) = v {
+                cut(s);
             }
         }
-        let t = machines.entry(mac).or_default();
-        t.last = *seq;
-        if t.events.len() >= PER_MACHINE {
-            t.events.pop_front();
-        }
-        t.events.push_back(Event {
+        let event = Event {
             at_ms,
             kind,
             detail,
-        });
+        };
+        let weight = event.weight();
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (hosts, defaults, seq) = &mut *guard;
+        *seq += 1;
+        let tl = match tier {
+            Tier::Host => hosts,
+            Tier::Default => defaults,
+        };
+        if !tl.machines.contains_key(&mac) && tl.machines.len() >= MACHINES {
+            tl.drop_quietest(mac);
+        }
+        while tl.bytes + weight > TIER_BYTES && tl.machines.len() > 1 {
+            tl.drop_quietest(mac);
+        }
+        let t = tl.machines.entry(mac).or_default();
+        t.last = *seq;
+        while t.events.len() >= PER_MACHINE
+            || (t.bytes + weight > TIER_BYTES && !t.events.is_empty())
+        {
+            if let Some(old) = t.events.pop_front() {
+                let w = old.weight();
+                t.bytes -= w;
+                tl.bytes -= w;
+            }
+        }
+        t.bytes += weight;
+        tl.bytes += weight;
+        t.events.push_back(event);
     }
 
     /// A machine's timeline, oldest first.
     pub fn get(&self, mac: &Mac) -> Vec<Event> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .0
+        let (hosts, defaults, _) = &*guard;
+        hosts
+            .machines
             .get(mac)
+            .or_else(|| defaults.machines.get(mac))
             .map(|t| t.events.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Number of machines with a timeline.
     pub fn machines(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.machines.len() + guard.1.machines.len()
+    }
+
+    /// Bytes held by the timelines, both tiers.
+    pub fn bytes(&self) -> usize {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.bytes + guard.1.bytes
     }
 }
 
@@ -121,7 +221,7 @@ mod tests {
     fn timelines_are_ordered_and_bounded() {
         let e = Events::default();
         for i in 0..(PER_MACHINE as u64 + 10) {
-            e.record_at(mac(1), "http_file", json!({"n": i}), i);
+            e.record_at(Tier::Host, mac(1), "http_file", json!({"n": i}), i);
         }
         let t = e.get(&mac(1));
         assert_eq!(t.len(), PER_MACHINE);
@@ -129,10 +229,58 @@ mod tests {
         assert_eq!(t.last().unwrap().to_json()["kind"], json!("http_file"));
         // The total is bounded too: the quietest machine goes.
         for n in 2..(MACHINES as u32 + 2) {
-            e.record_at(mac(n), "dhcp_offer", json!({}), 0);
+            e.record_at(Tier::Host, mac(n), "dhcp_offer", json!({}), 0);
         }
         assert_eq!(e.machines(), MACHINES);
         assert!(e.get(&mac(1)).is_empty(), "the quietest machine was kept");
         assert_eq!(e.get(&mac(MACHINES as u32 + 1)).len(), 1);
+    }
+
+    #[test]
+    fn long_strings_are_cut_and_bytes_are_bounded() {
+        let e = Events::default();
+        let long = "/".repeat(60_000);
+        e.record_at(Tier::Host, mac(1), "http_error", json!({"path": long}), 0);
+        let path = e.get(&mac(1))[0].detail["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            path.len() <= MAX_STRING && path.ends_with("..."),
+            "{}",
+            path.len()
+        );
+        // 100 requests with 60 KB paths now hold a few tens of KB, not 6 MB.
+        for i in 0..100 {
+            e.record_at(
+                Tier::Host,
+                mac(2),
+                "http_error",
+                json!({"path": long, "n": i}),
+                i,
+            );
+        }
+        assert!(e.bytes() < 100 * 512, "{} bytes", e.bytes());
+        // A tier's byte budget holds whatever the number of machines.
+        for n in 0..20_000u32 {
+            e.record_at(
+                Tier::Default,
+                mac(100 + n),
+                "dhcp_offer",
+                json!({"file": long}),
+                0,
+            );
+        }
+        assert!(e.bytes() <= 2 * TIER_BYTES);
+    }
+
+    #[test]
+    fn invented_macs_cannot_push_out_hosts() {
+        let e = Events::default();
+        e.record_at(Tier::Host, mac(1), "dhcp_offer", json!({}), 0);
+        for n in 0..(MACHINES as u32 + 10) {
+            e.record_at(Tier::Default, mac(1000 + n), "dhcp_offer", json!({}), 0);
+        }
+        assert_eq!(e.get(&mac(1)).len(), 1, "a host's timeline was pushed out");
     }
 }

@@ -18,7 +18,9 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::bootfs::{resolve_in, PathError};
+use crate::config::ScriptAccess;
 use crate::mac::Mac;
+use crate::metrics::Refusal;
 use crate::profiles::{self, Profile, Vars};
 use crate::state::Shared;
 
@@ -39,19 +41,40 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(app)
 }
 
-/// Serves until `cancel` fires. In-flight downloads are given no grace here: the daemon
-/// bounds shutdown and aborts what is left.
+/// Serves until `cancel` fires, within `[http]`'s connection limits and timeouts (see
+/// [`crate::conn`]). In-flight downloads are given no grace here: the daemon bounds shutdown
+/// and aborts what is left.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(shared).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await
+    let policy = Arc::new(BootPolicy {
+        shared: shared.clone(),
+    });
+    crate::conn::serve(listener, router(shared), policy, cancel).await
+}
+
+/// The boot listener's limits: `[http]`'s, capped by the descriptor budget.
+struct BootPolicy {
+    /// For the live config and the counters.
+    shared: Arc<Shared>,
+}
+
+impl crate::conn::Policy for BootPolicy {
+    fn limits(&self) -> crate::config::ConnLimits {
+        let mut l = self.shared.config().http.limits;
+        l.max_connections = l.max_connections.min(self.shared.budget().http_connections);
+        l
+    }
+
+    fn refuse(&self, _local: SocketAddr, _peer: SocketAddr) -> bool {
+        false
+    }
+
+    fn counters(&self) -> &crate::metrics::Counters {
+        &self.shared.counters
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -63,64 +86,82 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// Whether the request for a MAC's script comes from the address that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// The address pxed leased to the MAC (or saw it use in proxy mode).
+    Owner,
+    /// pxed knows no address for the MAC yet (a static address, another DHCP server).
+    Unknown,
+    /// Another address.
+    Other,
+}
+
 async fn script(
     State(app): State<App>,
     Path(mac): Path<String>,
+    method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
     let Ok(mac) = mac.parse::<Mac>() else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("pxed: `{mac}` is not a MAC address\n"),
-        );
+        return text(StatusCode::BAD_REQUEST, "pxed: not a MAC address\n".into());
     };
     let cfg = app.shared.config();
-    // A pending one-shot boot wins over the host's own profile (if it still exists).
-    let one_shot = app
-        .shared
-        .next_boots
-        .get(&mac)
-        .filter(|p| cfg.profiles.contains_key(p) && cfg.profile_for(&mac).is_some());
-    let Some(name) = one_shot.as_deref().or_else(|| cfg.profile_for(&mac)) else {
+    let Some(own) = cfg.profile_for(&mac) else {
         info!(%mac, %peer, "no boot profile for mac");
         return text(
             StatusCode::NOT_FOUND,
             format!("pxed: no boot profile for MAC {mac}; add [hosts.\"{mac}\"] or [defaults] profile\n"),
         );
     };
+    let peer_ip = match peer {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    };
+    let asker = match app.shared.owner_of(&mac, crate::state::unix_now()) {
+        Some(owner) if Some(owner) == peer_ip => Asker::Owner,
+        Some(_) => Asker::Other,
+        None => Asker::Unknown,
+    };
+    if asker == Asker::Other && cfg.http.script_access == ScriptAccess::Owner {
+        app.shared.counters.refuse(Refusal::HttpNotOwner);
+        if let Some(more) = app.shared.quiet.http_refused.allow() {
+            warn!(%mac, %peer, suppressed = more, "script request from an address that is not the machine's refused");
+        }
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("pxed: the script of {mac} is served to that machine's address only\n"),
+        );
+    }
+    // A pending one-shot wins over the host's own profile, but only for the machine itself:
+    // anyone else would spend it (or read it) for that machine. HEAD never spends one.
+    let one_shot = app
+        .shared
+        .next_boots
+        .get(&mac)
+        .filter(|p| asker == Asker::Owner && cfg.profiles.contains_key(p));
+    let name = one_shot.as_deref().unwrap_or(own);
     let Some(profile) = cfg.profiles.get(name) else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("pxed: profile {name} vanished\n"),
+            "pxed: internal error\n".into(),
         );
     };
     let script_text = match profile {
-        Profile::Script { script } => {
-            let read = resolve_in(&cfg.server.boot_dir, script);
-            match read {
-                Ok(p) => match tokio::fs::read_to_string(&p).await {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        warn!(%mac, profile = name, error = %e, "cannot read script template");
-                        return text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("pxed: cannot read {script}\n"),
-                        );
-                    }
-                },
-                Err(e) => {
-                    warn!(%mac, profile = name, error = %e, "cannot read script template");
-                    return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n"));
-                }
+        Profile::Script { script } => match read_template(&cfg.server.boot_dir, script).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(%mac, profile = name, error = %e, "cannot read script template");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("pxed: cannot read the script of profile {name}\n"),
+                );
             }
-        }
+        },
         _ => None,
     };
     let host = cfg.hosts.get(&mac);
-    let ip = app.shared.ip_of(&mac).or(match peer {
-        SocketAddr::V4(v4) => Some(*v4.ip()),
-        SocketAddr::V6(_) => None,
-    });
+    let ip = app.shared.ip_of(&mac).or(peer_ip);
     let arch = app.shared.arch_of(&mac).unwrap_or_else(|| "unknown".into());
     let http = cfg.http_base();
     let vars = Vars {
@@ -131,36 +172,50 @@ async fn script(
         http: &http,
         arch: &arch,
     };
-    match profiles::render_ipxe(name, profile, &vars, script_text.as_deref()) {
-        Ok(body) => {
-            if let SocketAddr::V4(v4) = peer {
-                app.shared.note_script_peer(*v4.ip(), mac);
-            }
-            crate::metrics::inc(&app.shared.counters.boots_started);
-            if one_shot.is_some() {
-                // Spent now: the machine has its script. A failure to save is logged; the
-                // worst case is that the one-shot is offered again after a restart.
-                match app.shared.next_boots.take(&mac) {
-                    Ok(_) => info!(%mac, profile = name, "one-shot boot spent"),
-                    Err(e) => warn!(%mac, error = %e, "cannot record the spent one-shot boot"),
-                }
-            }
-            app.shared.events.record(
-                mac,
-                "boot_profile",
-                serde_json::json!({"profile": name, "profile_kind": profile.kind(), "one_shot": one_shot.is_some(), "arch": arch}),
-            );
-            info!(%mac, profile = name, kind = profile.kind(), %arch, one_shot = one_shot.is_some(), "ipxe script served");
-            text(StatusCode::OK, body)
-        }
+    let body = match profiles::render_ipxe(name, profile, &vars, script_text.as_deref()) {
+        Ok(body) => body,
         Err(e) => {
             warn!(%mac, profile = name, error = %e, "cannot render ipxe script");
-            text(
+            return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("pxed: profile {name}: {e}\n"),
-            )
+                format!("pxed: profile {name} cannot be rendered\n"),
+            );
+        }
+    };
+    if method == Method::HEAD {
+        return text(StatusCode::OK, body);
+    }
+    if let Some(ip) = peer_ip {
+        app.shared.note_script_peer(ip, mac);
+    }
+    crate::metrics::inc(&app.shared.counters.boots_started);
+    if let Some(p) = &one_shot {
+        // Spent now: the machine has its script. Only if it still names the profile served,
+        // so one set meanwhile is kept. A failure to save is logged; the worst case is that
+        // the one-shot is offered again after a restart.
+        match app.shared.next_boots.spend(&mac, p) {
+            Ok(true) => info!(%mac, profile = name, "one-shot boot spent"),
+            Ok(false) => {
+                info!(%mac, profile = name, "one-shot boot changed while served; the new one is kept")
+            }
+            Err(e) => warn!(%mac, error = %e, "cannot record the spent one-shot boot"),
         }
     }
+    app.shared.record_event(
+        mac,
+        "boot_profile",
+        serde_json::json!({"profile": name, "profile_kind": profile.kind(), "one_shot": one_shot.is_some(), "arch": arch}),
+    );
+    info!(%mac, profile = name, kind = profile.kind(), %arch, one_shot = one_shot.is_some(), "ipxe script served");
+    text(StatusCode::OK, body)
+}
+
+/// Reads a script template from `boot_dir`.
+async fn read_template(boot_dir: &std::path::Path, script: &str) -> Result<String, String> {
+    let path = resolve_in(boot_dir, script).map_err(|e| e.to_string())?;
+    tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn static_file(State(app): State<App>, req: Request) -> Response {
@@ -179,22 +234,34 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
     };
     let cfg = app.shared.config();
     let resolved = resolve_in(&cfg.server.boot_dir, &decoded);
+    // Bodies never echo the path or an OS error: those stay in pxed's own log.
     match resolved {
         Ok(path) => match ServeFile::new(path).oneshot(req).await {
             Ok(r) => r.map(Body::new),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n")),
+            Err(e) => {
+                warn!(path = %decoded, error = %e, "http file cannot be served");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "pxed: internal error\n".into(),
+                )
+            }
         },
         Err(PathError::NotFound(_)) | Err(PathError::NotAFile(_)) | Err(PathError::Invalid(_)) => {
+            text(StatusCode::NOT_FOUND, "pxed: no such file\n".into())
+        }
+        Err(PathError::Escapes(_)) => {
+            if let Some(more) = app.shared.quiet.http_refused.allow() {
+                warn!(path = %decoded, suppressed = more, "http path outside boot_dir refused");
+            }
+            text(StatusCode::FORBIDDEN, "pxed: forbidden\n".into())
+        }
+        Err(e) => {
+            warn!(path = %decoded, error = %e, "http file cannot be served");
             text(
-                StatusCode::NOT_FOUND,
-                format!("pxed: no such file {decoded}\n"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "pxed: internal error\n".into(),
             )
         }
-        Err(e @ PathError::Escapes(_)) => {
-            warn!(path = %decoded, "http path outside boot_dir refused");
-            text(StatusCode::FORBIDDEN, format!("pxed: {e}\n"))
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pxed: {e}\n")),
     }
 }
 
@@ -231,7 +298,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
             (_, false) => "http_file",
         };
         // Bytes and duration are as of the response headers: the body streams afterwards.
-        app.shared.events.record(
+        app.shared.record_event(
             m,
             kind,
             serde_json::json!({

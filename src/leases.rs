@@ -100,6 +100,29 @@ pub enum Change {
     Delete(ClientId),
 }
 
+/// The store writes one decision (or one commit) carries, and for each the lease it replaced,
+/// so that memory can be rolled back if the store refuses them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// What to write.
+    pub changes: Vec<Change>,
+    /// For each change, the lease it replaced in memory.
+    pub undo: Vec<Option<Lease>>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Appends another batch.
+    pub fn extend(&mut self, other: Batch) {
+        self.changes.extend(other.changes);
+        self.undo.extend(other.undo);
+    }
+}
+
 /// Why a REQUEST cannot be ACKed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {

@@ -38,14 +38,17 @@
 
 pub mod abilities;
 pub mod admin;
+pub mod admission;
 pub mod bootfs;
 pub mod config;
+pub mod conn;
 pub mod daemon;
 pub mod dhcp;
 pub mod edit;
 pub mod events;
 pub mod http;
 pub mod leases;
+pub mod limits;
 pub mod mac;
 pub mod metrics;
 pub mod net;

@@ -35,6 +35,114 @@ pub struct Counters {
     pub boots_started: AtomicU64,
     /// Last initrd of a kernel profile served: a network boot handed over to its kernel.
     pub boots_completed: AtomicU64,
+    /// Requests refused by a limit or a policy, indexed by [`Refusal`].
+    pub refusals: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Why pxed refused to serve something: every limit and policy that protects it on a hostile
+/// boot network has one, exported as `pxed_refusals_total{protocol, reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A TFTP request beyond `[tftp] max_sessions_per_client`.
+    TftpPerClient,
+    /// A TFTP request while every session slot held a transfer in progress.
+    TftpFull,
+    /// A TFTP session that had never been answered, closed to make room for a new request.
+    TftpEvicted,
+    /// A TFTP session whose peer never answered (a forged source, or a client gone).
+    TftpUnanswered,
+    /// An HTTP connection beyond `max_connections_per_client`.
+    HttpPerClient,
+    /// An HTTP connection while every slot held a request in progress.
+    HttpFull,
+    /// An idle or half-sent HTTP connection closed to make room for a new one.
+    HttpEvicted,
+    /// An HTTP connection closed by the header, idle or stall timeout.
+    HttpTimeout,
+    /// A script request from an address that is not the machine's.
+    HttpNotOwner,
+    /// An admin request whose `Host` is not pxed's (DNS rebinding).
+    AdminHost,
+    /// An admin request from a foreign `Origin`, or a CORS preflight.
+    AdminOrigin,
+    /// An admin write without `Content-Type: application/json`.
+    AdminContentType,
+    /// An admin connection from a boot subnet to an address outside it.
+    AdminBootNetwork,
+    /// A DHCP lease beyond `[dhcp] max_leases_per_mac` (the MAC's oldest was taken over).
+    DhcpLeaseCap,
+    /// A new unknown client beyond `[dhcp] unknown_client_rate`.
+    DhcpRateLimited,
+    /// A DHCP request whose `giaddr` or `ciaddr` lies outside every served subnet.
+    DhcpBadAddress,
+    /// A proxyDHCP request on port 4011 from an implausible source.
+    DhcpProxyImplausible,
+    /// A DHCP reply dropped because the lease commit queue was full.
+    DhcpQueueFull,
+}
+
+impl Refusal {
+    /// Every refusal, in export order.
+    pub const ALL: [Refusal; 18] = [
+        Refusal::TftpPerClient,
+        Refusal::TftpFull,
+        Refusal::TftpEvicted,
+        Refusal::TftpUnanswered,
+        Refusal::HttpPerClient,
+        Refusal::HttpFull,
+        Refusal::HttpEvicted,
+        Refusal::HttpTimeout,
+        Refusal::HttpNotOwner,
+        Refusal::AdminHost,
+        Refusal::AdminOrigin,
+        Refusal::AdminContentType,
+        Refusal::AdminBootNetwork,
+        Refusal::DhcpLeaseCap,
+        Refusal::DhcpRateLimited,
+        Refusal::DhcpBadAddress,
+        Refusal::DhcpProxyImplausible,
+        Refusal::DhcpQueueFull,
+    ];
+
+    /// `(protocol, reason)` labels.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Refusal::TftpPerClient => ("tftp", "per_client_limit"),
+            Refusal::TftpFull => ("tftp", "session_limit"),
+            Refusal::TftpEvicted => ("tftp", "evicted_unanswered"),
+            Refusal::TftpUnanswered => ("tftp", "never_answered"),
+            Refusal::HttpPerClient => ("http", "per_client_limit"),
+            Refusal::HttpFull => ("http", "connection_limit"),
+            Refusal::HttpEvicted => ("http", "evicted_idle"),
+            Refusal::HttpTimeout => ("http", "timeout"),
+            Refusal::HttpNotOwner => ("http", "script_not_owner"),
+            Refusal::AdminHost => ("admin", "host"),
+            Refusal::AdminOrigin => ("admin", "origin"),
+            Refusal::AdminContentType => ("admin", "content_type"),
+            Refusal::AdminBootNetwork => ("admin", "boot_network"),
+            Refusal::DhcpLeaseCap => ("dhcp", "lease_cap"),
+            Refusal::DhcpRateLimited => ("dhcp", "unknown_client_rate"),
+            Refusal::DhcpBadAddress => ("dhcp", "address_outside_subnets"),
+            Refusal::DhcpProxyImplausible => ("dhcp", "proxy_implausible_source"),
+            Refusal::DhcpQueueFull => ("dhcp", "commit_queue_full"),
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl Counters {
+    /// Counts one refusal.
+    pub fn refuse(&self, why: Refusal) {
+        inc(&self.refusals[why.index()]);
+    }
+
+    /// Refusals counted so far for one reason.
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refusals[why.index()].load(Ordering::Relaxed)
+    }
 }
 
 /// Adds one.
@@ -127,6 +235,23 @@ pub fn render(c: &Counters, pools: &[PoolGauge]) -> String {
             ("{stage=\"completed\"}", get(&c.boots_completed)),
         ],
     );
+    let refusals: Vec<(String, u64)> = Refusal::ALL
+        .iter()
+        .map(|r| {
+            let (protocol, reason) = r.labels();
+            (
+                format!("{{protocol=\"{protocol}\",reason=\"{reason}\"}}"),
+                c.refused(*r),
+            )
+        })
+        .collect();
+    let refusal_refs: Vec<(&str, u64)> = refusals.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    family(
+        "pxed_refusals_total",
+        "counter",
+        "Requests refused by a limit or policy (see docs/SECURITY.md).",
+        &refusal_refs,
+    );
     let in_use: Vec<(String, u64)> = pools
         .iter()
         .map(|p| (format!("{{subnet=\"{}\"}}", p.subnet), p.in_use))
@@ -175,5 +300,11 @@ mod tests {
         assert!(text.contains("pxed_leases_in_use{subnet=\"10.0.0.0/24\"} 3\n"));
         assert!(text.contains("pxed_leases_free{subnet=\"10.0.0.0/24\"} 97\n"));
         assert!(text.contains("pxed_boots_total{stage=\"completed\"} 0\n"));
+        c.refuse(Refusal::TftpFull);
+        let text = render(&c, &[]);
+        assert!(
+            text.contains("pxed_refusals_total{protocol=\"tftp\",reason=\"session_limit\"} 1\n")
+        );
+        assert!(text.contains("pxed_refusals_total{protocol=\"admin\",reason=\"host\"} 0\n"));
     }
 }

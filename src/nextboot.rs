@@ -104,6 +104,19 @@ impl NextBoots {
         Ok(())
     }
 
+    /// Spends the one-shot of `mac` if it still names `profile`: one set again between the
+    /// moment a script was rendered and this call is kept, not lost. Returns whether it
+    /// was spent.
+    pub fn spend(&self, mac: &Mac, profile: &str) -> Result<bool, NextBootError> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.get(mac).map(String::as_str) != Some(profile) {
+            return Ok(false);
+        }
+        p.remove(mac);
+        self.save(&p)?;
+        Ok(true)
+    }
+
     /// Cancels or spends a one-shot; returns the profile it named.
     pub fn take(&self, mac: &Mac) -> Result<Option<String>, NextBootError> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,5 +146,19 @@ mod tests {
         assert_eq!(n.take(&mac).unwrap(), None);
         let n = NextBoots::load(dir.path()).unwrap();
         assert_eq!(n.get(&mac), None, "spent one-shot came back");
+    }
+
+    #[test]
+    fn a_one_shot_set_again_while_a_script_is_served_is_not_lost() {
+        let n = NextBoots::in_memory();
+        let mac: Mac = "de:00:00:00:00:de".parse().unwrap();
+        n.set(mac, "installer".into()).unwrap();
+        let served = n.get(&mac).unwrap();
+        // An operator sets another one-shot before the script handler spends the first.
+        n.set(mac, "rescue".into()).unwrap();
+        assert!(!n.spend(&mac, &served).unwrap());
+        assert_eq!(n.get(&mac).as_deref(), Some("rescue"));
+        assert!(n.spend(&mac, "rescue").unwrap());
+        assert_eq!(n.get(&mac), None);
     }
 }

@@ -32,7 +32,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.http.listen != new.http.listen {
         out.push("http.listen");
     }
-    if old.admin != new.admin {
+    if old.admin.listen != new.admin.listen || old.admin.token_file != new.admin.token_file {
         out.push("admin");
     }
     if old.dhcp.mode != new.dhcp.mode {

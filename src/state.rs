@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::abilities::Report;
 use crate::config::Config;
-use crate::events::Events;
+use crate::events::{Events, Tier};
 use crate::leases::LeaseTable;
+use crate::limits::{Budget, Throttle};
 use crate::mac::Mac;
 use crate::metrics::{Counters, PoolGauge};
 use crate::nextboot::NextBoots;
@@ -25,10 +26,101 @@ pub fn unix_now() -> u64 {
 }
 
 /// What DHCP last saw of a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Seen {
     /// Architecture name from option 93, for `{{ arch }}`.
-    pub arch: String,
+    pub arch: Option<String>,
+    /// The address it was seen using in proxy mode (its REQUEST to the address server, or
+    /// its own source address on port 4011), for script ownership.
+    pub proxy_ip: Option<Ipv4Addr>,
+}
+
+/// Clients remembered in [`Shared::seen`]; past this the one heard from longest ago goes.
+pub const SEEN_CLIENTS: usize = 65_536;
+
+/// A map that keeps at most `cap` entries, dropping the one written longest ago.
+#[derive(Debug)]
+pub struct Recent<K, V> {
+    /// Entries and the sequence number of their last write.
+    map: HashMap<K, (V, u64)>,
+    /// Keys by last write, oldest first.
+    order: std::collections::BTreeMap<u64, K>,
+    /// The next sequence number.
+    seq: u64,
+    /// Most entries kept.
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
+    /// An empty map of at most `cap` entries.
+    pub fn new(cap: usize) -> Self {
+        Recent {
+            map: HashMap::new(),
+            order: Default::default(),
+            seq: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Changes the entry for `k` (starting from `V::default()`), making it the newest.
+    pub fn update(&mut self, k: K, f: impl FnOnce(&mut V))
+    where
+        V: Default,
+    {
+        self.seq += 1;
+        let (mut v, old) = self.map.remove(&k).unwrap_or_default();
+        if old != 0 {
+            self.order.remove(&old);
+        }
+        f(&mut v);
+        while self.map.len() >= self.cap {
+            match self.order.pop_first() {
+                Some((_, oldest)) => {
+                    self.map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.order.insert(self.seq, k);
+        self.map.insert(k, (v, self.seq));
+    }
+
+    /// The entry for `k`.
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|(v, _)| v)
+    }
+
+    /// Entries kept.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// One log line a second at most for each kind of event a neighbour can trigger at will.
+#[derive(Debug)]
+pub struct Quiet {
+    /// Malformed DHCP datagrams.
+    pub dhcp_malformed: Throttle,
+    /// DHCP requests refused by a policy, or from unmanaged MACs.
+    pub dhcp_refused: Throttle,
+    /// HTTP requests refused by a policy (script ownership, bad paths).
+    pub http_refused: Throttle,
+}
+
+impl Default for Quiet {
+    fn default() -> Self {
+        let every = std::time::Duration::from_secs(1);
+        Quiet {
+            dhcp_malformed: Throttle::new(every),
+            dhcp_refused: Throttle::new(every),
+            http_refused: Throttle::new(every),
+        }
+    }
 }
 
 /// Everything the listeners share.
@@ -38,8 +130,8 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// The address pool.
     pub leases: Mutex<LeaseTable>,
-    /// Per-client facts learned from DHCP.
-    pub seen: Mutex<HashMap<Mac, Seen>>,
+    /// Per-client facts learned from DHCP, bounded to [`SEEN_CLIENTS`].
+    pub seen: Mutex<Recent<Mac, Seen>>,
     /// Addresses that fetched a MAC's script, so later requests from them (kernel, initrd)
     /// are logged under that MAC even when another DHCP server leased the address.
     pub script_peers: Mutex<HashMap<Ipv4Addr, Mac>>,
@@ -56,6 +148,14 @@ pub struct Shared {
     /// What this process may do (capabilities), probed once at start-up by the daemon;
     /// unset in a `Shared` built by hand (router tests), where it withholds nothing.
     pub abilities: OnceLock<Report>,
+    /// Log throttles for what anyone on the boot network can trigger at any rate.
+    pub quiet: Quiet,
+    /// The one writer of the lease store, set by the daemon once it runs; the admin API's
+    /// lease deletions go through it.
+    pub commits: OnceLock<crate::dhcp::CommitQueue>,
+    /// What the descriptor limit allows, set once at start-up by the daemon; unset in a
+    /// `Shared` built by hand, where only the configured limits apply.
+    pub budget: OnceLock<Budget>,
 }
 
 impl Shared {
@@ -75,7 +175,7 @@ impl Shared {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             leases: Mutex::new(leases),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Recent::new(SEEN_CLIENTS)),
             script_peers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             edit_lock: Mutex::new(()),
@@ -83,6 +183,9 @@ impl Shared {
             next_boots,
             events: Events::default(),
             abilities: OnceLock::new(),
+            budget: OnceLock::new(),
+            quiet: Quiet::default(),
+            commits: OnceLock::new(),
         })
     }
 
@@ -165,12 +268,58 @@ impl Shared {
         self.abilities.get().is_none_or(|r| r.has(ability))
     }
 
+    /// Records an event in a machine's timeline: in the hosts' tier for a MAC in `[hosts]`,
+    /// in the defaults' tier for one booting `[defaults]`, and nowhere for an unmanaged MAC.
+    pub fn record_event(&self, mac: Mac, kind: &'static str, detail: serde_json::Value) {
+        let cfg = self.config();
+        let tier = if cfg.hosts.contains_key(&mac) {
+            Tier::Host
+        } else if cfg.default_profile.is_some() {
+            Tier::Default
+        } else {
+            return;
+        };
+        self.events.record(tier, mac, kind, detail);
+    }
+
+    /// The descriptor budget every per-client limit is capped by.
+    pub fn budget(&self) -> Budget {
+        self.budget.get().copied().unwrap_or_else(Budget::unlimited)
+    }
+
     /// The architecture DHCP last saw for a MAC.
     pub fn arch_of(&self, mac: &Mac) -> Option<String> {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(mac)
-            .map(|s| s.arch.clone())
+            .and_then(|s| s.arch.clone())
+    }
+
+    /// Remembers what DHCP saw of a client.
+    pub fn note_seen(&self, mac: Mac, f: impl FnOnce(&mut Seen)) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(mac, f);
+    }
+
+    /// The address that owns a MAC's script and one-shot: its active lease from pxed, else
+    /// the address it was seen using in proxy mode. `None` when pxed knows of none.
+    pub fn owner_of(&self, mac: &Mac, now: u64) -> Option<Ipv4Addr> {
+        let leased = self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_by_mac(mac)
+            .filter(|l| l.active(now))
+            .map(|l| l.ip);
+        leased.or_else(|| {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(mac)
+                .and_then(|s| s.proxy_ip)
+        })
     }
 }

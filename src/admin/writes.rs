@@ -240,43 +240,31 @@ pub(super) async fn delete_lease(
     Path(mac): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let mac = parse_mac(&mac)?;
-    let removed = st
-        .shared
-        .leases
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .forget_mac(&mac);
-    let Some(lease) = removed else {
+    let Some(commits) = st.shared.commits.get() else {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no lease for {mac}"),
-            Some("mac"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_not_running",
+            "the lease store is not running",
+            None,
         ));
     };
-    let state_dir = st.shared.config().server.state_dir.clone();
-    let client = lease.client.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        crate::store::LeaseStore::open(&state_dir)?.commit(&[crate::leases::Change::Delete(client)])
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {
+    match commits.forget_mac(&st.shared, &mac).await {
+        Ok(Some(lease)) => {
             info!(%mac, ip = %lease.ip, "lease deleted through the admin api");
             Ok(Json(
                 json!({"deleted": {"mac": mac.to_string(), "ip": lease.ip.to_string()}}),
             ))
         }
-        Ok(Err(e)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "write_failed",
-            e.to_string(),
-            None,
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no lease for {mac}"),
+            Some("mac"),
         )),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "write_failed",
-            e.to_string(),
+            e,
             None,
         )),
     }

@@ -38,6 +38,10 @@ pub(super) struct RawAdmin {
     #[serde(default = "default_admin_listen")]
     pub(super) listen: SocketAddr,
     pub(super) token_file: Option<PathBuf>,
+    #[serde(default = "default_admin_connections")]
+    pub(super) max_connections: u32,
+    #[serde(default)]
+    pub(super) allowed_hosts: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -45,8 +49,14 @@ impl Default for RawAdmin {
         RawAdmin {
             listen: default_admin_listen(),
             token_file: None,
+            max_connections: default_admin_connections(),
+            allowed_hosts: Vec::new(),
         }
     }
+}
+
+pub(super) fn default_admin_connections() -> u32 {
+    64
 }
 
 pub(super) fn default_admin_listen() -> SocketAddr {
@@ -78,6 +88,26 @@ pub(super) struct RawDhcp {
     pub(super) domain: Option<String>,
     #[serde(default)]
     pub(super) subnets: Vec<RawSubnet>,
+    #[serde(default)]
+    pub(super) relay_agents: Vec<String>,
+    #[serde(default = "default_leases_per_mac")]
+    pub(super) max_leases_per_mac: u32,
+    #[serde(default = "default_unknown_rate")]
+    pub(super) unknown_client_rate: u32,
+    #[serde(default = "default_unknown_burst")]
+    pub(super) unknown_client_burst: u32,
+}
+
+pub(super) fn default_leases_per_mac() -> u32 {
+    2
+}
+
+pub(super) fn default_unknown_rate() -> u32 {
+    10
+}
+
+pub(super) fn default_unknown_burst() -> u32 {
+    50
 }
 
 /// A `[[dhcp.subnets]]` entry: a subnet reached through a DHCP relay.
@@ -107,14 +137,56 @@ pub(super) fn default_lease_time() -> String {
 pub(super) struct RawHttp {
     #[serde(default = "default_http_listen")]
     pub(super) listen: SocketAddr,
+    #[serde(default = "default_http_connections")]
+    pub(super) max_connections: u32,
+    #[serde(default = "default_http_per_client")]
+    pub(super) max_connections_per_client: u32,
+    #[serde(default = "default_header_timeout")]
+    pub(super) header_timeout: String,
+    #[serde(default = "default_idle_timeout")]
+    pub(super) idle_timeout: String,
+    #[serde(default = "default_stall_timeout")]
+    pub(super) stall_timeout: String,
+    #[serde(default = "default_script_access")]
+    pub(super) script_access: String,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: default_http_listen(),
+            max_connections: default_http_connections(),
+            max_connections_per_client: default_http_per_client(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            stall_timeout: default_stall_timeout(),
+            script_access: default_script_access(),
         }
     }
+}
+
+pub(super) fn default_http_connections() -> u32 {
+    512
+}
+
+pub(super) fn default_http_per_client() -> u32 {
+    16
+}
+
+pub(super) fn default_header_timeout() -> String {
+    "10s".into()
+}
+
+pub(super) fn default_idle_timeout() -> String {
+    "30s".into()
+}
+
+pub(super) fn default_stall_timeout() -> String {
+    "60s".into()
+}
+
+pub(super) fn default_script_access() -> String {
+    "owner".into()
 }
 
 pub(super) fn default_http_listen() -> SocketAddr {
@@ -128,6 +200,16 @@ pub(super) struct RawTftp {
     pub(super) max_blksize: u16,
     #[serde(default = "default_max_windowsize")]
     pub(super) max_windowsize: u16,
+    #[serde(default = "default_tftp_sessions")]
+    pub(super) max_sessions: u32,
+    #[serde(default = "default_tftp_per_client")]
+    pub(super) max_sessions_per_client: u32,
+    #[serde(default = "default_max_timeout")]
+    pub(super) max_timeout: u64,
+    #[serde(default = "default_unanswered_timeout")]
+    pub(super) unanswered_timeout: String,
+    #[serde(default = "default_unanswered_retries")]
+    pub(super) unanswered_retries: u32,
 }
 
 impl Default for RawTftp {
@@ -135,8 +217,33 @@ impl Default for RawTftp {
         RawTftp {
             max_blksize: default_max_blksize(),
             max_windowsize: default_max_windowsize(),
+            max_sessions: default_tftp_sessions(),
+            max_sessions_per_client: default_tftp_per_client(),
+            max_timeout: default_max_timeout(),
+            unanswered_timeout: default_unanswered_timeout(),
+            unanswered_retries: default_unanswered_retries(),
         }
     }
+}
+
+pub(super) fn default_tftp_sessions() -> u32 {
+    512
+}
+
+pub(super) fn default_tftp_per_client() -> u32 {
+    8
+}
+
+pub(super) fn default_max_timeout() -> u64 {
+    10
+}
+
+pub(super) fn default_unanswered_timeout() -> String {
+    "1s".into()
+}
+
+pub(super) fn default_unanswered_retries() -> u32 {
+    1
 }
 
 pub(super) fn default_max_blksize() -> u16 {

@@ -21,7 +21,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
         let span = span_of(self.text, path);
         invalid(self.file, self.text, span, dotted(path), message.into())
     }
@@ -29,13 +29,9 @@ impl Validator<'_> {
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let dhcp = self.dhcp(raw.dhcp, &server.interface, server.address)?;
-
-        if raw.tftp.max_blksize < 512 || raw.tftp.max_blksize > 65464 {
-            return Err(self.err(&["tftp", "max_blksize"], "must be between 512 and 65464"));
-        }
-        if raw.tftp.max_windowsize == 0 {
-            return Err(self.err(&["tftp", "max_windowsize"], "must be at least 1"));
-        }
+        let tftp = self.tftp(raw.tftp)?;
+        let http = self.http(raw.http)?;
+        let admin = self.admin(raw.admin)?;
         let first_stage = self.first_stage(raw.first_stage)?;
 
         let mut profiles = BTreeMap::new();
@@ -116,17 +112,9 @@ impl Validator<'_> {
             source: self.file.to_path_buf(),
             server,
             dhcp,
-            http: Http {
-                listen: raw.http.listen,
-            },
-            admin: Admin {
-                listen: raw.admin.listen,
-                token_file: raw.admin.token_file,
-            },
-            tftp: Tftp {
-                max_blksize: raw.tftp.max_blksize,
-                max_windowsize: raw.tftp.max_windowsize,
-            },
+            http,
+            admin,
+            tftp,
             first_stage,
             profiles,
             hosts,
@@ -223,11 +211,39 @@ impl Validator<'_> {
                 format!("`{}`: {e} (try \"10m\")", d.decline_time),
             )
         })?;
+        let mut relay_agents = Vec::new();
+        for r in &d.relay_agents {
+            let net: Ipv4Net = r
+                .parse()
+                .or_else(|_| r.parse::<Ipv4Addr>().map(Ipv4Net::from))
+                .map_err(|_| {
+                    self.err(
+                        &["dhcp", "relay_agents"],
+                        format!("`{r}` is not an IPv4 address or CIDR"),
+                    )
+                })?;
+            relay_agents.push(net.trunc());
+        }
+        if d.max_leases_per_mac == 0 {
+            return Err(self.err(&["dhcp", "max_leases_per_mac"], "must be at least 1"));
+        }
+        if d.unknown_client_rate == 0 || d.unknown_client_burst == 0 {
+            let key = if d.unknown_client_rate == 0 {
+                "unknown_client_rate"
+            } else {
+                "unknown_client_burst"
+            };
+            return Err(self.err(&["dhcp", key], "must be at least 1"));
+        }
         Ok(Dhcp {
             mode,
             lease_time,
             decline_time,
             pools,
+            relay_agents,
+            max_leases_per_mac: d.max_leases_per_mac as usize,
+            unknown_client_rate: d.unknown_client_rate,
+            unknown_client_burst: d.unknown_client_burst,
         })
     }
 

@@ -82,6 +82,19 @@ pub enum Decision {
     },
 }
 
+/// Reasons for no reply that a policy on the hostile boot network chose; the shell counts
+/// each as a refusal.
+pub mod refused {
+    /// `giaddr` is not inside any served subnet: replying would reflect to any address.
+    pub const GIADDR: &str = "giaddr outside every served subnet";
+    /// `ciaddr` is not inside the client's subnet: replying would reflect to any address.
+    pub const CIADDR: &str = "ciaddr outside the client's subnet";
+    /// A new client outside `[hosts]` beyond `[dhcp] unknown_client_rate`.
+    pub const RATE: &str = "unknown client rate limit";
+    /// A proxyDHCP request on port 4011 from a source no PXE client would use.
+    pub const PROXY_SOURCE: &str = "implausible proxy request source";
+}
+
 fn ignore(reason: &'static str, client: Option<Client>) -> Decision {
     Decision::Ignore { reason, client }
 }
@@ -160,6 +173,11 @@ pub fn decide_on(
         return ignore("unmanaged mac", Some(client));
     }
     let giaddr = msg.giaddr();
+    // Replies go to giaddr or ciaddr as given, so both must be addresses of the boot network:
+    // anything else turns pxed into a reflector toward whoever the request names.
+    if !giaddr.is_unspecified() && !cfg.dhcp.relay_allowed(giaddr) {
+        return ignore(refused::GIADDR, Some(client));
+    }
     // The client's subnet: named by the relay, else the served interface's own.
     let pool = match link_address(msg) {
         Some(link) => match cfg.dhcp.pool_for(link) {
@@ -179,12 +197,28 @@ pub fn decide_on(
         Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
         _ => None,
     };
+    let ciaddr = msg.ciaddr();
+    if !ciaddr.is_unspecified() && !pool.subnet.contains(&ciaddr) {
+        return ignore(refused::CIADDR, Some(client));
+    }
     let mac = client.mac;
     let id = client.id.clone();
     let lease_secs = cfg.dhcp.lease_time.as_secs();
 
     match mtype {
         MessageType::Discover => {
+            let known = cfg.hosts.contains_key(&mac);
+            if !known
+                && !leases.admit_unknown(
+                    &id,
+                    cfg.dhcp.unknown_client_rate,
+                    cfg.dhcp.unknown_client_burst,
+                    now,
+                )
+            {
+                return ignore(refused::RATE, Some(client));
+            }
+            leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);
             let Some(ip) = leases.choose(cfg, pool, &id, mac, requested, now) else {
                 return ignore("pool exhausted", Some(client));
             };
@@ -192,7 +226,6 @@ pub fn decide_on(
             answer(msg, cfg, pool, client, MessageType::Offer, ip)
         }
         MessageType::Request => {
-            let ciaddr = msg.ciaddr();
             let ip = match (server_id, ciaddr.is_unspecified(), requested) {
                 // SELECTING another server's offer: forget ours.
                 (Some(sid), _, _) if sid != pool.server => {
@@ -235,6 +268,7 @@ pub fn decide_on(
             };
             match leases.check(cfg, pool, &id, mac, ip, now) {
                 Ok(()) => {
+                    leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);
                     leases.bind(&id, mac, ip, State::Bound, now + lease_secs);
                     answer(msg, cfg, pool, client, MessageType::Ack, ip)
                 }
@@ -250,6 +284,9 @@ pub fn decide_on(
                 leases.decline(&id, ip, now + cfg.dhcp.decline_time.as_secs());
             }
             ignore("declined", Some(client))
+        }
+        MessageType::Inform if ciaddr.is_unspecified() && giaddr.is_unspecified() => {
+            ignore("inform without ciaddr", Some(client))
         }
         MessageType::Inform => {
             let mut reply = build(

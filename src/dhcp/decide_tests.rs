@@ -764,13 +764,25 @@ fn acks_record_a_store_write_and_offers_do_not() {
 
 #[test]
 fn relay_agent_information_is_echoed_and_link_selection_picks_the_subnet() {
-    let cfg = config("");
-    let mut leases = LeaseTable::new(&cfg);
     // Option 82: circuit-id (1) "port7", link-selection (5) 10.123.0.0.
     let o82: &[u8] = &[
         82, 13, 1, 5, b'p', b'o', b'r', b't', b'7', 5, 4, 10, 123, 0, 0,
     ];
     let bytes = request(KNOWN, 0, [0; 4], [192, 168, 50, 1], &[DISCOVER, o82]);
+    // The relay sits on a network pxed does not serve: without `relay_agents` it is refused,
+    // since the reply would go to whatever giaddr a request names.
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    assert!(run(&cfg, &mut leases, &bytes).0.is_none());
+    let cfg = crate::config::parse(
+        Path::new("t.toml"),
+        &CONFIG.replace(
+            "dns = [\"10.123.0.53\"]",
+            "dns = [\"10.123.0.53\"]\nrelay_agents = [\"192.168.50.0/24\"]",
+        ),
+    )
+    .unwrap();
+    let mut leases = LeaseTable::new(&cfg);
     let (m, to, _) = run(&cfg, &mut leases, &bytes)
         .0
         .expect("link selection names our subnet");

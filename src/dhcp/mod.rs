@@ -19,8 +19,9 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use crate::leases::Change;
-use crate::state::{unix_now, Seen, Shared};
+use crate::leases::{Batch, Lease};
+use crate::metrics::Refusal;
+use crate::state::{unix_now, Shared};
 use crate::store::LeaseStore;
 use decide::{Decision, Destination};
 
@@ -35,29 +36,105 @@ pub struct Outlet {
     shared: Arc<Shared>,
 }
 
-/// The queue into the lease commit task, shared by every interface's DHCP loop.
+/// The queue into the lease commit task, the one writer of the lease store: every DHCP
+/// loop's ACKs and the admin API's lease deletions go through it, in order.
 #[derive(Clone)]
-pub struct CommitQueue(mpsc::UnboundedSender<Pending>);
+pub struct CommitQueue(mpsc::Sender<Pending>);
 
-/// Starts the task that commits lease changes to `store` in batches and then sends the
-/// replies that waited for them. It ends once every [`CommitQueue`] clone is dropped.
-pub fn start_commits(store: LeaseStore) -> (CommitQueue, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel::<Pending>();
-    (CommitQueue(tx), tokio::spawn(commit_loop(rx, store)))
+impl std::fmt::Debug for CommitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitQueue")
+            .field("capacity", &self.0.capacity())
+            .finish()
+    }
 }
 
-/// A reply waiting for its lease changes to be committed.
+/// Most commits waiting at once. A flood that fills it gets no replies (its clients retry)
+/// rather than unbounded memory.
+pub const COMMIT_QUEUE: usize = 16_384;
+
+/// Starts the task that commits lease changes to `store` in batches and then sends the
+/// replies that waited for them. If a commit fails, its changes are rolled back in
+/// `shared`'s lease table and its replies withheld. It ends when `cancel` fires, after
+/// committing what is already queued.
+pub fn start_commits(
+    store: LeaseStore,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> (CommitQueue, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Pending>(COMMIT_QUEUE);
+    (
+        CommitQueue(tx),
+        tokio::spawn(commit_loop(rx, store, shared, cancel)),
+    )
+}
+
+impl CommitQueue {
+    /// Forgets the lease of `mac` in memory and in the store, through the commit queue so
+    /// that it lands after any ACK already queued. Returns the lease, `None` if there was
+    /// none; on a failed commit the lease is restored in memory.
+    pub async fn forget_mac(
+        &self,
+        shared: &Shared,
+        mac: &crate::mac::Mac,
+    ) -> Result<Option<Lease>, String> {
+        let (lease, batch) = {
+            let mut t = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let lease = t.forget_mac(mac);
+            (lease, t.take_batch())
+        };
+        let Some(lease) = lease else {
+            return Ok(None);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            reply: None,
+            batch,
+            done: Some(tx),
+        };
+        if let Err(e) = self.0.send(pending).await {
+            revert(shared, &e.0.batch);
+            return Err("the lease commit task is gone".into());
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(Some(lease)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the lease commit task is gone".into()),
+        }
+    }
+}
+
+/// Lease changes waiting to be committed, and the reply that waits for them.
 pub struct Pending {
+    /// The reply to send once committed (none for a RELEASE, a DECLINE or an admin delete).
+    reply: Option<Reply>,
+    /// Store writes, and what each replaced in memory.
+    batch: Batch,
+    /// Told the outcome of the commit, for callers that wait for it.
+    done: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+/// An encoded reply and where it goes.
+struct Reply {
     /// Where it leaves from.
     outlet: Outlet,
-    /// Store writes the reply depends on.
-    changes: Vec<Change>,
     /// The encoded reply.
     bytes: Vec<u8>,
     /// Where it goes.
     to: Destination,
     /// For the log line once sent.
     summary: Summary,
+}
+
+/// Rolls back a batch that never reached the store.
+fn revert(shared: &Shared, batch: &Batch) {
+    if !batch.is_empty() {
+        shared
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .revert(batch);
+    }
 }
 
 /// What is logged about a sent reply.
@@ -104,28 +181,60 @@ pub async fn serve(
                 }
             },
         };
-        let msg = match decode(&buf[..len]) {
-            Ok(m) => m,
-            Err(e) => {
-                crate::metrics::inc(&shared.counters.dhcp_malformed);
-                warn!(%peer, len, error = %e, "dropping malformed dhcp packet");
-                continue;
-            }
-        };
-        let cfg = shared.config();
-        let (decision, changes) = {
-            let mut leases = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
-            let d = decide::decide_on(&msg, &cfg, home, &mut leases, unix_now());
-            (d, leases.take_changes())
-        };
-        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, changes, &outlet)
-        else {
+        let Some(msg) = decode_logged(&shared, &buf[..len], peer) else {
             continue;
         };
-        if pending.changes.is_empty() {
-            send_logged(pending).await;
-        } else if commits.0.send(pending).is_err() {
-            warn!("lease commit task is gone; reply withheld");
+        let cfg = shared.config();
+        let (decision, batch) = {
+            let mut leases = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let d = decide::decide_on(&msg, &cfg, home, &mut leases, unix_now());
+            let (takeovers, limited) = leases.take_policy_counts();
+            for _ in 0..takeovers {
+                shared.counters.refuse(Refusal::DhcpLeaseCap);
+            }
+            for _ in 0..limited {
+                shared.counters.refuse(Refusal::DhcpRateLimited);
+            }
+            (d, leases.take_batch())
+        };
+        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, batch, &outlet) else {
+            continue;
+        };
+        if pending.batch.is_empty() {
+            send_logged(pending.reply).await;
+            continue;
+        }
+        match commits.0.try_send(pending) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(p)) => {
+                revert(&shared, &p.batch);
+                shared.counters.refuse(Refusal::DhcpQueueFull);
+                if let Some(more) = shared.quiet.dhcp_refused.allow() {
+                    warn!(
+                        queued = COMMIT_QUEUE,
+                        suppressed = more,
+                        "lease commit queue full; reply withheld"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(p)) => {
+                revert(&shared, &p.batch);
+                warn!("lease commit task is gone; reply withheld");
+            }
+        }
+    }
+}
+
+/// Decodes a datagram; a malformed one is counted and logged (throttled) and dropped.
+fn decode_logged(shared: &Shared, bytes: &[u8], peer: SocketAddr) -> Option<Message> {
+    match decode(bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            crate::metrics::inc(&shared.counters.dhcp_malformed);
+            if let Some(more) = shared.quiet.dhcp_malformed.allow() {
+                warn!(%peer, len = bytes.len(), error = %e, suppressed = more, "dropping malformed dhcp packet");
+            }
+            None
         }
     }
 }
@@ -169,19 +278,74 @@ pub async fn serve_proxy(
             proxy::Port::Dhcp => (&dhcp, &buf67[..len]),
             proxy::Port::Proxy => (&pxe, &buf4011[..len]),
         };
-        let msg = match decode(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                crate::metrics::inc(&shared.counters.dhcp_malformed);
-                warn!(%peer, len, error = %e, "dropping malformed dhcp packet");
-                continue;
-            }
+        let Some(msg) = decode_logged(&shared, bytes, peer) else {
+            continue;
         };
         let cfg = shared.config();
+        note_proxy_address(&shared, &cfg, &msg, port, peer);
         let decision = proxy::decide_proxy(&msg, &cfg, port, peer);
-        if let Some(p) = to_pending(&shared, &cfg, &msg, peer, decision, Vec::new(), outlet) {
-            send_logged(p).await;
+        if let Some(p) = to_pending(
+            &shared,
+            &cfg,
+            &msg,
+            peer,
+            decision,
+            Batch::default(),
+            outlet,
+        ) {
+            send_logged(p.reply).await;
         }
+    }
+}
+
+/// In proxy mode, remembers the address a managed client is seen using: the one it REQUESTs
+/// from the address server on port 67, or its source on port 4011. That address then owns
+/// the client's script and one-shot boot.
+fn note_proxy_address(
+    shared: &Shared,
+    cfg: &crate::config::Config,
+    msg: &Message,
+    port: proxy::Port,
+    peer: SocketAddr,
+) {
+    use dhcproto::v4::{DhcpOption, MessageType, OptionCode};
+    let Some(client) = decide::classify(msg) else {
+        return;
+    };
+    if cfg.profile_for(&client.mac).is_none() {
+        return;
+    }
+    let ip = match port {
+        proxy::Port::Dhcp => {
+            let is_request = matches!(
+                msg.opts().get(OptionCode::MessageType),
+                Some(DhcpOption::MessageType(MessageType::Request))
+            );
+            let requested = match msg.opts().get(OptionCode::RequestedIpAddress) {
+                Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+                _ => None,
+            };
+            is_request
+                .then(|| requested.unwrap_or(msg.ciaddr()))
+                .filter(|ip| !ip.is_unspecified())
+        }
+        proxy::Port::Proxy => match peer {
+            SocketAddr::V4(v4) if proxy::plausible_proxy_source(msg, cfg, peer) => Some(*v4.ip()),
+            _ => None,
+        },
+    };
+    if let Some(ip) = ip.filter(|ip| cfg.dhcp.pool_for(*ip).is_some()) {
+        shared.note_seen(client.mac, |s| s.proxy_ip = Some(ip));
+    }
+}
+
+/// The refusal a policy reason counts as, if it is one.
+fn refusal_of(reason: &str) -> Option<Refusal> {
+    match reason {
+        decide::refused::GIADDR | decide::refused::CIADDR => Some(Refusal::DhcpBadAddress),
+        decide::refused::RATE => Some(Refusal::DhcpRateLimited),
+        decide::refused::PROXY_SOURCE => Some(Refusal::DhcpProxyImplausible),
+        _ => None,
     }
 }
 
@@ -192,7 +356,7 @@ fn to_pending(
     msg: &Message,
     peer: SocketAddr,
     decision: Decision,
-    changes: Vec<Change>,
+    batch: Batch,
     outlet: &Outlet,
 ) -> Option<Pending> {
     record_events(shared, msg, &decision);
@@ -210,22 +374,32 @@ fn to_pending(
                 }
                 Some(c) => {
                     crate::metrics::inc(&shared.counters.dhcp_ignored);
-                    info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+                    // The rate limiter counts its own refusals in the lease table.
+                    let policy = refusal_of(reason);
+                    if let Some(r) = policy.filter(|r| *r != Refusal::DhcpRateLimited) {
+                        shared.counters.refuse(r);
+                    }
+                    if policy.is_some() || reason == "unmanaged mac" {
+                        // Anyone can send these at any rate: throttled.
+                        if let Some(more) = shared.quiet.dhcp_refused.allow() {
+                            info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, suppressed = more, "dhcp request ignored");
+                        }
+                    } else {
+                        info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
+                    }
                 }
                 None => {
                     crate::metrics::inc(&shared.counters.dhcp_ignored);
                     debug!(%peer, reason, "dhcp packet ignored")
                 }
             }
-            if changes.is_empty() {
+            if batch.is_empty() {
                 return None;
             }
             Pending {
-                outlet: outlet.clone(),
-                changes,
-                bytes: Vec::new(),
-                to: Destination::Broadcast,
-                summary: Summary::none(),
+                reply: None,
+                batch,
+                done: None,
             }
         }
         Decision::Reply {
@@ -234,11 +408,8 @@ fn to_pending(
             client,
         } => {
             let arch = decide::client_arch_name(&client);
-            shared
-                .seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(client.mac, Seen { arch: arch.clone() });
+            let a = arch.clone();
+            shared.note_seen(client.mac, |s| s.arch = Some(a));
             let bytes = match decide::encode(&reply, decide::max_reply_len(msg)) {
                 Ok(b) => b,
                 Err(e) => {
@@ -262,11 +433,14 @@ fn to_pending(
                     .to_string(),
             };
             Pending {
-                outlet: outlet.clone(),
-                changes,
-                bytes,
-                to,
-                summary,
+                reply: Some(Reply {
+                    outlet: outlet.clone(),
+                    bytes,
+                    to,
+                    summary,
+                }),
+                batch,
+                done: None,
             }
         }
     };
@@ -290,7 +464,7 @@ fn record_events(shared: &Shared, msg: &Message, decision: &Decision) {
         "inform" => "dhcp_inform",
         _ => "dhcp_other",
     };
-    shared.events.record(
+    shared.record_event(
         client.mac,
         request,
         serde_json::json!({
@@ -313,14 +487,14 @@ fn record_events(shared: &Shared, msg: &Message, decision: &Decision) {
                 .unwrap_or("")
                 .trim_end_matches('\0')
                 .to_string();
-            shared.events.record(
+            shared.record_event(
                 client.mac,
                 kind,
                 serde_json::json!({"ip": reply.yiaddr().to_string(), "file": file}),
             );
         }
         Decision::Ignore { reason, .. } => {
-            shared.events.record(
+            shared.record_event(
                 client.mac,
                 "dhcp_ignored",
                 serde_json::json!({"reason": reason}),
@@ -329,25 +503,27 @@ fn record_events(shared: &Shared, msg: &Message, decision: &Decision) {
     }
 }
 
-impl Summary {
-    fn none() -> Summary {
-        Summary {
-            mac: String::new(),
-            request: "",
-            reply: "",
-            ip: Ipv4Addr::UNSPECIFIED,
-            kind: String::new(),
-            arch: String::new(),
-            user_class: String::new(),
-            file: String::new(),
-        }
-    }
-}
-
-/// Commits batches of lease changes, then sends the replies that waited for them.
-async fn commit_loop(mut rx: mpsc::UnboundedReceiver<Pending>, store: LeaseStore) {
+/// Commits batches of lease changes, then sends the replies that waited for them. A failed
+/// commit rolls its changes back in memory and withholds its replies (the clients retry).
+async fn commit_loop(
+    mut rx: mpsc::Receiver<Pending>,
+    store: LeaseStore,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let store = Arc::new(std::sync::Mutex::new(store));
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = cancel.cancelled() => match rx.try_recv() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -355,36 +531,38 @@ async fn commit_loop(mut rx: mpsc::UnboundedReceiver<Pending>, store: LeaseStore
                 Err(_) => break,
             }
         }
-        let changes: Vec<Change> = batch
-            .iter()
-            .flat_map(|p| p.changes.iter().cloned())
-            .collect();
+        let mut all = Batch::default();
+        for p in &batch {
+            all.extend(p.batch.clone());
+        }
         let s = store.clone();
+        let changes = all.changes.clone();
         let committed = tokio::task::spawn_blocking(move || {
             let mut store = s.lock().unwrap_or_else(|e| e.into_inner());
-            store.commit(&changes)
+            store.commit(&changes).map_err(|e| e.to_string())
         })
-        .await;
-        match committed {
-            Ok(Ok(())) => {
-                debug!(replies = batch.len(), "lease batch committed");
-                for p in batch {
-                    if !p.bytes.is_empty() {
-                        send_logged(p).await;
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, withheld = batch.len(), "lease commit failed; replies withheld")
-            }
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match &committed {
+            Ok(()) => debug!(replies = batch.len(), "lease batch committed"),
             Err(e) => {
-                warn!(error = %e, withheld = batch.len(), "lease commit task failed; replies withheld")
+                revert(&shared, &all);
+                warn!(error = %e, withheld = batch.len(), "lease commit failed; changes rolled back and replies withheld");
+            }
+        }
+        for p in batch {
+            if let Some(done) = p.done {
+                let _ = done.send(committed.clone());
+            }
+            if let (Ok(()), Some(reply)) = (&committed, p.reply) {
+                send_logged(reply).await;
             }
         }
     }
 }
 
-async fn send_logged(p: Pending) {
+async fn send_logged(p: impl Into<Option<Reply>>) {
+    let Some(p) = p.into() else { return };
     let s = p.summary;
     let arp = p.outlet.shared.can(crate::abilities::ARP_UNICAST);
     match send(&p.outlet.socket, &p.outlet.interface, &p.bytes, p.to, arp).await {

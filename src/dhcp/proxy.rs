@@ -23,6 +23,21 @@ fn ignore(reason: &'static str, client: Option<super::decide::Client>) -> Decisi
     Decision::Ignore { reason, client }
 }
 
+/// Whether a port-4011 request could come from a PXE client: from the DHCP client port (68)
+/// or 4011, from an address in a served subnet, matching its own `ciaddr` when it set one.
+/// The reply goes back to the source, so anything else would reflect it to a victim.
+pub fn plausible_proxy_source(msg: &Message, cfg: &Config, peer: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = peer else {
+        return false;
+    };
+    let ip = *v4.ip();
+    let ciaddr = msg.ciaddr();
+    matches!(v4.port(), 68 | 4011)
+        && cfg.dhcp.pool_for(ip).is_some()
+        && (ciaddr.is_unspecified() || ciaddr == ip)
+        && msg.giaddr().is_unspecified()
+}
+
 /// Decides the proxyDHCP answer to one request.
 pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -> Decision {
     if msg.opcode() != Opcode::BootRequest {
@@ -43,6 +58,9 @@ pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -
     };
     let (reply_type, to) = match (port, mtype) {
         (Port::Dhcp, MessageType::Discover) => {
+            if !msg.giaddr().is_unspecified() && !cfg.dhcp.relay_allowed(msg.giaddr()) {
+                return ignore(super::decide::refused::GIADDR, Some(client));
+            }
             let to = if msg.giaddr().is_unspecified() {
                 Destination::Broadcast
             } else {
@@ -51,6 +69,9 @@ pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -
             (MessageType::Offer, to)
         }
         (Port::Proxy, MessageType::Request | MessageType::Inform) => {
+            if !plausible_proxy_source(msg, cfg, peer) {
+                return ignore(super::decide::refused::PROXY_SOURCE, Some(client));
+            }
             (MessageType::Ack, Destination::Peer(peer))
         }
         (Port::Dhcp, _) => {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use super::{Change, ClientId, Lease, Refusal, State};
+use super::{Batch, Change, ClientId, Lease, Refusal, State};
 use crate::config::{Config, Pool};
 use crate::mac::Mac;
 
@@ -26,6 +26,18 @@ pub struct LeaseTable {
     ranges: Vec<(u32, u32)>,
     /// Store writes recorded since the last [`LeaseTable::take_changes`].
     changes: Vec<Change>,
+    /// For each of `changes`, the lease it replaced (for [`LeaseTable::revert`]).
+    undo: Vec<Option<Lease>>,
+    /// Every client identifier each MAC holds a binding under, for `[dhcp]
+    /// max_leases_per_mac`: a MAC that invents identifiers must not drain the pool.
+    per_mac: HashMap<Mac, Vec<ClientId>>,
+    /// New leases handed to MACs outside `[hosts]`, rate-limited by `[dhcp]
+    /// unknown_client_rate` (matters with `[defaults]`, where any MAC is served).
+    unknown: Option<crate::limits::TokenBucket>,
+    /// Leases taken over because their MAC reached its cap, since the last count taken.
+    cap_takeovers: u64,
+    /// New unknown clients refused by the rate limit, since the last count taken.
+    rate_limited: u64,
 }
 
 impl LeaseTable {
@@ -67,12 +79,23 @@ impl LeaseTable {
         let leases: Vec<Lease> = self.by_client.drain().map(|(_, l)| l).collect();
         let quarantine = std::mem::take(&mut self.quarantine);
         let changes = std::mem::take(&mut self.changes);
+        let undo = std::mem::take(&mut self.undo);
+        let unknown = self.unknown.take();
+        let (takeovers, limited) = (self.cap_takeovers, self.rate_limited);
         *self = Self::restore(cfg, leases);
         self.quarantine = quarantine;
         self.changes = changes;
+        self.undo = undo;
+        self.unknown = unknown;
+        self.cap_takeovers = takeovers;
+        self.rate_limited = limited;
     }
 
     fn index(&mut self, l: Lease) {
+        let ids = self.per_mac.entry(l.mac).or_default();
+        if !ids.contains(&l.client) {
+            ids.push(l.client.clone());
+        }
         self.by_ip.insert(l.ip, l.client.clone());
         self.by_mac.insert(l.mac, l.client.clone());
         if self.in_range(l.ip) {
@@ -85,6 +108,12 @@ impl LeaseTable {
     /// Removes a lease from every index; returns its address to the free list.
     fn unindex(&mut self, client: &ClientId) -> Option<Lease> {
         let l = self.by_client.remove(client)?;
+        if let Some(ids) = self.per_mac.get_mut(&l.mac) {
+            ids.retain(|c| c != client);
+            if ids.is_empty() {
+                self.per_mac.remove(&l.mac);
+            }
+        }
         self.by_ip.remove(&l.ip);
         if self.by_mac.get(&l.mac) == Some(client) {
             self.by_mac.remove(&l.mac);
@@ -138,9 +167,82 @@ impl LeaseTable {
             .count()
     }
 
+    /// Keeps `mac` below `cap` active leases besides `client`'s own: while it holds `cap` or
+    /// more under other identifiers, the one that expires first is taken over (forgotten,
+    /// and deleted from the store if it was bound). Returns how many were taken over.
+    pub fn make_room_for(&mut self, client: &ClientId, mac: Mac, cap: usize, now: u64) -> usize {
+        let mut taken = 0;
+        loop {
+            let others: Vec<&Lease> = self
+                .per_mac
+                .get(&mac)
+                .map(|ids| {
+                    ids.iter()
+                        .filter(|c| *c != client)
+                        .filter_map(|c| self.by_client.get(c))
+                        .filter(|l| l.active(now))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // With this client's own lease, at most `cap` in all.
+            if others.len() < cap.max(1) {
+                break;
+            }
+            let Some(oldest) = others
+                .iter()
+                .min_by_key(|l| l.expires)
+                .map(|l| l.client.clone())
+            else {
+                break;
+            };
+            if let Some(l) = self.unindex(&oldest) {
+                if l.state == State::Bound {
+                    self.push(Change::Delete(oldest), Some(l));
+                }
+            }
+            taken += 1;
+        }
+        self.cap_takeovers += taken as u64;
+        taken
+    }
+
+    /// Whether a new lease may go to a MAC outside `[hosts]` now (a token bucket of `rate`
+    /// a second, `burst` saved up). Clients that already have a binding are not counted.
+    pub fn admit_unknown(&mut self, client: &ClientId, rate: u32, burst: u32, now: u64) -> bool {
+        if self.by_client.contains_key(client) {
+            return true;
+        }
+        let ms = now.saturating_mul(1000);
+        let bucket = self
+            .unknown
+            .get_or_insert_with(|| crate::limits::TokenBucket::new(burst, ms));
+        let ok = bucket.take(rate, burst, ms);
+        if !ok {
+            self.rate_limited += 1;
+        }
+        ok
+    }
+
+    /// Leases taken over for the per-MAC cap and unknown clients refused by the rate limit,
+    /// since the last call (for the metrics).
+    pub fn take_policy_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.cap_takeovers),
+            std::mem::take(&mut self.rate_limited),
+        )
+    }
+
     /// The store writes recorded since the last call.
     pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
+        self.take_batch().changes
+    }
+
+    /// The store writes recorded since the last call, with what each replaced.
+    pub fn take_batch(&mut self) -> Batch {
+        Batch {
+            changes: std::mem::take(&mut self.changes),
+            undo: std::mem::take(&mut self.undo),
+        }
     }
 
     /// Whether `ip` may be given to `client` (with `mac`) at `now`.
@@ -265,11 +367,11 @@ impl LeaseTable {
     ) -> Lease {
         if let Some(prev) = self.by_ip.get(&ip).cloned() {
             if &prev != client {
-                self.unindex(&prev);
-                self.changes.push(Change::Delete(prev));
+                let displaced = self.unindex(&prev);
+                self.push(Change::Delete(prev), displaced);
             }
         }
-        self.unindex(client);
+        let before = self.unindex(client);
         let lease = Lease {
             client: client.clone(),
             mac,
@@ -279,7 +381,7 @@ impl LeaseTable {
         };
         self.index(lease.clone());
         if state == State::Bound {
-            self.changes.push(Change::Upsert(lease.clone()));
+            self.push(Change::Upsert(lease.clone()), before);
         }
         lease
     }
@@ -288,10 +390,11 @@ impl LeaseTable {
     pub fn release(&mut self, client: &ClientId, ip: Ipv4Addr, now: u64) -> bool {
         match self.by_client.get(client) {
             Some(l) if l.ip == ip && l.state != State::Released => {
+                let before = l.clone();
                 let (mac, expires) = (l.mac, l.expires.min(now));
                 self.bind(client, mac, ip, State::Released, expires);
                 let released = self.by_client[client].clone();
-                self.changes.push(Change::Upsert(released));
+                self.push(Change::Upsert(released), Some(before));
                 true
             }
             _ => false,
@@ -303,8 +406,8 @@ impl LeaseTable {
     pub fn decline(&mut self, client: &ClientId, ip: Ipv4Addr, until: u64) -> bool {
         match self.by_client.get(client) {
             Some(l) if l.ip == ip => {
-                self.unindex(client);
-                self.changes.push(Change::Delete(client.clone()));
+                let before = self.unindex(client);
+                self.push(Change::Delete(client.clone()), before);
                 self.quarantine.insert(ip, until);
                 true
             }
@@ -312,11 +415,42 @@ impl LeaseTable {
         }
     }
 
-    /// Removes the lease last bound under `mac` (admin `DELETE`); the caller writes the
-    /// deletion to the store itself, so no change is recorded here.
+    /// Removes the lease last bound under `mac` (admin `DELETE`), recording its deletion
+    /// like any other change, so it reaches the store through the one commit task, in order
+    /// with the ACKs queued before it.
     pub fn forget_mac(&mut self, mac: &Mac) -> Option<Lease> {
         let client = self.by_mac.get(mac)?.clone();
-        self.unindex(&client)
+        let lease = self.unindex(&client)?;
+        self.push(Change::Delete(client), Some(lease.clone()));
+        Some(lease)
+    }
+
+    /// Records a store write and the lease it replaced, so that a failed commit can be
+    /// rolled back in memory.
+    fn push(&mut self, change: Change, before: Option<Lease>) {
+        self.changes.push(change);
+        self.undo.push(before);
+    }
+
+    /// Rolls back the changes of a batch whose commit failed, newest first: each client whose
+    /// lease is still what the change made gets the lease it had before (if its address is
+    /// still free), so memory holds only what the store holds.
+    pub fn revert(&mut self, batch: &Batch) {
+        for (change, before) in batch.changes.iter().zip(&batch.undo).rev() {
+            let (client, after) = match change {
+                Change::Upsert(l) => (&l.client, Some(l)),
+                Change::Delete(c) => (c, None),
+            };
+            if self.by_client.get(client) != after {
+                continue; // changed again since; that change is undone on its own
+            }
+            self.unindex(client);
+            if let Some(b) = before {
+                if !self.by_ip.contains_key(&b.ip) {
+                    self.index(b.clone());
+                }
+            }
+        }
     }
 
     /// Forgets an OFFER the client turned down (it REQUESTed another server's address).

@@ -5,9 +5,10 @@
 pub mod packet;
 pub mod session;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -15,13 +16,62 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Admit, SessionId};
 use crate::bootfs::{resolve_in, PathError};
+use crate::limits::Throttle;
+use crate::metrics::Refusal;
 use crate::state::Shared;
 use packet::{code, Packet};
 use session::{Event, Limits, Send, Session, Status};
 
+/// Session slots shared by the listener and its transfers.
+struct Slots {
+    /// Who holds a slot.
+    admission: Admission,
+    /// How to end each session early (eviction).
+    cancels: HashMap<SessionId, CancellationToken>,
+}
+
+/// A transfer's claim on a slot; frees it when the transfer ends, however it ends.
+struct Slot {
+    /// Its handle.
+    id: SessionId,
+    /// The table it is in.
+    slots: Arc<Mutex<Slots>>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer answered: it cannot be evicted any more.
+    fn answered(&self) {
+        self.lock().admission.protect(self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.lock();
+        s.admission.finish(self.id);
+        s.cancels.remove(&self.id);
+    }
+}
+
+/// Log throttles: a flood must not turn into a flood of log lines.
+struct Quiet {
+    /// Refused requests (limits, writes).
+    refused: Throttle,
+    /// Malformed packets.
+    malformed: Throttle,
+    /// Sessions whose peer never answered.
+    unanswered: Throttle,
+}
+
 /// Serves TFTP read requests on `socket` until `cancel` fires; running transfers are
-/// cancelled with it.
+/// cancelled with it. Sessions are admitted by [`Admission`] within `[tftp]`'s limits and
+/// the descriptor budget.
 pub async fn serve(
     socket: UdpSocket,
     interface: String,
@@ -30,6 +80,16 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let slots = Arc::new(Mutex::new(Slots {
+        admission: Admission::default(),
+        cancels: HashMap::new(),
+    }));
+    let every = std::time::Duration::from_secs(1);
+    let quiet = Arc::new(Quiet {
+        refused: Throttle::new(every),
+        malformed: Throttle::new(every),
+        unanswered: Throttle::new(every),
+    });
     let mut buf = vec![0u8; 1500];
     loop {
         let (len, peer) = tokio::select! {
@@ -48,28 +108,82 @@ pub async fn serve(
                 mode,
                 options,
             }) => {
-                let shared = shared.clone();
-                let cancel = cancel.clone();
+                let Some((slot, token)) = admit(&slots, &shared, peer, &quiet, &cancel) else {
+                    continue;
+                };
+                let request = Request {
+                    peer,
+                    filename,
+                    mode,
+                    options,
+                };
                 let local = Local {
                     interface: interface.clone(),
                     server,
                 };
+                let shared = shared.clone();
+                let quiet = quiet.clone();
                 tracker.spawn(async move {
-                    transfer(peer, local, filename, mode, options, shared, cancel).await;
+                    transfer(request, local, shared, slot, token, quiet).await;
                 });
             }
             Ok(Packet::Wrq { filename }) => {
-                warn!(%peer, file = %filename, "tftp write refused");
+                if let Some(more) = quiet.refused.allow() {
+                    warn!(%peer, file = %filename, suppressed = more, "tftp write refused");
+                }
                 let _ = socket
                     .send_to(&packet::error(code::ACCESS, "pxed is read-only"), peer)
                     .await;
             }
             Ok(other) => debug!(%peer, packet = ?other, "tftp packet outside a transfer ignored"),
-            Err(e) => warn!(%peer, len, error = %e, "dropping malformed tftp packet"),
+            Err(e) => {
+                if let Some(more) = quiet.malformed.allow() {
+                    warn!(%peer, len, error = %e, suppressed = more, "dropping malformed tftp packet");
+                }
+            }
         }
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Gives a request from `peer` a slot (evicting the oldest unanswered session if every slot
+/// is taken), or refuses it silently: an ERROR would go to a source that may be forged.
+fn admit(
+    slots: &Arc<Mutex<Slots>>,
+    shared: &Shared,
+    peer: SocketAddr,
+    quiet: &Quiet,
+    stop: &CancellationToken,
+) -> Option<(Slot, CancellationToken)> {
+    let cfg = shared.config();
+    let total = cfg.tftp.max_sessions.min(shared.budget().tftp_sessions);
+    let per_client = cfg.tftp.max_sessions_per_client;
+    let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
+    let (why, running) = match s.admission.admit(peer.ip(), total, per_client) {
+        Admit::Accept { id, evict } => {
+            if let Some(old) = evict.and_then(|e| s.cancels.remove(&e)) {
+                old.cancel();
+                shared.counters.refuse(Refusal::TftpEvicted);
+            }
+            let token = stop.child_token();
+            s.cancels.insert(id, token.clone());
+            let slot = Slot {
+                id,
+                slots: slots.clone(),
+            };
+            return Some((slot, token));
+        }
+        Admit::PerClient => (Refusal::TftpPerClient, s.admission.len()),
+        Admit::Full => (Refusal::TftpFull, s.admission.len()),
+    };
+    drop(s);
+    shared.counters.refuse(why);
+    if let Some(more) = quiet.refused.allow() {
+        let (_, reason) = why.labels();
+        warn!(%peer, reason, running, max_sessions = total, max_sessions_per_client = per_client, suppressed = more, "tftp request refused by a limit");
+    }
+    None
 }
 
 /// Where a transfer's own socket is bound: the listener's interface and pxed's address on it.
@@ -80,16 +194,31 @@ struct Local {
     server: Ipv4Addr,
 }
 
-async fn transfer(
+/// A read request, as parsed by the listener.
+struct Request {
+    /// Who sent it (its TID).
     peer: SocketAddr,
-    at: Local,
+    /// The file asked for, as sent.
     filename: String,
+    /// Transfer mode.
     mode: String,
+    /// RFC 2347 options, as sent.
     options: Vec<(String, String)>,
+}
+
+/// Runs one transfer in its own task: opens its socket (its TID) and the file, then feeds
+/// the session's packets out and the peer's ACKs in until it ends, is evicted or cancelled.
+async fn transfer(
+    req: Request,
+    at: Local,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
+    slot: Slot,
+    token: CancellationToken,
+    quiet: Arc<Quiet>,
 ) {
     let cfg = shared.config();
+    let peer = req.peer;
+    let filename = req.filename.as_str();
     let machine = match peer {
         SocketAddr::V4(v4) => shared.mac_of(*v4.ip()),
         SocketAddr::V6(_) => None,
@@ -97,7 +226,7 @@ async fn transfer(
     let mac = machine.map(|m| m.to_string()).unwrap_or_default();
     let record = |kind: &'static str, detail: serde_json::Value| {
         if let Some(m) = machine {
-            shared.events.record(m, kind, detail);
+            shared.record_event(m, kind, detail);
         }
     };
     let local = SocketAddr::from((at.server, 0));
@@ -112,17 +241,18 @@ async fn transfer(
         warn!(%peer, error = %e, "cannot connect tftp transfer socket");
         return;
     }
-    let refuse = |code: u16, message: String| {
+    // Client-facing messages are generic: paths and OS errors stay in pxed's own log.
+    let refuse = |code: u16, message: &'static str| {
         let sock = &sock;
         async move {
-            let _ = sock.send(&packet::error(code, &message)).await;
+            let _ = sock.send(&packet::error(code, message)).await;
         }
     };
-    if mode != "octet" && mode != "netascii" {
-        refuse(code::ILLEGAL, format!("unsupported mode {mode}")).await;
+    if req.mode != "octet" && req.mode != "netascii" {
+        refuse(code::ILLEGAL, "unsupported mode").await;
         return;
     }
-    let path = match resolve_in(&cfg.server.boot_dir, &filename) {
+    let path = match resolve_in(&cfg.server.boot_dir, filename) {
         Ok(p) => p,
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);
@@ -130,40 +260,42 @@ async fn transfer(
                 "tftp_error",
                 serde_json::json!({"file": filename, "error": e.to_string()}),
             );
-            warn!(%peer, %mac, file = %filename, error = %e, "tftp request refused");
-            let c = match e {
-                PathError::NotFound(_) => code::NOT_FOUND,
-                _ => code::ACCESS,
-            };
-            refuse(c, e.to_string()).await;
+            if let Some(more) = quiet.refused.allow() {
+                warn!(%peer, %mac, file = %filename, error = %e, suppressed = more, "tftp request refused");
+            }
+            match e {
+                PathError::NotFound(_) | PathError::NotAFile(_) | PathError::Invalid(_) => {
+                    refuse(code::NOT_FOUND, "file not found").await
+                }
+                _ => refuse(code::ACCESS, "access violation").await,
+            }
             return;
         }
     };
-    let file = match std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-        Ok(x) => x,
-        Err(e) => {
-            warn!(%peer, %mac, file = %filename, error = %e, "tftp open failed");
-            refuse(code::ACCESS, "cannot open file".into()).await;
-            return;
-        }
-    };
-    let (file, size) = file;
+    let (file, size) =
+        match std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%peer, %mac, file = %filename, error = %e, "tftp open failed");
+                refuse(code::ACCESS, "access violation").await;
+                return;
+            }
+        };
     let limits = Limits {
         max_blksize: cfg.tftp.max_blksize,
         max_windowsize: cfg.tftp.max_windowsize,
+        max_timeout: cfg.tftp.max_timeout,
+        unanswered_timeout: cfg.tftp.unanswered_timeout,
+        unanswered_retries: cfg.tftp.unanswered_retries,
         ..Limits::default()
     };
-    let params = session::negotiate(&options, size, &limits);
-    info!(
+    let params = session::negotiate(&req.options, size, &limits);
+    debug!(
         %peer, %mac, file = %filename, size, blksize = params.blksize,
-        windowsize = params.windowsize, "tftp transfer started"
-    );
-    record(
-        "tftp_start",
-        serde_json::json!({"file": filename, "size": size, "blksize": params.blksize, "windowsize": params.windowsize}),
+        windowsize = params.windowsize, "tftp session opened"
     );
     let started = Instant::now();
-    let mut session = Session::new(size, params, limits.max_retries);
+    let mut session = Session::new(size, params, &limits);
     let mut out = vec![0u8; 4 + usize::from(session.params().blksize)];
     let mut inbuf = vec![0u8; 1024];
     let mut step = session.start();
@@ -177,7 +309,7 @@ async fn transfer(
                     // Reads come from the page cache and are short, so they run inline.
                     if let Err(e) = file.read_exact_at(&mut out[4..4 + len], *offset) {
                         warn!(%peer, file = %filename, error = %e, "tftp read failed");
-                        refuse(code::UNDEFINED, "read error".into()).await;
+                        refuse(code::UNDEFINED, "read error").await;
                         return;
                     }
                     sock.send(&out[..4 + len]).await
@@ -189,6 +321,7 @@ async fn transfer(
             }
         }
         let elapsed = started.elapsed();
+        let ms = elapsed.as_millis() as u64;
         match step.status {
             Status::Running => {}
             Status::Done => {
@@ -196,12 +329,11 @@ async fn transfer(
                 crate::metrics::add(&shared.counters.tftp_bytes, size);
                 record(
                     "tftp_done",
-                    serde_json::json!({"file": filename, "bytes": size, "duration_ms": elapsed.as_millis() as u64}),
+                    serde_json::json!({"file": filename, "bytes": size, "duration_ms": ms}),
                 );
                 let secs = elapsed.as_secs_f64().max(1e-6);
                 info!(
-                    %peer, %mac, file = %filename, bytes = size,
-                    duration_ms = elapsed.as_millis() as u64,
+                    %peer, %mac, file = %filename, bytes = size, duration_ms = ms,
                     mbytes_per_s = format!("{:.1}", size as f64 / secs / 1e6),
                     "tftp transfer finished"
                 );
@@ -228,10 +360,21 @@ async fn transfer(
                 warn!(%peer, %mac, file = %filename, bytes = session.bytes_acked(), "tftp transfer timed out");
                 return;
             }
+            Status::Unanswered => {
+                shared.counters.refuse(Refusal::TftpUnanswered);
+                if let Some(more) = quiet.unanswered.allow() {
+                    warn!(%peer, file = %filename, suppressed = more, "tftp peer never answered; session closed");
+                }
+                return;
+            }
         }
+        let was_answered = session.answered();
         let event = loop {
             let r = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = token.cancelled() => {
+                    debug!(%peer, file = %filename, "unanswered tftp session evicted");
+                    return;
+                }
                 r = tokio::time::timeout(session.timeout(), sock.recv(&mut inbuf)) => r,
             };
             match r {
@@ -247,10 +390,26 @@ async fn transfer(
                     Ok(other) => {
                         debug!(%peer, packet = ?other, "unexpected tftp packet in transfer")
                     }
-                    Err(e) => warn!(%peer, error = %e, "dropping malformed tftp packet"),
+                    Err(e) => {
+                        if let Some(more) = quiet.malformed.allow() {
+                            warn!(%peer, error = %e, suppressed = more, "dropping malformed tftp packet");
+                        }
+                    }
                 },
             }
         };
         step = session.handle(event);
+        if !was_answered && session.answered() {
+            slot.answered();
+            let p = session.params();
+            info!(
+                %peer, %mac, file = %filename, size, blksize = p.blksize,
+                windowsize = p.windowsize, "tftp transfer started"
+            );
+            record(
+                "tftp_start",
+                serde_json::json!({"file": filename, "size": size, "blksize": p.blksize, "windowsize": p.windowsize}),
+            );
+        }
     }
 }

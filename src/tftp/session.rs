@@ -20,6 +20,12 @@ pub struct Limits {
     pub default_timeout: Duration,
     /// Retransmissions of one window before giving up.
     pub max_retries: u32,
+    /// Largest `timeout` option granted; a larger one is left out of the OACK.
+    pub max_timeout: Duration,
+    /// Wait for a peer that has not answered yet (forged sources never do).
+    pub unanswered_timeout: Duration,
+    /// Retransmissions to a peer that has never answered.
+    pub unanswered_retries: u32,
 }
 
 impl Default for Limits {
@@ -29,6 +35,9 @@ impl Default for Limits {
             max_windowsize: 64,
             default_timeout: Duration::from_secs(1),
             max_retries: 5,
+            max_timeout: Duration::from_secs(10),
+            unanswered_timeout: Duration::from_secs(1),
+            unanswered_retries: 1,
         }
     }
 }
@@ -47,7 +56,9 @@ pub struct Negotiated {
 }
 
 /// Applies RFC 2347/2348/2349/7440 to the client's options. Unknown or out-of-range options
-/// are left out of the OACK (the client then uses the default), as RFC 2347 allows.
+/// are left out of the OACK (the client then uses the default), as RFC 2347 allows. An
+/// option sent twice counts once, by its first occurrence, so a request cannot make the
+/// OACK larger than one copy of each granted option.
 pub fn negotiate(options: &[(String, String)], file_size: u64, limits: &Limits) -> Negotiated {
     let mut n = Negotiated {
         blksize: 512,
@@ -56,7 +67,12 @@ pub fn negotiate(options: &[(String, String)], file_size: u64, limits: &Limits) 
         oack: None,
     };
     let mut oack = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (name, value) in options {
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
         match name.as_str() {
             "blksize" => {
                 if let Ok(v) = value.parse::<u32>() {
@@ -76,7 +92,7 @@ pub fn negotiate(options: &[(String, String)], file_size: u64, limits: &Limits) 
             }
             "timeout" => {
                 if let Ok(v) = value.parse::<u64>() {
-                    if (1..=255).contains(&v) {
+                    if (1..=limits.max_timeout.as_secs().min(255)).contains(&v) {
                         n.timeout = Duration::from_secs(v);
                         oack.push((name.clone(), v.to_string()));
                     }
@@ -147,6 +163,9 @@ pub enum Status {
     },
     /// The client stopped answering.
     TimedOut,
+    /// The peer never answered at all: a forged source, or a client that went away at once.
+    /// Nothing more is sent to it, not even an ERROR.
+    Unanswered,
 }
 
 /// The result of feeding one event.
@@ -177,13 +196,19 @@ pub struct Session {
     retries: u32,
     /// Allowed consecutive timeouts.
     max_retries: u32,
+    /// Whether the peer has sent anything (an ACK or an ERROR) in this transfer.
+    answered: bool,
+    /// Wait before the peer's first answer.
+    unanswered_timeout: Duration,
+    /// Allowed timeouts before the peer's first answer.
+    unanswered_retries: u32,
     /// Final status once reached; later events change nothing.
     finished: Option<Status>,
 }
 
 impl Session {
-    /// A transfer of `size` bytes with the negotiated parameters.
-    pub fn new(size: u64, params: Negotiated, max_retries: u32) -> Session {
+    /// A transfer of `size` bytes with the negotiated parameters, retrying within `limits`.
+    pub fn new(size: u64, params: Negotiated, limits: &Limits) -> Session {
         let bs = u64::from(params.blksize);
         Session {
             size,
@@ -192,15 +217,27 @@ impl Session {
             sent: 0,
             awaiting_oack_ack: params.oack.is_some(),
             retries: 0,
-            max_retries,
+            max_retries: limits.max_retries,
+            answered: false,
+            unanswered_timeout: limits.unanswered_timeout,
+            unanswered_retries: limits.unanswered_retries,
             finished: None,
             params,
         }
     }
 
-    /// The retransmission timeout.
+    /// How long to wait for the next packet: short until the peer first answers.
     pub fn timeout(&self) -> Duration {
-        self.params.timeout
+        if self.answered {
+            self.params.timeout
+        } else {
+            self.params.timeout.min(self.unanswered_timeout)
+        }
+    }
+
+    /// Whether the peer has answered: only then is it known to be a real client.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Negotiated parameters.
@@ -232,9 +269,24 @@ impl Session {
                 status: s.clone(),
             };
         }
+        if !matches!(event, Event::Timeout) {
+            self.answered = true;
+        }
         match event {
             Event::Error { code, message } => {
                 self.finish(Status::AbortedByClient { code, message })
+            }
+            Event::Timeout if !self.answered => {
+                self.retries += 1;
+                if self.retries > self.unanswered_retries {
+                    return self.finish(Status::Unanswered);
+                }
+                self.sent = self.acked;
+                let resend = match &self.params.oack {
+                    Some(o) => vec![Send::Oack(o.clone())],
+                    None => self.window(),
+                };
+                self.step(resend)
             }
             Event::Timeout => {
                 self.retries += 1;

@@ -59,7 +59,7 @@ fn negotiates_within_limits() {
 #[test]
 fn plain_rfc1350_transfer_one_block_per_ack() {
     let n = negotiate(&[], 1200, &Limits::default());
-    let mut s = Session::new(1200, n, 5);
+    let mut s = Session::new(1200, n, &retrying(5));
     assert_eq!(s.start().send, vec![data(1, 0, 512)]);
     assert_eq!(s.handle(Event::Ack(1)).send, vec![data(2, 512, 512)]);
     assert_eq!(s.handle(Event::Ack(2)).send, vec![data(3, 1024, 176)]);
@@ -70,7 +70,7 @@ fn plain_rfc1350_transfer_one_block_per_ack() {
 
 #[test]
 fn exact_multiple_of_blksize_ends_with_an_empty_block() {
-    let mut s = Session::new(1024, negotiate(&[], 1024, &Limits::default()), 5);
+    let mut s = Session::new(1024, negotiate(&[], 1024, &Limits::default()), &retrying(5));
     s.start();
     s.handle(Event::Ack(1));
     assert_eq!(s.handle(Event::Ack(2)).send, vec![data(3, 1024, 0)]);
@@ -84,7 +84,7 @@ fn oack_then_windows() {
         9500,
         &Limits::default(),
     );
-    let mut s = Session::new(9500, n, 5);
+    let mut s = Session::new(9500, n, &retrying(5));
     assert_eq!(
         s.start().send,
         vec![Send::Oack(opts(&[
@@ -113,7 +113,7 @@ fn oack_then_windows() {
 #[test]
 fn partial_window_ack_resends_from_the_gap() {
     let n = negotiate(&opts(&[("windowsize", "4")]), 512 * 20, &Limits::default());
-    let mut s = Session::new(512 * 20, n, 5);
+    let mut s = Session::new(512 * 20, n, &retrying(5));
     s.start();
     assert_eq!(blocks(&s.handle(Event::Ack(0))), vec![1, 2, 3, 4]);
     // Block 3 was lost: the client ACKs 2 and the server restarts the window at 3.
@@ -124,7 +124,7 @@ fn partial_window_ack_resends_from_the_gap() {
 #[test]
 fn timeout_resends_the_unacknowledged_window_then_gives_up() {
     let n = negotiate(&opts(&[("windowsize", "3")]), 512 * 10, &Limits::default());
-    let mut s = Session::new(512 * 10, n, 2);
+    let mut s = Session::new(512 * 10, n, &retrying(2));
     s.start();
     s.handle(Event::Ack(0));
     s.handle(Event::Ack(3));
@@ -143,7 +143,7 @@ fn timeout_resends_the_unacknowledged_window_then_gives_up() {
 #[test]
 fn lost_oack_is_resent_on_timeout() {
     let n = negotiate(&opts(&[("tsize", "0")]), 10, &Limits::default());
-    let mut s = Session::new(10, n, 5);
+    let mut s = Session::new(10, n, &retrying(5));
     let first = s.start().send;
     assert_eq!(s.handle(Event::Timeout).send, first);
 }
@@ -156,7 +156,7 @@ fn client_error_ends_the_transfer_at_once() {
         1_000_000,
         &Limits::default(),
     );
-    let mut s = Session::new(1_000_000, n, 5);
+    let mut s = Session::new(1_000_000, n, &retrying(5));
     s.start();
     let step = s.handle(Event::Error {
         code: 8,
@@ -175,7 +175,11 @@ fn client_error_ends_the_transfer_at_once() {
     assert_eq!(s.handle(Event::Ack(0)).send, vec![]);
 
     // Mid-transfer too.
-    let mut s = Session::new(512 * 10, negotiate(&[], 512 * 10, &Limits::default()), 5);
+    let mut s = Session::new(
+        512 * 10,
+        negotiate(&[], 512 * 10, &Limits::default()),
+        &retrying(5),
+    );
     s.start();
     s.handle(Event::Ack(1));
     let step = s.handle(Event::Error {
@@ -188,7 +192,11 @@ fn client_error_ends_the_transfer_at_once() {
 
 #[test]
 fn duplicate_and_stale_acks_are_ignored() {
-    let mut s = Session::new(512 * 10, negotiate(&[], 512 * 10, &Limits::default()), 5);
+    let mut s = Session::new(
+        512 * 10,
+        negotiate(&[], 512 * 10, &Limits::default()),
+        &retrying(5),
+    );
     s.start();
     assert_eq!(blocks(&s.handle(Event::Ack(1))), vec![2]);
     // A duplicate ACK 1 must not trigger a second copy of block 2 (Sorcerer's Apprentice).
@@ -205,7 +213,7 @@ fn duplicate_and_stale_acks_are_ignored() {
 fn block_numbers_wrap_to_zero_after_65535() {
     let size = 512 * 70_000;
     let n = negotiate(&opts(&[("windowsize", "8")]), size, &Limits::default());
-    let mut s = Session::new(size, n, 5);
+    let mut s = Session::new(size, n, &retrying(5));
     s.start();
     let mut step = s.handle(Event::Ack(0));
     let mut seen_wrap = false;
@@ -229,4 +237,75 @@ fn block_numbers_wrap_to_zero_after_65535() {
     assert!(seen_wrap);
     assert_eq!(step.status, Status::Done);
     assert_eq!(s.bytes_acked(), size);
+}
+
+fn retrying(max_retries: u32) -> Limits {
+    Limits {
+        max_retries,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_peer_that_never_answers_gets_one_short_retransmit_and_no_error() {
+    // A forged source: RRQ with timeout=255 (the most RFC 2349 allows) and nothing after.
+    let limits = Limits::default();
+    let n = negotiate(
+        &opts(&[("timeout", "255"), ("tsize", "0")]),
+        10_000,
+        &limits,
+    );
+    assert_eq!(
+        n.timeout, limits.default_timeout,
+        "255 s is above max_timeout"
+    );
+    assert_eq!(n.oack, Some(vec![("tsize".into(), "10000".into())]));
+    let mut s = Session::new(10_000, n, &limits);
+    let first = s.start().send;
+    assert_eq!(s.timeout(), limits.unanswered_timeout);
+    assert_eq!(s.handle(Event::Timeout).send, first, "one retransmit");
+    let last = s.handle(Event::Timeout);
+    assert_eq!(last.status, Status::Unanswered);
+    assert_eq!(last.send, vec![], "no ERROR to a peer that never spoke");
+    assert!(!s.answered());
+}
+
+#[test]
+fn an_answered_session_keeps_the_negotiated_timeout_and_its_retries() {
+    let limits = Limits::default();
+    let n = negotiate(&opts(&[("timeout", "5")]), 512 * 4, &limits);
+    assert_eq!(n.timeout, Duration::from_secs(5));
+    let mut s = Session::new(512 * 4, n, &limits);
+    s.start();
+    assert_eq!(s.timeout(), limits.unanswered_timeout);
+    s.handle(Event::Ack(0));
+    assert!(s.answered());
+    assert_eq!(s.timeout(), Duration::from_secs(5));
+    for _ in 0..limits.max_retries {
+        assert_eq!(s.handle(Event::Timeout).status, Status::Running);
+    }
+    assert_eq!(s.handle(Event::Timeout).status, Status::TimedOut);
+}
+
+#[test]
+fn duplicated_options_are_granted_once() {
+    let n = negotiate(
+        &opts(&[
+            ("blksize", "1024"),
+            ("tsize", "0"),
+            ("blksize", "8"),
+            ("tsize", "0"),
+            ("tsize", "0"),
+        ]),
+        5000,
+        &Limits::default(),
+    );
+    assert_eq!(n.blksize, 1024, "the first occurrence counts");
+    assert_eq!(
+        n.oack,
+        Some(vec![
+            ("blksize".into(), "1024".into()),
+            ("tsize".into(), "5000".into())
+        ])
+    );
 }

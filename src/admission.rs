@@ -1,0 +1,218 @@
+//! Who gets a slot: TFTP sessions and HTTP connections. Pure bookkeeping; each shell holds
+//! one of these under a lock and asks it before spawning a transfer or serving a connection.
+//!
+//! Slots are capped per client address and in total. A slot is *exposed* (evictable) while
+//! it does nothing useful: a TFTP session whose peer has not answered yet (a forged source
+//! never does), an HTTP connection that has not sent a whole request or sits idle between
+//! requests. It is *protected* while it does useful work: a transfer the peer acknowledges,
+//! a request being answered. When every slot is taken, a new arrival evicts the oldest
+//! exposed slot rather than being refused: a real client gets to useful work within
+//! milliseconds and so is almost never the oldest exposed one, while a flood of half-open
+//! requests can only evict its own. Only when every slot is protected is an arrival refused.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+/// A session's handle.
+pub type SessionId = u64;
+
+/// What to do with a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Start it; first end `evict` if set.
+    Accept {
+        /// The new slot.
+        id: SessionId,
+        /// An exposed slot to end to make room.
+        evict: Option<SessionId>,
+    },
+    /// The client already has its share of slots.
+    PerClient,
+    /// Every slot is protected.
+    Full,
+}
+
+/// One admitted slot.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Its client's address.
+    peer: IpAddr,
+    /// Whether it is doing useful work (then it cannot be evicted).
+    protected: bool,
+}
+
+/// Every slot in use, by client.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Slots in use.
+    sessions: HashMap<SessionId, Entry>,
+    /// Exposed slots, in the order they became exposed (oldest first).
+    exposed: BTreeSet<(u64, SessionId)>,
+    /// When each exposed slot became exposed (its key in `exposed`).
+    exposed_at: HashMap<SessionId, u64>,
+    /// Slots in use per client address.
+    per_client: HashMap<IpAddr, usize>,
+    /// A counter ordering exposures.
+    clock: u64,
+    /// The next id.
+    next: SessionId,
+}
+
+impl Admission {
+    /// Decides on a request from `peer` given the limits in force.
+    pub fn admit(&mut self, peer: IpAddr, max_total: usize, max_per_client: usize) -> Admit {
+        let mine = self.per_client.get(&peer).copied().unwrap_or(0);
+        if mine >= max_per_client {
+            return Admit::PerClient;
+        }
+        let mut evict = None;
+        if self.sessions.len() >= max_total {
+            match self.exposed.iter().next().map(|(_, id)| *id) {
+                Some(oldest) => {
+                    self.finish(oldest);
+                    evict = Some(oldest);
+                }
+                None => return Admit::Full,
+            }
+        }
+        self.next += 1;
+        let id = self.next;
+        self.sessions.insert(
+            id,
+            Entry {
+                peer,
+                protected: true,
+            },
+        );
+        self.expose(id);
+        *self.per_client.entry(peer).or_default() += 1;
+        Admit::Accept { id, evict }
+    }
+
+    /// The slot does useful work (a peer answered, a request is being served): it cannot
+    /// be evicted.
+    pub fn protect(&mut self, id: SessionId) {
+        if let Some(e) = self.sessions.get_mut(&id) {
+            e.protected = true;
+            if let Some(at) = self.exposed_at.remove(&id) {
+                self.exposed.remove(&(at, id));
+            }
+        }
+    }
+
+    /// The slot went idle: it may be evicted again, after every slot exposed before it.
+    pub fn expose(&mut self, id: SessionId) {
+        if let Some(e) = self.sessions.get_mut(&id) {
+            if e.protected {
+                e.protected = false;
+                self.clock += 1;
+                self.exposed.insert((self.clock, id));
+                self.exposed_at.insert(id, self.clock);
+            }
+        }
+    }
+
+    /// The slot ended (or was evicted); it is free.
+    pub fn finish(&mut self, id: SessionId) {
+        self.protect(id);
+        let Some(e) = self.sessions.remove(&id) else {
+            return;
+        };
+        if let Some(n) = self.per_client.get_mut(&e.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&e.peer);
+            }
+        }
+    }
+
+    /// Slots in use.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether none is in use.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 123, 0, n])
+    }
+
+    fn id(a: Admit) -> SessionId {
+        match a {
+            Admit::Accept { id, .. } => id,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_client_gets_its_share_and_no_more() {
+        let mut a = Admission::default();
+        for _ in 0..3 {
+            id(a.admit(ip(9), 100, 3));
+        }
+        assert_eq!(a.admit(ip(9), 100, 3), Admit::PerClient);
+        // Another client is unaffected.
+        id(a.admit(ip(10), 100, 3));
+        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_exposed_slot_never_a_protected_one() {
+        let mut a = Admission::default();
+        let real = id(a.admit(ip(5), 3, 8));
+        a.protect(real);
+        let forged1 = id(a.admit(ip(100), 3, 8));
+        let forged2 = id(a.admit(ip(101), 3, 8));
+        // Full: the legitimate client's next request evicts the oldest forged one.
+        assert_eq!(
+            a.admit(ip(6), 3, 8),
+            Admit::Accept {
+                id: forged2 + 1,
+                evict: Some(forged1)
+            }
+        );
+        a.protect(forged2 + 1);
+        a.protect(forged2);
+        // Every slot answered: refused.
+        assert_eq!(a.admit(ip(7), 3, 8), Admit::Full);
+        a.finish(real);
+        id(a.admit(ip(7), 3, 8));
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_slot_exposed_again_goes_to_the_back_of_the_eviction_queue() {
+        let mut a = Admission::default();
+        let first = id(a.admit(ip(1), 2, 8));
+        let second = id(a.admit(ip(2), 2, 8));
+        // The first does some work and goes idle again: now the second is the oldest exposed.
+        a.protect(first);
+        a.expose(first);
+        assert_eq!(
+            a.admit(ip(3), 2, 8),
+            Admit::Accept {
+                id: second + 1,
+                evict: Some(second)
+            }
+        );
+    }
+
+    #[test]
+    fn finishing_frees_the_per_client_count_and_is_idempotent() {
+        let mut a = Admission::default();
+        let s = id(a.admit(ip(9), 10, 1));
+        assert_eq!(a.admit(ip(9), 10, 1), Admit::PerClient);
+        a.finish(s);
+        a.finish(s);
+        assert!(a.is_empty());
+        id(a.admit(ip(9), 10, 1));
+    }
+}

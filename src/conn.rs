@@ -1,0 +1,381 @@
+//! Bounded HTTP connections, for the boot HTTP listener and the admin API alike. axum's own
+//! `serve` has no timeouts and no connection limit, so a neighbour could hold every socket;
+//! this accept loop serves each connection with hyper itself and bounds it:
+//!
+//! - **count**: per client address and in total ([`crate::admission`]); when full, the
+//!   oldest idle or half-sent connection is evicted, and one serving a request never is;
+//! - **time**: a whole request header within `header_timeout` of connecting, the next one
+//!   within `idle_timeout` of the last response, and no response may go `stall_timeout`
+//!   without the client reading from or writing to the socket.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::admission::{Admission, Admit, SessionId};
+use crate::config::ConnLimits;
+use crate::limits::Throttle;
+use crate::metrics::{Counters, Refusal};
+
+/// The address a connection came in on, for handlers that check the `Host` header.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// What one listener needs to know about its limits, read at every accept so that a reload
+/// takes effect for new connections.
+pub trait Policy: Send + Sync + 'static {
+    /// The limits in force now.
+    fn limits(&self) -> ConnLimits;
+    /// Whether to refuse a connection from `peer` to `local` outright; the policy counts and
+    /// logs its own refusals.
+    fn refuse(&self, local: SocketAddr, peer: SocketAddr) -> bool;
+    /// Where refusals are counted.
+    fn counters(&self) -> &Counters;
+}
+
+/// Slots and their eviction handles, shared by the accept loop and the connections.
+struct Table {
+    /// Who holds a slot.
+    admission: Admission,
+    /// How to close each connection early.
+    cancels: std::collections::HashMap<SessionId, CancellationToken>,
+}
+
+/// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. In-flight
+/// requests get until the daemon's shutdown grace; the daemon aborts what is left.
+pub async fn serve<P: Policy>(
+    listener: TcpListener,
+    router: Router,
+    policy: Arc<P>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let table = Arc::new(Mutex::new(Table {
+        admission: Admission::default(),
+        cancels: Default::default(),
+    }));
+    let tracker = TaskTracker::new();
+    let refused_log = Throttle::new(Duration::from_secs(1));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: pxed's limits should prevent them; back off anyway.
+                    warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        if policy.refuse(local, peer) {
+            continue;
+        }
+        let limits = policy.limits();
+        let admitted = {
+            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+            match t
+                .admission
+                .admit(peer.ip(), limits.max_connections, limits.max_per_client)
+            {
+                Admit::Accept { id, evict } => {
+                    if let Some(old) = evict.and_then(|e| t.cancels.remove(&e)) {
+                        old.cancel();
+                        policy.counters().refuse(Refusal::HttpEvicted);
+                    }
+                    let token = cancel.child_token();
+                    t.cancels.insert(id, token.clone());
+                    Ok((id, token))
+                }
+                Admit::PerClient => Err(Refusal::HttpPerClient),
+                Admit::Full => Err(Refusal::HttpFull),
+            }
+        };
+        let (id, token) = match admitted {
+            Ok(x) => x,
+            Err(why) => {
+                policy.counters().refuse(why);
+                if let Some(more) = refused_log.allow() {
+                    warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, suppressed = more, "http connection refused by a limit");
+                }
+                continue;
+            }
+        };
+        let slot = Slot {
+            id,
+            table: table.clone(),
+        };
+        let router = router.clone();
+        let policy = policy.clone();
+        tracker.spawn(async move {
+            connection(stream, peer, local, router, slot, token, limits, policy).await;
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// A connection's claim on a slot; freed on drop.
+struct Slot {
+    /// Its handle.
+    id: SessionId,
+    /// The table it is in.
+    table: Arc<Mutex<Table>>,
+}
+
+impl Slot {
+    fn with(&self, f: impl FnOnce(&mut Admission, SessionId)) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut t.admission, self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.admission.finish(self.id);
+        t.cancels.remove(&self.id);
+    }
+}
+
+/// What the watchdog of one connection looks at.
+struct Activity {
+    /// When the connection was accepted.
+    origin: Instant,
+    /// Milliseconds since `origin` of the last byte read or written.
+    last_io_ms: AtomicU64,
+    /// Requests being answered (their response bodies not yet finished).
+    in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    requests: AtomicU64,
+    /// The slot, protected while a request is in flight.
+    slot: Slot,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_io_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(ms.saturating_sub(self.last_io_ms.load(Ordering::Relaxed)))
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.slot.with(|a, id| a.protect(id));
+        }
+        self.touch();
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight; its drop (when the response body is done or abandoned) may make
+/// the connection idle again.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.slot.with(|a, id| a.expose(id));
+        }
+    }
+}
+
+/// Why the watchdog closes a connection, if it must now.
+fn overdue(a: &Activity, limits: &ConnLimits) -> bool {
+    let busy = a.in_flight.load(Ordering::Acquire) > 0;
+    let idle = a.idle_for();
+    if busy {
+        idle > limits.stall_timeout
+    } else if a.requests.load(Ordering::Relaxed) == 0 {
+        a.origin.elapsed() > limits.header_timeout
+    } else {
+        idle > limits.idle_timeout
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection<P: Policy>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    router: Router,
+    slot: Slot,
+    token: CancellationToken,
+    limits: ConnLimits,
+    policy: Arc<P>,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity {
+        origin: Instant::now(),
+        last_io_ms: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        slot,
+    });
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let act = activity.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let guard = act.begin();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(LocalAddr(local));
+        let router = router.clone();
+        async move {
+            let resp: Response = router
+                .oneshot(req.map(Body::new))
+                .await
+                .unwrap_or_else(|e| match e {});
+            Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                Body::new(Guarded {
+                    inner: b,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let tick = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .min(limits.stall_timeout)
+        .min(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(%peer, error = %e, "http connection ended with an error");
+                }
+                return;
+            }
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {
+                if overdue(&activity, &limits) {
+                    policy.counters().refuse(Refusal::HttpTimeout);
+                    debug!(%peer, "http connection closed by a timeout");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is finished or dropped.
+struct Guarded {
+    /// The real body.
+    inner: Body,
+    /// Released with the body.
+    _guard: InFlight,
+}
+
+impl http_body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A socket that notes every byte moved, for the watchdog.
+struct Watched {
+    /// The socket.
+    inner: TcpStream,
+    /// Where progress is noted.
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

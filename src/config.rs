@@ -1,6 +1,7 @@
 //! The TOML config: what pxed serves. Parsing and validation are pure, so they are tested
 //! from strings; [`load`] is the only function here that touches the filesystem, and only to
-//! read the file and to warn about files that are missing under `boot_dir`.
+//! read the file, to refuse a `state_dir` or token file that symlinks put inside `boot_dir`,
+//! and to warn about files that are missing under `boot_dir`.
 //!
 //! Every error names the file, line, column and dotted key at fault.
 
@@ -17,8 +18,9 @@ mod policy;
 mod raw;
 mod validate;
 
+pub(crate) use checks::check_profile_name;
 pub use checks::check_relative;
-use checks::{check_script_templates, missing_files};
+use checks::{check_script_templates, missing_files, private_paths};
 use locate::{invalid, key_at};
 use raw::RawConfig;
 use validate::Validator;
@@ -338,6 +340,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         source,
     })?;
     let config = parse(path, &text)?;
+    private_paths(&config, &text)?;
     let mut warnings = missing_files(&config, &text);
     warnings.extend(check_script_templates(&config, &text)?);
     Ok((config, warnings))

@@ -1,14 +1,14 @@
 //! Edits to the config file from the admin API, made with `toml_edit` so the operator's
 //! comments, ordering and formatting survive. The edit functions are pure (text in, text
-//! out); [`write_atomically`] is the only IO, and callers validate the new text before it.
-
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+//! out); [`write_atomically`] (in `edit/atomic.rs`) is the only IO, and callers validate the
+//! new text before it.
 
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use crate::mac::Mac;
+
+mod atomic;
+pub use atomic::write_atomically;
 
 /// Why an edit cannot be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -156,16 +156,8 @@ pub fn put_profile(text: &str, name: &str, body: &serde_json::Value) -> Result<S
         body,
         &["kernel", "initrd", "cmdline", "script", "chain", "action"],
     )?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(field(
-            "name",
-            "profile names are letters, digits, `-` and `_`",
-        ));
-    }
+    // The same rule as `config::parse`, checked first so the error names the body field.
+    crate::config::check_profile_name(name).map_err(|m| field("name", m))?;
     let mut t = Table::new();
     if let Some(v) = string_of(body, "kernel")? {
         t.insert("kernel", value(v));
@@ -254,36 +246,11 @@ pub fn delete_profile(text: &str, name: &str) -> Result<String, EditError> {
     Ok(doc.to_string())
 }
 
-/// Replaces `path` with `text` atomically: a temporary file in the same directory with the
-/// same mode, fsynced, renamed over the old one, and the directory fsynced.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode())
-        .unwrap_or(0o644);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.pxed-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::Path;
 
     fn golden(name: &str) -> String {
         std::fs::read_to_string(
@@ -359,19 +326,38 @@ mod tests {
         ));
     }
 
+    /// An admin edit goes through `config::parse` before it is written: a cmdline or a name
+    /// that would add an iPXE command is refused, with the key named.
     #[test]
-    fn atomic_write_keeps_the_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pxed.toml");
-        std::fs::write(&p, "a = 1\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomically(&p, "a = 2\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a = 2\n");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "temporary file left behind");
+    fn an_edit_cannot_inject_ipxe_commands() {
+        let before = golden("commented.toml");
+        for cmdline in [
+            "console=ttyS0\nchain http://x/",
+            "console=ttyS0 || shell",
+            "x ; chain http://x/",
+            "quiet #",
+        ] {
+            let text = put_profile(
+                &before,
+                "rescue",
+                &json!({"kernel": "r/vmlinuz", "cmdline": cmdline}),
+            )
+            .unwrap();
+            match crate::config::parse(Path::new("pxed.toml"), &text) {
+                Err(crate::config::ConfigError::Invalid { key, .. }) => {
+                    assert_eq!(key, "profiles.rescue.cmdline", "{cmdline:?}")
+                }
+                other => panic!("{cmdline:?} accepted: {other:?}"),
+            }
+        }
+        let text = put_profile(&before, "rescue", &json!({"chain": "http://x/a\nshell"})).unwrap();
+        assert!(crate::config::parse(Path::new("pxed.toml"), &text).is_err());
+        for name in ["menu\nshell\n#", "a b", "", &"x".repeat(65)] {
+            assert!(
+                matches!(put_profile(&before, name, &json!({"action": "local"})), Err(EditError::Field { field, .. }) if field == "name"),
+                "{name:?}"
+            );
+        }
+        assert!(put_profile(&before, "fedora-40.x_1", &json!({"action": "local"})).is_ok());
     }
 }

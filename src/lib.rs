@@ -9,9 +9,10 @@
 //! |---|---|---|
 //! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
 //! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
-//! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); atomic write | pure (+ write) |
+//! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
+//! | [`logfmt`] | text logs request data cannot forge: every control character of a record escaped but its final newline | pure |
 //! | [`events`] | per-machine boot timelines, bounded per machine and in total | pure |
-//! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, missing files), `locate` (line and key of an error) | pure (+ `load`) |
+//! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
 //! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
@@ -49,6 +50,7 @@ pub mod events;
 pub mod http;
 pub mod leases;
 pub mod limits;
+pub mod logfmt;
 pub mod mac;
 pub mod metrics;
 pub mod net;

@@ -59,12 +59,15 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PXED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Json => builder.json().init(),
+        // Request data (HTTP paths, TFTP names and errors) reaches `%` fields unescaped.
+        LogFormat::Text => builder
+            .with_writer(pxed::logfmt::EscapeControls::new(std::io::stderr))
+            .with_ansi(false)
+            .init(),
+        // serde_json escapes control characters itself.
+        LogFormat::Json => builder.with_writer(std::io::stderr).json().init(),
     }
 }
 

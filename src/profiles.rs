@@ -6,6 +6,8 @@
 
 use std::net::Ipv4Addr;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::mac::Mac;
 
 /// What a profile boots.
@@ -92,7 +94,20 @@ pub fn check_template(tpl: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
-/// Replaces every `{{ var }}` in `tpl`. Unknown values (an `ip` not yet leased, a host
+/// What a rendered value keeps as written: `[A-Za-z0-9._:/-]`, enough for every address, MAC,
+/// hostname, URL and architecture name pxed substitutes. Everything else is percent-encoded,
+/// so a value can never bring whitespace, `$`, `#`, `|`, `&`, `;` or a newline into the iPXE
+/// script, whatever validation it passed on its way in.
+const KEPT_IN_SCRIPT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b':')
+    .remove(b'/')
+    .remove(b'-');
+
+/// Replaces every `{{ var }}` in `tpl` with its value, percent-encoded outside
+/// `[A-Za-z0-9._:/-]` (so a value stays inside the word it was written in and cannot start an
+/// iPXE command, comment or `${setting}`). Unknown values (an `ip` not yet leased, a host
 /// without a hostname) render as the empty string.
 pub fn render_template(tpl: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(tpl.len());
@@ -110,7 +125,7 @@ pub fn render_template(tpl: &str, vars: &Vars<'_>) -> Result<String, TemplateErr
             "arch" => vars.arch.to_string(),
             other => return Err(TemplateError::UnknownVariable(other.to_string())),
         };
-        out.push_str(&value);
+        out.extend(utf8_percent_encode(&value, KEPT_IN_SCRIPT));
         rest = &after[end + 2..];
     }
     out.push_str(rest);
@@ -302,6 +317,25 @@ mod tests {
         assert_eq!(render_template("{{ mac", &v), Err(TemplateError::Unclosed));
         assert!(check_template("ok {{ mac }} {{arch}}").is_ok());
         assert!(check_template("{{ macc }}").is_err());
+    }
+
+    #[test]
+    fn rendered_values_cannot_carry_ipxe_syntax() {
+        let mut v = vars();
+        v.hostname = Some("a b\n#c;d||e&&f${net0/ip}%_.:/-Z9é");
+        v.arch = "x\r\tshell";
+        assert_eq!(
+            render_template("h={{ hostname }} {{arch}}", &v).unwrap(),
+            "h=a%20b%0A%23c%3Bd%7C%7Ce%26%26f%24%7Bnet0/ip%7D%25_.:/-Z9%C3%A9 x%0D%09shell"
+        );
+        let chain = Profile::Chain {
+            url: "http://other/{{hostname}}".into(),
+        };
+        let s = render_ipxe("c", &chain, &v, None).unwrap();
+        assert_eq!(s.lines().count(), 3, "{s}");
+        assert!(s.ends_with(
+            "chain http://other/a%20b%0A%23c%3Bd%7C%7Ce%26%26f%24%7Bnet0/ip%7D%25_.:/-Z9%C3%A9\n"
+        ));
     }
 
     #[test]

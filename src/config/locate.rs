@@ -46,7 +46,8 @@ pub(super) fn dotted(path: &[&str]) -> String {
             {
                 k.to_string()
             } else {
-                format!("\"{k}\"")
+                // Escaped, so a key with a newline cannot break the error's line.
+                format!("\"{}\"", k.escape_debug())
             }
         })
         .collect::<Vec<_>>()

@@ -2,7 +2,7 @@ use super::locate::line_col;
 use super::*;
 
 /// The config from issue #2, word for word: keys in it may never be renamed.
-const CONTRACT: &str = r#"[server]
+pub(super) const CONTRACT: &str = r#"[server]
 interface = "br1"            # the bridge or VLAN interface to serve on
 address = "10.123.0.1"       # this server's address on it
 boot_dir = "/srv/pxed/boot"  # root of everything served by TFTP and HTTP
@@ -30,7 +30,7 @@ fn parse_str(text: &str) -> Result<Config, ConfigError> {
     parse(Path::new("test.toml"), text)
 }
 
-fn err_of(text: &str) -> (usize, String, String) {
+pub(super) fn err_of(text: &str) -> (usize, String, String) {
     match parse_str(text).expect_err("config should be refused") {
         ConfigError::Invalid {
             line, key, message, ..
@@ -444,4 +444,64 @@ fn a_subnet_on_its_own_interface_needs_its_address() {
     let (_, key, msg) = err_of(&text.replace("interface = \"br2\"", "interface = \"br1\""));
     assert_eq!(key, "dhcp.subnets.0.interface");
     assert!(msg.contains("already serves"), "{msg}");
+}
+
+/// Values that reach a rendered iPXE script, each with a newline, a space, a command
+/// terminator or a leading `#`, are refused naming file, line and key.
+#[test]
+fn values_that_could_add_ipxe_commands_are_refused() {
+    let check = |text: String, want_line: usize, want_key: &str| {
+        let err = parse_str(&text).expect_err(&text).to_string();
+        let (line, key, _) = err_of(&text);
+        assert_eq!((line, key.as_str()), (want_line, want_key), "{err}");
+        assert!(err.starts_with(&format!("test.toml:{want_line}:")), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    };
+    // In [profiles.fedora], replacing the line with that key (lines 17 to 19).
+    let fedora = [
+        ("kernel", r#""vmlinuz\nshell""#),
+        ("kernel", r#""vmlinuz quiet""#),
+        ("kernel", r#""vmlinuz\t""#),
+        ("kernel", r#""vmlinuz\u007f""#),
+        ("kernel", r##""#vmlinuz""##),
+        ("kernel", r#""http://x/k\r\nshell""#),
+        ("initrd", r#"["initrd.gz", "x\nshell"]"#),
+        ("cmdline", r#""a\nchain http://x/""#),
+        ("cmdline", r#""a\rb""#),
+        ("cmdline", r#""a || shell""#),
+        ("cmdline", r#""a && shell""#),
+        ("cmdline", r#""a ; shell""#),
+        ("cmdline", r##""quiet #""##),
+        ("cmdline", r#""a {{ip}}|| shell""#),
+    ];
+    for (key, value) in fedora {
+        let line = CONTRACT.lines().position(|l| l.starts_with(key)).unwrap();
+        let old = CONTRACT.lines().nth(line).unwrap();
+        let text = CONTRACT.replace(old, &format!("{key} = {value}"));
+        check(text, line + 1, &format!("profiles.fedora.{key}"));
+    }
+    // In a table appended after the contract (its key on line 25).
+    let appended = [
+        ("profiles.c", "chain", r#""http://x/\nshell""#),
+        ("profiles.c", "chain", r#""http://x/ {{mac}}""#),
+        ("profiles.c", "chain", r##""#http://x/""##),
+        ("profiles.s", "script", r#""s.ipxe\nshell""#),
+        ("first_stage", "bios", r#""x.kpxe\nshell""#),
+        ("first_stage", "efi_x64", r#""ipxe.efi x""#),
+        ("first_stage", "http_x64", r#""http://x/i\n""#),
+    ];
+    for (table, key, value) in appended {
+        let text = format!("{CONTRACT}\n[{table}]\n{key} = {value}\n");
+        check(text, 25, &format!("{table}.{key}"));
+    }
+    // Profile names, named by their table header on line 24.
+    for name in [r#""a b""#, r##""menu\nshell\n#""##, r#""a;b""#] {
+        let text = format!("{CONTRACT}\n[profiles.{name}]\naction = \"local\"\n");
+        check(text, 24, &format!("profiles.{name}"));
+    }
+    // What operators write on purpose stays accepted.
+    let ok = CONTRACT.replace("console=ttyS0", "ip=${net0/ip} mac={{ mac }} a||b")
+        + "[profiles.c]\nchain = \"http://x/{{ mac }}?h={{hostname}}#top\"\n"
+        + "[profiles.\"fedora-40.x86_64\"]\naction = \"local\"\n";
+    parse_str(&ok).unwrap();
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use super::checks::{check_relative, valid_hostname};
+use super::checks::{
+    check_cmdline, check_no_control, check_profile_name, check_relative, check_token,
+    served_by_boot_dir, valid_hostname, without_placeholders,
+};
 use super::locate::{dotted, invalid, span_of};
 use super::raw::*;
 use super::*;
@@ -28,6 +31,11 @@ impl Validator<'_> {
 
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
+        if let Some(t) = &raw.admin.token_file {
+            if let Some(m) = served_by_boot_dir("admin.token_file", t, &server.boot_dir) {
+                return Err(self.err(&["admin", "token_file"], m));
+            }
+        }
         let dhcp = self.dhcp(raw.dhcp, &server.interface, server.address)?;
         let tftp = self.tftp(raw.tftp)?;
         let http = self.http(raw.http)?;
@@ -36,6 +44,7 @@ impl Validator<'_> {
 
         let mut profiles = BTreeMap::new();
         for (name, p) in raw.profiles {
+            check_profile_name(&name).map_err(|m| self.err(&["profiles", &name], m))?;
             profiles.insert(name.clone(), self.profile(&name, p)?);
         }
 
@@ -135,6 +144,9 @@ impl Validator<'_> {
         }
         if !s.state_dir.is_absolute() {
             return Err(self.err(&["server", "state_dir"], "must be an absolute path"));
+        }
+        if let Some(m) = served_by_boot_dir("server.state_dir", &s.state_dir, &s.boot_dir) {
+            return Err(self.err(&["server", "state_dir"], m));
         }
         Ok(Server {
             interface: s.interface,
@@ -370,7 +382,9 @@ impl Validator<'_> {
         Ok(out)
     }
 
+    /// A file or URL that becomes one word of an iPXE script line (or a DHCP boot file name).
     fn boot_path(&self, path: &[&str], value: &str, url_ok: bool) -> Result<(), ConfigError> {
+        check_token(value).map_err(|m| self.err(path, m))?;
         if url_ok && profiles::is_url(value) {
             return Ok(());
         }
@@ -410,6 +424,10 @@ impl Validator<'_> {
             let cmdline = p.cmdline.unwrap_or_default();
             profiles::check_template(&cmdline)
                 .map_err(|e| self.err(&["profiles", name, "cmdline"], e.to_string()))?;
+            // As written (control characters anywhere), and as rendered with empty values.
+            check_cmdline(&cmdline)
+                .and_then(|()| check_cmdline(&without_placeholders(&cmdline)))
+                .map_err(|m| self.err(&["profiles", name, "cmdline"], m))?;
             return Ok(Profile::Kernel {
                 kernel,
                 initrd: p.initrd,
@@ -423,6 +441,11 @@ impl Validator<'_> {
         if let Some(url) = p.chain {
             profiles::check_template(&url)
                 .map_err(|e| self.err(&["profiles", name, "chain"], e.to_string()))?;
+            // `{{ mac }}` holds spaces as written but renders to one word, so the word is
+            // checked with the placeholders dropped, and control characters as written.
+            check_no_control(&url)
+                .and_then(|()| check_token(&without_placeholders(&url)))
+                .map_err(|m| self.err(&["profiles", name, "chain"], m))?;
             return Ok(Profile::Chain { url });
         }
         match p.action.as_deref() {

@@ -58,7 +58,16 @@ impl BootDir {
         let joined = self.root.join(&rel);
         let real = match joined.canonicalize() {
             Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A name too long for the filesystem, or a file used as a directory, names
+            // nothing there either.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::NotADirectory
+                        | io::ErrorKind::InvalidFilename
+                ) =>
+            {
                 return Err(PathError::NotFound(requested.into()))
             }
             Err(source) => {
@@ -163,5 +172,11 @@ mod tests {
         assert!(matches!(b.resolve("a\0b"), Err(PathError::Invalid(_))));
         assert!(matches!(b.resolve("sub"), Err(PathError::NotAFile(_))));
         assert!(matches!(b.resolve("nope"), Err(PathError::NotFound(_))));
+        assert!(matches!(
+            b.resolve("ipxe.efi/x"),
+            Err(PathError::NotFound(_))
+        ));
+        let long = "a".repeat(60_000);
+        assert!(matches!(b.resolve(&long), Err(PathError::NotFound(_))));
     }
 }

@@ -275,6 +275,10 @@ async fn connection<P: Policy>(
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
+                    if e.is_timeout() {
+                        // hyper's header read timeout: a request header that never completed.
+                        policy.counters().refuse(Refusal::HttpTimeout);
+                    }
                     debug!(%peer, error = %e, "http connection ended with an error");
                 }
                 return;

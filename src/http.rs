@@ -269,6 +269,8 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The log line and the timeline keep a bounded prefix: a 60 KB path is not 60 KB of log.
+    let shown = short(&path);
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -302,7 +304,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
             m,
             kind,
             serde_json::json!({
-                "path": path,
+                "path": shown,
                 "status": resp.status().as_u16(),
                 "bytes": bytes,
                 "duration_ms": started.elapsed().as_millis() as u64,
@@ -313,7 +315,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         mac = %mac.map(|m| m.to_string()).unwrap_or_default(),
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
         method = %method,
-        path = %path,
+        path = %shown,
         status = resp.status().as_u16(),
         bytes,
         range = %range.as_ref().and_then(|r: &HeaderValue| r.to_str().ok()).unwrap_or(""),
@@ -321,6 +323,15 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         "http request"
     );
     resp
+}
+
+/// At most [`crate::events::MAX_STRING`] bytes of a request path, cut on a character boundary.
+fn short(path: &str) -> &str {
+    let mut end = path.len().min(crate::events::MAX_STRING);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// Bumps the HTTP counters; a 200 for the last initrd of the machine's kernel profile

@@ -8,10 +8,13 @@
 //! | module | concept | kind |
 //! |---|---|---|
 //! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
-//! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
+//! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/browser` (Host, Origin, Content-Type and preflight checks); `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
 //! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
 //! | [`logfmt`] | text logs request data cannot forge: every control character of a record escaped but its final newline | pure |
-//! | [`events`] | per-machine boot timelines, bounded per machine and in total | pure |
+//! | [`events`] | per-machine boot timelines, bounded in count and bytes, hosts and `[defaults]` clients in separate tiers | pure |
+//! | [`admission`] | who gets a TFTP session or HTTP connection: caps per client and in total, eviction of the oldest idle or unanswered one | pure |
+//! | [`limits`] | the file-descriptor budget every limit fits in, log throttles, a token bucket | pure (+ `setrlimit`) |
+//! | [`conn`] | the HTTP accept loop for boot files and the admin API: slots, header/idle/stall timeouts (hyper) | shell |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
@@ -19,10 +22,10 @@
 //! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
 //! | [`dhcp::proxy`] | proxyDHCP: boot information without addresses (ports 67 and 4011) | pure |
 //! | `dhcp::wire` | decoding datagrams without ever panicking (option lengths checked first) | pure |
-//! | [`dhcp`] | the DHCP socket loops: decode, decide, commit leases, send per RFC 2131 §4.1 | shell |
+//! | [`dhcp`] | the DHCP socket loops: decode, decide, commit leases (one bounded queue, rolled back on failure), send per RFC 2131 §4.1 | shell |
 //! | [`tftp::packet`] | TFTP wire format | pure |
 //! | [`tftp::session`] | one read transfer as a state machine (options, windows, retries) | pure |
-//! | [`tftp`] | the TFTP listener and one task per transfer | shell |
+//! | [`tftp`] | the TFTP listener and one task per admitted transfer | shell |
 //! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
 //! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
 //! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |

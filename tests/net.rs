@@ -152,11 +152,27 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
         Duration::from_secs(10),
     );
     assert!(ok, "{out}{err}");
+    // Logged, at most once a second (anyone can send them at any rate), and counted.
     pxed.wait_for_log(
-        |l| l.matches("dropping malformed dhcp packet").count() >= 4,
+        |l| l.contains("dropping malformed dhcp packet"),
         Duration::from_secs(5),
         "malformed packets logged",
     );
+    let (ok, metrics, err) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-fsS", "http://127.0.0.1:9091/metrics"]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "{err}");
+    let malformed: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("pxed_requests_total{protocol=\"dhcp\",outcome=\"malformed\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(malformed >= 4, "{metrics}");
     let again = udhcpc(&lab, &c, &["-x", "0x4d:69505845"]).expect("still serving after garbage");
     assert!(again.contains(" ip=10.123.0.100 "), "{again}");
 }
@@ -907,10 +923,22 @@ fn tftp_transfers_seen_by_curl_and_atftp() {
         );
         assert!(!ok && !so.contains("TOP-SECRET"), "{bad} was served: {so}");
     }
+    // Logged (at most once a second: anyone can send these at any rate) and counted.
     pxed.wait_for_log(
-        |l| l.matches("tftp request refused").count() >= 4,
+        |l| l.contains("tftp request refused"),
         Duration::from_secs(5),
         "refusals logged",
+    );
+    let (ok, metrics, err) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-fsS", "http://127.0.0.1:9091/metrics"]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        metrics.contains("pxed_requests_total{protocol=\"tftp\",outcome=\"failed\"} 4\n"),
+        "{metrics}"
     );
     let upload = lab.path("upload.txt");
     std::fs::write(&upload, "x").unwrap();
@@ -1139,7 +1167,7 @@ fn check_validates_and_names_file_line_and_key() {
     std::fs::write(
         &good,
         config(
-            dir.path(),
+            &dir.path().join("boot"),
             &dir.path().join("state"),
             "[profiles.a]\naction = \"local\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"a\"\n",
         ),
@@ -1166,8 +1194,8 @@ fn check_validates_and_names_file_line_and_key() {
     std::fs::write(
         &bad,
         config(
-            dir.path(),
-            dir.path(),
+            &dir.path().join("boot"),
+            &dir.path().join("state"),
             "[hosts.\"de:00:00:00:00:de\"]\nprofile = \"nope\"\n",
         ),
     )

@@ -371,6 +371,8 @@ profile = "disk"
             "-fsS",
             "-X",
             "PUT",
+            "-H",
+            "Content-Type: application/json",
             "-d",
             r#"{"profile": "installer"}"#,
             "http://127.0.0.1:9091/api/v1/hosts/de:00:00:00:00:de/next-boot",

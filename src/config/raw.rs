@@ -103,11 +103,11 @@ pub(super) fn default_leases_per_mac() -> u32 {
 }
 
 pub(super) fn default_unknown_rate() -> u32 {
-    10
+    100
 }
 
 pub(super) fn default_unknown_burst() -> u32 {
-    50
+    500
 }
 
 /// A `[[dhcp.subnets]]` entry: a subnet reached through a DHCP relay.

@@ -61,8 +61,10 @@ impl Drop for Slot {
 
 /// Log throttles: a flood must not turn into a flood of log lines.
 struct Quiet {
-    /// Refused requests (limits, writes).
+    /// Refused requests (limits, paths).
     refused: Throttle,
+    /// Refused write requests.
+    writes: Throttle,
     /// Malformed packets.
     malformed: Throttle,
     /// Sessions whose peer never answered.
@@ -87,6 +89,7 @@ pub async fn serve(
     let every = std::time::Duration::from_secs(1);
     let quiet = Arc::new(Quiet {
         refused: Throttle::new(every),
+        writes: Throttle::new(every),
         malformed: Throttle::new(every),
         unanswered: Throttle::new(every),
     });
@@ -128,7 +131,7 @@ pub async fn serve(
                 });
             }
             Ok(Packet::Wrq { filename }) => {
-                if let Some(more) = quiet.refused.allow() {
+                if let Some(more) = quiet.writes.allow() {
                     warn!(%peer, file = %filename, suppressed = more, "tftp write refused");
                 }
                 let _ = socket

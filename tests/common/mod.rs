@@ -291,6 +291,11 @@ impl Pxed {
         }
     }
 
+    /// pxed's process id (`ip netns exec` and the wrappers tests use exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -4,7 +4,7 @@ what came back on the wire, so the tests can assert it.
 
   probe.py tftp-abort SERVER FILE [oack|data]  RRQ, then ERROR 8 (after the OACK or after
                                                DATA 1); prints how many packets followed.
-  probe.py tftp-stall SERVER FILE SECS         RRQ, take the first packet, never ACK.
+  probe.py tftp-stall SERVER FILE SECS         RRQ, ACK the first block, then go quiet.
   probe.py dhcp-garbage SERVER                 malformed DHCP datagrams to port 67.
   probe.py http-slow URL OUT SECS              download URL to OUT, spread over about SECS s.
   probe.py dhcp-verify SERVER GIADDR FILE      for each "mac ip" line of FILE, DISCOVER as a
@@ -50,10 +50,13 @@ def tftp_abort(server, name, phase):
 
 
 def tftp_stall(server, name, secs):
+    """A real client that stops answering mid-transfer: it ACKs the first block, then goes
+    quiet, so pxed holds an answered transfer open until its retries run out."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(5)
     s.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00", (server, 69))
-    first, _ = s.recvfrom(70000)
+    first, peer = s.recvfrom(70000)
+    s.sendto(b"\x00\x04" + first[2:4], peer)
     print(f"stalling after {first[:4].hex()}", flush=True)
     time.sleep(float(secs))
     print("stall over")

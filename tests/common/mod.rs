@@ -225,8 +225,13 @@ pub struct Pxed {
     pub log_path: PathBuf,
 }
 
+/// The binary under test: this build's, or `PXED_TEST_BIN` (to run a suite against another
+/// build, e.g. to show that a test fails without its fix).
 pub fn pxed_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pxed")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("PXED_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pxed").to_string())
+    })
 }
 
 impl Pxed {

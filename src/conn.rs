@@ -383,3 +383,49 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            max_connections: 10,
+            max_per_client: 10,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn activity(age: Duration, idle: Duration, requests: u64, in_flight: usize) -> Activity {
+        let table = Arc::new(Mutex::new(Table {
+            admission: Admission::default(),
+            cancels: Default::default(),
+        }));
+        let origin = Instant::now() - age;
+        Activity {
+            origin,
+            last_io_ms: AtomicU64::new((age - idle).as_millis() as u64),
+            in_flight: AtomicUsize::new(in_flight),
+            requests: AtomicU64::new(requests),
+            slot: Slot { id: 0, table },
+        }
+    }
+
+    #[test]
+    fn each_state_of_a_connection_has_its_own_deadline() {
+        let s = Duration::from_secs;
+        let l = limits();
+        // Half-sent first request: the header timeout counts from the connect, whatever
+        // trickles in (slowloris).
+        assert!(!overdue(&activity(s(9), s(0), 0, 0), &l));
+        assert!(overdue(&activity(s(11), s(0), 0, 0), &l));
+        // Kept alive between requests: the idle timeout.
+        assert!(!overdue(&activity(s(100), s(29), 3, 0), &l));
+        assert!(overdue(&activity(s(100), s(31), 3, 0), &l));
+        // Serving: only a stall ends it, however long the download takes.
+        assert!(!overdue(&activity(s(3600), s(59), 1, 1), &l));
+        assert!(overdue(&activity(s(3600), s(61), 1, 1), &l));
+    }
+}

@@ -323,3 +323,33 @@ impl Shared {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_keeps_the_newest_entries_up_to_its_cap() {
+        let mut r: Recent<u32, Seen> = Recent::new(3);
+        for k in 0..3 {
+            r.update(k, |s| s.arch = Some(format!("a{k}")));
+        }
+        // Writing 0 again makes it the newest: 1 is now the oldest and goes first.
+        r.update(0, |s| s.proxy_ip = Some(Ipv4Addr::new(10, 0, 0, 1)));
+        r.update(3, |_| {});
+        assert_eq!(r.len(), 3);
+        assert!(r.get(&1).is_none());
+        let zero = r.get(&0).unwrap();
+        assert_eq!(
+            zero.arch.as_deref(),
+            Some("a0"),
+            "an update keeps the other fields"
+        );
+        assert_eq!(zero.proxy_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        // A flood of new keys never grows it.
+        for k in 100..10_000 {
+            r.update(k, |_| {});
+        }
+        assert_eq!(r.len(), 3);
+    }
+}

@@ -871,3 +871,96 @@ fn rebind_from_a_client_with_an_address_is_acked_or_naked() {
     let (nak, _, _) = run(&cfg2, &mut leases, &other).0.unwrap();
     assert_eq!(mtype(&nak), MessageType::Nak);
 }
+
+/// The reason a request got no reply.
+fn ignored(d: &Decision) -> &'static str {
+    match d {
+        Decision::Ignore { reason, .. } => reason,
+        Decision::Reply { msg, .. } => panic!("replied: {msg:?}"),
+    }
+}
+
+#[test]
+fn replies_never_go_to_a_giaddr_or_ciaddr_outside_the_boot_network() {
+    let cfg = config("");
+    let mut leases = LeaseTable::new(&cfg);
+    let victim = [192, 0, 2, 7];
+    // A DISCOVER "relayed" by a victim address: the OFFER would go to it.
+    let (_, d) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], victim, &[DISCOVER]),
+    );
+    assert_eq!(ignored(&d), refused::GIADDR);
+    // INFORM, RENEW and even DISCOVER with a victim's ciaddr: replies would be unicast to it.
+    for opts in [&[INFORM][..], &[REQUEST][..], &[DISCOVER][..]] {
+        let (_, d) = run(&cfg, &mut leases, &request(KNOWN, 0, victim, [0; 4], opts));
+        assert_eq!(ignored(&d), refused::CIADDR, "{opts:?}");
+    }
+    // An INFORM with no ciaddr has nowhere to go.
+    let (_, d) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[INFORM]),
+    );
+    assert_eq!(ignored(&d), "inform without ciaddr");
+    // Inside the subnet, both work as before.
+    let (r, _) = run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [10, 123, 0, 150], [0; 4], &[INFORM]),
+    );
+    assert_eq!(
+        r.unwrap().1,
+        Destination::Unicast(Ipv4Addr::new(10, 123, 0, 150))
+    );
+}
+
+#[test]
+fn new_unknown_clients_are_rate_limited_and_hosts_never_are() {
+    let cfg = crate::config::parse(
+        Path::new("t.toml"),
+        &format!("{CONFIG}[defaults]\nprofile = \"fedora\"\n").replace(
+            "dns = [\"10.123.0.53\"]",
+            "dns = [\"10.123.0.53\"]\nunknown_client_rate = 1\nunknown_client_burst = 2",
+        ),
+    )
+    .unwrap();
+    let mut leases = LeaseTable::new(&cfg);
+    let stranger = |n: u8| [0x02, 0, 0, 0, 0, n];
+    assert!(run(
+        &cfg,
+        &mut leases,
+        &request(stranger(1), 0, [0; 4], [0; 4], &[DISCOVER])
+    )
+    .0
+    .is_some());
+    assert!(run(
+        &cfg,
+        &mut leases,
+        &request(stranger(2), 0, [0; 4], [0; 4], &[DISCOVER])
+    )
+    .0
+    .is_some());
+    let (_, d) = run(
+        &cfg,
+        &mut leases,
+        &request(stranger(3), 0, [0; 4], [0; 4], &[DISCOVER]),
+    );
+    assert_eq!(ignored(&d), refused::RATE);
+    // A host of the config is never counted, and a known stranger asking again is not new.
+    assert!(run(
+        &cfg,
+        &mut leases,
+        &request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER])
+    )
+    .0
+    .is_some());
+    assert!(run(
+        &cfg,
+        &mut leases,
+        &request(stranger(1), 0, [0; 4], [0; 4], &[DISCOVER])
+    )
+    .0
+    .is_some());
+}

@@ -623,3 +623,60 @@ async fn send(
     socket.send_to(bytes, addr).await?;
     Ok(addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leases::State;
+
+    #[tokio::test]
+    async fn a_lease_delete_lands_after_the_acks_queued_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[server]\ninterface = \"br1\"\naddress = \"10.123.0.1\"\nboot_dir = \"/srv\"\nstate_dir = \"{}\"\n[dhcp]\nsubnet = \"10.123.0.0/24\"\nrange = [\"10.123.0.100\", \"10.123.0.200\"]\n[profiles.p]\naction = \"local\"\n",
+            dir.path().display()
+        );
+        let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let shared = Shared::new(cfg);
+        let stop = CancellationToken::new();
+        let (queue, task) = start_commits(
+            LeaseStore::open(dir.path()).unwrap(),
+            shared.clone(),
+            stop.clone(),
+        );
+        let mac: crate::mac::Mac = "de:00:00:00:00:de".parse().unwrap();
+        let id = crate::leases::ClientId::from_mac(mac);
+        // An ACK's lease, queued but not yet committed, then the admin's delete of it: the
+        // store must end without the lease, as memory does.
+        let batch = {
+            let mut t = shared.leases.lock().unwrap();
+            t.bind(
+                &id,
+                mac,
+                "10.123.0.100".parse().unwrap(),
+                State::Bound,
+                u64::MAX / 2,
+            );
+            t.take_batch()
+        };
+        queue
+            .0
+            .send(Pending {
+                reply: None,
+                batch,
+                done: None,
+            })
+            .await
+            .unwrap();
+        let deleted = queue.forget_mac(&shared, &mac).await.unwrap();
+        assert!(deleted.is_some());
+        assert!(LeaseStore::open(dir.path())
+            .unwrap()
+            .load()
+            .unwrap()
+            .is_empty());
+        assert!(shared.leases.lock().unwrap().get_by_mac(&mac).is_none());
+        stop.cancel();
+        task.await.unwrap();
+    }
+}

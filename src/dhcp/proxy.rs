@@ -312,4 +312,37 @@ profile = "fedora"
         );
         assert!(matches!(req67, Decision::Ignore { .. }));
     }
+
+    #[test]
+    fn port_4011_answers_only_plausible_pxe_sources() {
+        let req = |ciaddr| request(KNOWN, ciaddr, &[REQUEST, ARCH_X64, OVMF_CLASS]);
+        let ignored = |d: Decision| match d {
+            Decision::Ignore { reason, .. } => reason,
+            Decision::Reply { .. } => "replied",
+        };
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let c = cfg();
+        // A forged source outside the boot network, a service port, a ciaddr that is not the
+        // source: each would reflect the ACK at someone else.
+        for (ciaddr, from) in [
+            ([0, 0, 0, 0], "192.0.2.7:4444"),
+            ([0, 0, 0, 0], "10.123.0.57:53"),
+            ([10, 123, 0, 58], "10.123.0.57:68"),
+        ] {
+            assert_eq!(
+                ignored(decide_proxy(&req(ciaddr), &c, Port::Proxy, at(from))),
+                crate::dhcp::decide::refused::PROXY_SOURCE,
+                "{from}"
+            );
+        }
+        for (ciaddr, from) in [
+            ([0, 0, 0, 0], "10.123.0.57:68"),
+            ([10, 123, 0, 57], "10.123.0.57:4011"),
+        ] {
+            assert_eq!(
+                ignored(decide_proxy(&req(ciaddr), &c, Port::Proxy, at(from))),
+                "replied"
+            );
+        }
+    }
 }

@@ -277,3 +277,83 @@ action = "local"
         Some(Mac([2, 0, 0, 0, 0, 0]))
     );
 }
+
+/// A client identifier of MAC `n` that is not derived from it (what a neighbour invents).
+fn invented(n: u8, k: u8) -> ClientId {
+    ClientId(vec![0xff, k, n])
+}
+
+#[test]
+fn one_mac_holds_at_most_its_cap_whatever_identifiers_it_invents() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    let pool = c.dhcp.primary();
+    let mut offered = Vec::new();
+    for k in 0..5 {
+        let cid = invented(1, k);
+        t.make_room_for(&cid, mac(1), 2, 0);
+        let a = t
+            .choose(&c, pool, &cid, mac(1), None, 0)
+            .expect("an address");
+        t.bind(&cid, mac(1), a, State::Offered, 60);
+        offered.push(a);
+    }
+    let held: Vec<_> = t
+        .iter()
+        .filter(|l| l.mac == mac(1) && l.active(0))
+        .collect();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(t.take_policy_counts(), (3, 0));
+    // The 3-address pool still has room for another machine.
+    assert!(t.choose(&c, pool, &id(2), mac(2), None, 0).is_some());
+    // A bound lease taken over is deleted from the store too.
+    let mut t = LeaseTable::new(&c);
+    t.bind(&invented(1, 0), mac(1), ip(10), State::Bound, 100);
+    t.bind(&invented(1, 1), mac(1), ip(11), State::Bound, 200);
+    t.take_changes();
+    assert_eq!(t.make_room_for(&invented(1, 2), mac(1), 2, 0), 1);
+    assert_eq!(t.take_changes(), vec![Change::Delete(invented(1, 0))]);
+}
+
+#[test]
+fn new_unknown_clients_are_rate_limited_and_known_ones_are_not_counted() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    // A burst of 3, then one a second.
+    assert!((0..3).all(|n| t.admit_unknown(&id(n), 1, 3, 100)));
+    assert!(!t.admit_unknown(&id(9), 1, 3, 100));
+    assert!(t.admit_unknown(&id(9), 1, 3, 101));
+    // A client that already has a binding is not a new one.
+    bind(&mut t, 7, ip(10), 1000);
+    assert!(t.admit_unknown(&id(7), 1, 3, 101));
+    assert_eq!(t.take_policy_counts(), (0, 1));
+}
+
+#[test]
+fn a_failed_commit_is_rolled_back_in_memory() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    // Committed earlier: client 1 holds .10.
+    bind(&mut t, 1, ip(10), 100);
+    t.take_batch();
+    let before: Vec<Lease> = t.iter().cloned().collect();
+    // A batch that fails: client 2 is ACKed .11 (after an OFFER), client 1 releases .10.
+    t.bind(&id(2), mac(2), ip(11), State::Offered, 60);
+    t.bind(&id(2), mac(2), ip(11), State::Bound, 3600);
+    t.release(&id(1), ip(10), 50);
+    let batch = t.take_batch();
+    assert_eq!(batch.changes.len(), batch.undo.len());
+    t.revert(&batch);
+    let mut now: Vec<Lease> = t.iter().cloned().collect();
+    now.sort_by_key(|l| l.ip);
+    // Client 1 is bound again; client 2 is back to its OFFER, never bound.
+    assert_eq!(now[0], before[0]);
+    assert_eq!(now[1].state, State::Offered);
+    assert_eq!(t.get_by_mac(&mac(2)).unwrap().state, State::Offered);
+    // An admin delete that fails comes back too.
+    let lease = t.forget_mac(&mac(1)).unwrap();
+    let batch = t.take_batch();
+    assert_eq!(batch.changes, vec![Change::Delete(lease.client.clone())]);
+    t.revert(&batch);
+    assert_eq!(t.get_by_mac(&mac(1)), Some(&lease));
+}

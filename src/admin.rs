@@ -212,6 +212,14 @@ pub(crate) fn crosses_from_boot_network(
     on_boot(peer) && !on_boot(local)
 }
 
+/// The bearer token a request carries, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// Compares in time independent of where the strings differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -225,7 +233,17 @@ async fn refuse_browsers(State(st): State<Admin>, req: Request, next: Next) -> R
         .get::<crate::conn::LocalAddr>()
         .map(|l| l.0);
     let cfg = st.shared.config();
-    match browser::check(req.method(), req.headers(), local, &cfg.admin.allowed_hosts) {
+    let authenticated = st
+        .token
+        .as_ref()
+        .is_some_and(|t| bearer(req.headers()).is_some_and(|g| same(g.as_bytes(), t.as_bytes())));
+    match browser::check(
+        req.method(),
+        req.headers(),
+        local,
+        &cfg.admin.allowed_hosts,
+        authenticated,
+    ) {
         Ok(()) => next.run(req).await,
         Err(r) => {
             st.shared.counters.refuse(r.why);
@@ -249,18 +267,19 @@ async fn auth(State(st): State<Admin>, headers: HeaderMap, req: Request, next: N
         return next.run(req).await;
     }
     if let Some(token) = &st.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = bearer(&headers);
         if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
-            // The token itself is never logged, only whether one was sent.
-            warn!(
-                method = %req.method(),
-                path = %req.uri().path(),
-                token_sent = given.is_some(),
-                "admin request refused"
-            );
+            // The token itself is never logged, only whether one was sent; and at most one
+            // line a second, since anyone who reaches the port can send these.
+            if let Some(more) = st.refused_log.allow() {
+                warn!(
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    token_sent = given.is_some(),
+                    suppressed = more,
+                    "admin request refused"
+                );
+            }
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -4,7 +4,9 @@
 //! a cross-origin "simple" request (a `text/plain` POST needs no CORS preflight). So:
 //!
 //! - the `Host` header must be `localhost`, the address the connection came in on, or a
-//!   name in `[admin] allowed_hosts` (a rebinding page carries its own name);
+//!   name in `[admin] allowed_hosts` (a rebinding page carries its own name), unless the
+//!   request carries the valid bearer token, which no browser attaches cross-origin (an
+//!   in-cluster client may then use the Service's name);
 //! - a request with a foreign `Origin` (or `Sec-Fetch-Site: cross-site`/`same-site`) is
 //!   refused, and so is every CORS preflight (`OPTIONS`): pxed grants no cross-origin access;
 //! - every write (any method but GET and HEAD) must say `Content-Type: application/json`,
@@ -38,6 +40,7 @@ pub(crate) fn check(
     headers: &HeaderMap,
     local: Option<SocketAddr>,
     allowed_hosts: &[String],
+    authenticated: bool,
 ) -> Result<(), Refused> {
     if method == Method::OPTIONS {
         return Err(Refused {
@@ -52,7 +55,7 @@ pub(crate) fn check(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !host_allowed(host, local, allowed_hosts) {
+    if !authenticated && !host_allowed(host, local, allowed_hosts) {
         return Err(Refused {
             why: Refusal::AdminHost,
             status: StatusCode::MISDIRECTED_REQUEST,
@@ -147,7 +150,7 @@ mod tests {
     fn refused(method: Method, pairs: &[(&'static str, &'static str)]) -> Option<Refusal> {
         let local = Some(SocketAddr::from(([127, 0, 0, 1], 9091)));
         let allowed = vec!["pxed-admin.pxed.svc".to_string()];
-        check(&method, &headers(pairs), local, &allowed)
+        check(&method, &headers(pairs), local, &allowed, false)
             .err()
             .map(|r| r.why)
     }
@@ -256,6 +259,18 @@ mod tests {
             Some(Refusal::AdminContentType)
         );
         assert_eq!(refused(Method::GET, &none), None, "reads need none");
+    }
+
+    #[test]
+    fn a_request_with_the_token_may_name_any_host_but_nothing_else_changes() {
+        let local = Some(SocketAddr::from(([10, 128, 0, 9], 9091)));
+        let svc = headers(&[("host", "pxed-admin.other-namespace.svc:9091")]);
+        assert!(check(&Method::GET, &svc, local, &[], false).is_err());
+        assert!(check(&Method::GET, &svc, local, &[], true).is_ok());
+        let foreign = headers(&[("host", "x:9091"), ("origin", "http://attacker.example")]);
+        assert!(check(&Method::GET, &foreign, local, &[], true).is_err());
+        let text = headers(&[("host", "x:9091"), ("content-type", "text/plain")]);
+        assert!(check(&Method::POST, &text, local, &[], true).is_err());
     }
 
     #[test]

@@ -163,6 +163,9 @@ struct Activity {
     origin: Instant,
     /// Milliseconds since `origin` of the last byte read or written.
     last_io_ms: AtomicU64,
+    /// Milliseconds since `origin` when the last response finished: the idle deadline counts
+    /// from here, so trickling the next header does not extend it.
+    idle_since_ms: AtomicU64,
     /// Requests being answered (their response bodies not yet finished).
     in_flight: AtomicUsize,
     /// Requests started on this connection.
@@ -177,9 +180,9 @@ impl Activity {
         self.last_io_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
+    fn since(&self, at: &AtomicU64) -> Duration {
         let ms = self.origin.elapsed().as_millis() as u64;
-        Duration::from_millis(ms.saturating_sub(self.last_io_ms.load(Ordering::Relaxed)))
+        Duration::from_millis(ms.saturating_sub(at.load(Ordering::Relaxed)))
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -199,22 +202,25 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
+        let ms = self.0.origin.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(ms, Ordering::Relaxed);
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.slot.with(|a, id| a.expose(id));
         }
     }
 }
 
-/// Why the watchdog closes a connection, if it must now.
+/// Whether the watchdog must close a connection now: a first header not complete within
+/// `header_timeout` of the connect, no next request within `idle_timeout` of the last
+/// response, or a response with no progress for `stall_timeout`. Trickled bytes extend none
+/// of the first two.
 fn overdue(a: &Activity, limits: &ConnLimits) -> bool {
-    let busy = a.in_flight.load(Ordering::Acquire) > 0;
-    let idle = a.idle_for();
-    if busy {
-        idle > limits.stall_timeout
+    if a.in_flight.load(Ordering::Acquire) > 0 {
+        a.since(&a.last_io_ms) > limits.stall_timeout
     } else if a.requests.load(Ordering::Relaxed) == 0 {
         a.origin.elapsed() > limits.header_timeout
     } else {
-        idle > limits.idle_timeout
+        a.since(&a.idle_since_ms) > limits.idle_timeout
     }
 }
 
@@ -233,6 +239,7 @@ async fn connection<P: Policy>(
     let activity = Arc::new(Activity {
         origin: Instant::now(),
         last_io_ms: AtomicU64::new(0),
+        idle_since_ms: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
         requests: AtomicU64::new(0),
         slot,
@@ -404,9 +411,11 @@ mod tests {
             cancels: Default::default(),
         }));
         let origin = Instant::now() - age;
+        let at = (age - idle).as_millis() as u64;
         Activity {
             origin,
-            last_io_ms: AtomicU64::new((age - idle).as_millis() as u64),
+            last_io_ms: AtomicU64::new(at),
+            idle_since_ms: AtomicU64::new(at),
             in_flight: AtomicUsize::new(in_flight),
             requests: AtomicU64::new(requests),
             slot: Slot { id: 0, table },
@@ -421,9 +430,13 @@ mod tests {
         // trickles in (slowloris).
         assert!(!overdue(&activity(s(9), s(0), 0, 0), &l));
         assert!(overdue(&activity(s(11), s(0), 0, 0), &l));
-        // Kept alive between requests: the idle timeout.
+        // Kept alive between requests: the idle timeout, from the last response, however
+        // recently the client trickled a byte of its next header.
         assert!(!overdue(&activity(s(100), s(29), 3, 0), &l));
         assert!(overdue(&activity(s(100), s(31), 3, 0), &l));
+        let trickling = activity(s(100), s(31), 3, 0);
+        trickling.touch();
+        assert!(overdue(&trickling, &l));
         // Serving: only a stall ends it, however long the download takes.
         assert!(!overdue(&activity(s(3600), s(59), 1, 1), &l));
         assert!(overdue(&activity(s(3600), s(61), 1, 1), &l));

@@ -234,11 +234,6 @@ fn a_flood_of_unacknowledged_tftp_requests_leaves_a_real_client_served() {
     let mut lab = Lab::new();
     let boot = boot_dir(&lab);
     let pxed = start_limited(&lab, &config(&boot, &lab.path("state"), profiles()), "pxed");
-    let log = pxed.log();
-    assert!(
-        log.contains("limits lowered to fit the file-descriptor limit"),
-        "{log}"
-    );
     let attacker = lab.client("02:00:00:00:0a:01", Some("10.123.0.66/24"));
     let legit = lab.client("02:00:00:00:0a:02", Some("10.123.0.5/24"));
     // 500 forged RRQs a second for 12 s: about 1,000 unacknowledged at any moment, from
@@ -284,6 +279,10 @@ fn a_flood_of_unacknowledged_tftp_requests_leaves_a_real_client_served() {
     );
     let log = pxed.log();
     assert!(!log.contains("Too many open files"), "{log}");
+    assert!(
+        log.contains("limits lowered to fit the file-descriptor limit"),
+        "{log}"
+    );
     // Throttled: a 6,000-packet flood is not 6,000 log lines.
     let lines = log
         .lines()
@@ -305,9 +304,11 @@ fn a_forged_tftp_request_draws_little_and_an_oack_names_each_option_once() {
     let _pxed = Pxed::start(&lab, &config(&boot, &lab.path("state"), profiles()));
     let attacker = lab.client("02:00:00:00:0a:01", Some("10.123.0.66/24"));
     let victim = lab.client("02:00:00:00:0a:07", Some("10.123.0.77/24"));
+    // Long enough to see an ERROR after the old 5 retransmits (6 s), had one been sent.
     let reflected = |dup: bool| -> (String, f64) {
         let out = lab.path("victim.out");
-        let counter = spawn_tool(&victim, &["count", "4444", "6"], &out);
+        let secs = if dup { "4" } else { "10" };
+        let counter = spawn_tool(&victim, &["count", "4444", secs], &out);
         std::thread::sleep(Duration::from_millis(300));
         let mut args = vec![
             "tftp-forged",
@@ -608,26 +609,27 @@ fn one_shots_and_scripts_belong_to_the_machine() {
     );
     assert_eq!(code, "200", "{body}");
     let url = format!("http://{SERVER_IP}:8080/ipxe/{KNOWN}");
+    let pending = || {
+        let (_, body) = admin(
+            &lab,
+            "GET",
+            &format!("/api/v1/hosts/{KNOWN}/next-boot"),
+            &[],
+            None,
+        );
+        body.contains("installer")
+    };
+    // HEAD from the machine itself does not spend it.
+    let (_, code, _) = curl(&owner, &["-I", &url], 10);
+    assert_eq!(code, "200");
+    assert!(pending(), "the one-shot was spent by a HEAD");
     // A neighbour can neither read the machine's script nor spend its one-shot, not with
     // GET and not with HEAD.
     let (_, code, body) = curl(&neighbour, &[&url], 10);
     assert_eq!(code, "403", "{body}");
     let (_, code, _) = curl(&neighbour, &["-I", &url], 10);
     assert_eq!(code, "403");
-    // HEAD from the machine itself does not spend it either.
-    let (_, code, _) = curl(&owner, &["-I", &url], 10);
-    assert_eq!(code, "200");
-    let (_, pending) = admin(
-        &lab,
-        "GET",
-        &format!("/api/v1/hosts/{KNOWN}/next-boot"),
-        &[],
-        None,
-    );
-    assert!(
-        pending.contains("installer"),
-        "one-shot spent by HEAD or by the neighbour: {pending}"
-    );
+    assert!(pending(), "the one-shot was spent by the neighbour");
     // The machine's own GET spends it, once.
     let (_, code, script) = curl(&owner, &[&url], 10);
     assert_eq!(code, "200");
@@ -653,7 +655,7 @@ fn timelines_stay_small_and_unmanaged_macs_get_none() {
     let batch = || {
         for _ in 0..100 {
             let (_, code, _) = curl(&owner, &["-o", "/dev/null", &long], 10);
-            assert_eq!(code, "404");
+            assert_ne!(code, "200");
         }
     };
     // The first batch brings the allocator to its working size; a second one must not add
@@ -685,6 +687,9 @@ fn timelines_stay_small_and_unmanaged_macs_get_none() {
         after < before + 2 * 1024,
         "RSS grew from {before} to {after} KiB"
     );
+    // A name too long for the filesystem names no file: 404, not a server error.
+    let (_, code, _) = curl(&owner, &["-o", "/dev/null", &long], 10);
+    assert_eq!(code, "404");
     // A MAC pxed does not manage gets no timeline, from /ipxe/<mac> or anywhere.
     let stranger = "52:54:00:aa:bb:cc";
     let (_, code, _) = curl(
@@ -710,6 +715,7 @@ fn one_mac_cannot_drain_the_pool_and_invented_macs_are_rate_limited() {
     let mut lab = Lab::new();
     let boot = boot_dir(&lab);
     // The documented example rate: 10 new unknown clients a second, 50 at once.
+    // A pool larger than the flood, so that only the rate limit can stop it.
     let cfg = config(
         &boot,
         &lab.path("state"),
@@ -718,6 +724,11 @@ fn one_mac_cannot_drain_the_pool_and_invented_macs_are_rate_limited() {
     .replace(
         "lease_time = \"1h\"",
         "lease_time = \"1h\"\nunknown_client_rate = 10\nunknown_client_burst = 50",
+    )
+    .replace("subnet = \"10.123.0.0/24\"", "subnet = \"10.123.0.0/22\"")
+    .replace(
+        "range = [\"10.123.0.100\", \"10.123.0.200\"]",
+        "range = [\"10.123.1.0\", \"10.123.3.254\"]",
     );
     let _pxed = Pxed::start(&lab, &cfg);
     let attacker = lab.client("02:00:00:00:0a:01", None);
@@ -728,23 +739,23 @@ fn one_mac_cannot_drain_the_pool_and_invented_macs_are_rate_limited() {
         Duration::from_secs(20),
     );
     assert!(field(&out, "distinct_ips") <= 2.0, "{out}");
-    // 300 invented MACs: only the burst and the rate get offers.
-    let started = Instant::now();
+    // 300 invented MACs: only the burst, and the rate while they are sent, get offers (the
+    // bucket refills per whole second, hence the one second of slack).
     let out = run_tool(
         &attacker,
         &["dhcp", "02:00:00:00:00:00", "300", "macs"],
         Duration::from_secs(30),
     );
-    let secs = started.elapsed().as_secs_f64();
+    let secs = field(&out, "send_s");
     let offers = field(&out, "offers");
+    let most = 50.0 + 10.0 * (secs.ceil() + 1.0);
     assert!(
-        offers <= 50.0 + 10.0 * secs + 5.0,
-        "{offers} offers in {secs:.1} s: {out}"
+        offers <= most,
+        "{offers} offers, at most {most} allowed: {out}"
     );
-    assert!(offers < 300.0, "{out}");
     // A host of the config still gets its address.
     let (_, ip) = leased_client(&mut lab, KNOWN);
-    assert!(ip.starts_with("10.123.0."), "{ip}");
+    assert!(ip.starts_with("10.123."), "{ip}");
     let m = metrics(&lab);
     assert!(refused(&m, "dhcp", "lease_cap") >= 3, "{m}");
     assert!(refused(&m, "dhcp", "unknown_client_rate") > 0, "{m}");
@@ -776,17 +787,18 @@ fn replies_never_go_to_addresses_outside_the_boot_network() {
         .map(|(p, o)| spawn_tool(&v, &["count", p, "5"], o))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    for (mtype, giaddr, ciaddr) in [
-        ("discover", "10.200.0.7", "0.0.0.0"),
-        ("inform", "0.0.0.0", "10.200.0.7"),
-        ("request", "0.0.0.0", "10.200.0.7"),
-        ("discover", "0.0.0.0", "10.200.0.7"),
+    // The first names the served subnet with option 118, as an RFC 3527 relay would, so
+    // that only giaddr says where the OFFER goes.
+    for (mtype, giaddr, ciaddr, link) in [
+        ("discover", "10.200.0.7", "0.0.0.0", Some("10.123.0.0")),
+        ("inform", "0.0.0.0", "10.200.0.7", None),
+        ("request", "0.0.0.0", "10.200.0.7", None),
+        ("discover", "0.0.0.0", "10.200.0.7", None),
     ] {
-        run_tool(
-            &attacker,
-            &["dhcp-to", SERVER_IP, mtype, KNOWN, giaddr, ciaddr],
-            Duration::from_secs(5),
-        );
+        let mut args = vec!["dhcp-to", SERVER_IP, mtype, KNOWN, giaddr, ciaddr];
+        args.extend(link);
+        run_tool(&attacker, &args, Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(200));
     }
     for (c, o) in counters.into_iter().zip(&outs) {
         let got = wait_tool(c, o, Duration::from_secs(15));
@@ -832,11 +844,13 @@ fn request_data_cannot_forge_log_lines() {
     let boot = boot_dir(&lab);
     let pxed = Pxed::start(&lab, &config(&boot, &lab.path("state"), profiles()));
     let c = lab.client("02:00:00:00:0a:01", Some("10.123.0.66/24"));
+    // A refused path is logged decoded: the place a newline could get in.
     curl(
         &c,
-        &[&format!(
-            "http://{SERVER_IP}:8080/x%0aFORGED-HTTP%20level=ERROR"
-        )],
+        &[
+            "--path-as-is",
+            &format!("http://{SERVER_IP}:8080/../x%0aFORGED-HTTP%20level=ERROR"),
+        ],
         10,
     );
     run_tool(
@@ -852,7 +866,8 @@ fn request_data_cannot_forge_log_lines() {
     let mut pxed = pxed;
     let log = pxed.wait_for_log(
         |l| {
-            l.contains("FORGED-HTTP")
+            l.contains("http path outside boot_dir refused")
+                && l.contains("FORGED-HTTP")
                 && l.contains("FORGED-TFTP-NAME")
                 && l.contains("FORGED-TFTP-ERROR")
         },
@@ -905,12 +920,15 @@ fn admin_edits_follow_a_symlinked_config_and_keep_its_owner() {
         Some(r#"{"profile": "fedora"}"#),
     );
     assert_eq!(code, "200", "{body}");
-    assert!(
-        std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink(),
-        "the link was replaced"
+    assert_eq!(
+        std::fs::read_to_string(&victim_file).unwrap(),
+        "untouched\n",
+        "a planted symlink at the temporary name was followed"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).ok(),
+        Some(real.clone()),
+        "the link no longer points at the real config"
     );
     assert!(
         std::fs::read_to_string(&real)
@@ -923,10 +941,6 @@ fn admin_edits_follow_a_symlinked_config_and_keep_its_owner() {
     assert_eq!(
         (meta.uid(), meta.gid(), meta.mode() & 0o777),
         (4242, 4343, 0o640)
-    );
-    assert_eq!(
-        std::fs::read_to_string(&victim_file).unwrap(),
-        "untouched\n"
     );
 }
 

@@ -15,7 +15,9 @@ namespace, sends only to the addresses it is given, and is bounded in count and 
   hostile.py dhcp MAC N [ids|macs]                      N DISCOVERs broadcast from port 68:
                                                         `ids` = one MAC, N client identifiers;
                                                         `macs` = N random MACs; print OFFERs
-  hostile.py dhcp-to SERVER TYPE MAC GIADDR CIADDR      one DHCP message sent to SERVER:67
+  hostile.py dhcp-to SERVER TYPE MAC GIADDR CIADDR [LINK]
+                                                        one DHCP message sent to SERVER:67;
+                                                        LINK adds option 118
   hostile.py proxy-forged SERVER SRC SPORT MAC          a PXE REQUEST to SERVER:4011 from a
                                                         forged source
 """
@@ -182,6 +184,7 @@ def dhcp(mac, n, mode):
     n = min(int(n), 5000)
     base = parse_mac(mac)
     xids = {}
+    started = time.time()
     for i in range(n):
         xid = 0x10000000 + i
         if mode == "ids":
@@ -191,6 +194,7 @@ def dhcp(mac, n, mode):
         xids[xid] = m
         s.sendto(dhcp_message(1, m, xid, cid), ("255.255.255.255", 67))
         time.sleep(0.001)
+    send_s = time.time() - started
     ips = set()
     offers = 0
     end = time.time() + 3
@@ -204,13 +208,16 @@ def dhcp(mac, n, mode):
         if data[0] == 2 and xid in xids:
             offers += 1
             ips.add(socket.inet_ntoa(data[16:20]))
-    print(f"sent={n} offers={offers} distinct_ips={len(ips)}", flush=True)
+    print(f"sent={n} send_s={send_s:.2f} offers={offers} distinct_ips={len(ips)}", flush=True)
 
 
-def dhcp_to(server, mtype, mac, giaddr, ciaddr):
+def dhcp_to(server, mtype, mac, giaddr, ciaddr, link=None):
+    """`link`: option 118 (subnet selection) naming a served subnet, as an RFC 3527 relay
+    would, so the request is accepted and only giaddr decides where the reply goes."""
     types = {"discover": 1, "request": 3, "inform": 8}
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    msg = dhcp_message(types[mtype], parse_mac(mac), RNG.randrange(1 << 31), None, giaddr, ciaddr)
+    extra = bytes([118, 4]) + socket.inet_aton(link) if link else b""
+    msg = dhcp_message(types[mtype], parse_mac(mac), RNG.randrange(1 << 31), None, giaddr, ciaddr, extra)
     s.sendto(msg, (server, 67))
     print("sent")
 
@@ -239,7 +246,7 @@ def main():
     elif cmd == "dhcp":
         dhcp(a[1], a[2], a[3])
     elif cmd == "dhcp-to":
-        dhcp_to(*a[1:6])
+        dhcp_to(*a[1:7])
     elif cmd == "proxy-forged":
         proxy_forged(*a[1:5])
     else:

@@ -231,21 +231,17 @@ fn descriptor_budget(config: &Config, admin_addrs: usize) -> crate::limits::Budg
         config.admin.max_connections,
     );
     let b = crate::limits::Budget::fit(nofile, tftp, http, admin, admin_addrs);
+    info!(
+        nofile,
+        tftp_sessions = b.tftp_sessions,
+        http_connections = b.http_connections,
+        admin_connections = b.admin_connections,
+        "limits in force"
+    );
     if b.lowered(tftp, http, admin) {
         warn!(
             nofile,
-            tftp_sessions = b.tftp_sessions,
-            http_connections = b.http_connections,
-            admin_connections = b.admin_connections,
             "limits lowered to fit the file-descriptor limit; raise LimitNOFILE (or the container's nofile ulimit) to allow the configured ones"
-        );
-    } else {
-        info!(
-            nofile,
-            tftp_sessions = b.tftp_sessions,
-            http_connections = b.http_connections,
-            admin_connections = b.admin_connections,
-            "limits fit the file-descriptor limit"
         );
     }
     b

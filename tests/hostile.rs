@@ -564,29 +564,11 @@ fn values_that_reach_a_script_cannot_carry_commands() {
 /// A client namespace that got its address from pxed by DHCP and configured it.
 fn leased_client(lab: &mut Lab, mac: &str) -> (Netns, String) {
     let c = lab.client(mac, None);
-    let script = lab.path("udhcpc-bound.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND $ip\"\nexit 0\n",
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(&script)
-        .status()
-        .unwrap();
-    let mut cmd = c.cmd("busybox");
-    cmd.args([
-        "udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s",
-    ])
-    .arg(&script);
-    let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(30));
-    assert!(ok, "udhcpc: {out}{err}");
-    let ip = out
-        .lines()
-        .find_map(|l| l.strip_prefix("BOUND "))
-        .expect("bound")
-        .trim()
+    let bound = udhcpc(lab, &c, &[]).expect("udhcpc got no lease");
+    let ip = bound
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ip="))
+        .expect("ip=")
         .to_string();
     c.ip(&["addr", "add", &format!("{ip}/24"), "dev", "vc"]);
     (c, ip)
@@ -973,27 +955,8 @@ fn a_failed_lease_commit_leaves_nothing_bound_in_memory() {
         Duration::from_secs(20),
     );
     let c = lab.client(KNOWN, None);
-    let script = lab.path("bound.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND $ip\"\nexit 0\n",
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(&script)
-        .status()
-        .unwrap();
-    let udhcpc = || {
-        let mut cmd = c.cmd("busybox");
-        cmd.args([
-            "udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s",
-        ])
-        .arg(&script);
-        run_limited(&mut cmd, Duration::from_secs(20))
-    };
-    let (_, out, _) = udhcpc();
-    assert!(!out.contains("BOUND"), "ACKed with a full disk: {out}");
+    let bound = udhcpc(&lab, &c, &[]);
+    assert_eq!(bound, None, "ACKed with a full disk");
     let (_, leases) = admin(&lab, "GET", "/api/v1/leases", &[], None);
     assert_eq!(leases.trim(), "[]", "a lease the store never got is listed");
     assert!(
@@ -1009,8 +972,10 @@ fn a_failed_lease_commit_leaves_nothing_bound_in_memory() {
             .arg(&fill),
         Duration::from_secs(10),
     );
-    let (_, out, _) = udhcpc();
-    assert!(out.contains("BOUND"), "{out}");
+    assert!(
+        udhcpc(&lab, &c, &[]).is_some(),
+        "no lease once the disk had room"
+    );
     let (_, leases) = admin(&lab, "GET", "/api/v1/leases", &[], None);
     assert!(leases.contains(KNOWN), "{leases}");
 }

@@ -59,35 +59,6 @@ hostname = "vm-de"
     )
 }
 
-/// Runs busybox udhcpc once in `ns`; returns the `bound` line its script printed.
-fn udhcpc(lab: &Lab, ns: &Netns, extra: &[&str]) -> Option<String> {
-    let script = lab.path("udhcpc.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND ip=$ip subnet=$subnet router=$router serverid=$serverid lease=$lease siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n",
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(&script)
-        .status()
-        .unwrap();
-    let mut cmd = ns.cmd("busybox");
-    cmd.args([
-        "udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s",
-    ])
-    .arg(&script)
-    .args(extra);
-    let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(20));
-    if !ok {
-        eprintln!("udhcpc failed: {out}{err}");
-        return None;
-    }
-    out.lines()
-        .find(|l| l.starts_with("BOUND"))
-        .map(str::to_string)
-}
-
 #[test]
 fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
     require(&["ip", "busybox", "python3"]);

@@ -479,6 +479,35 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String)
     (status.is_some_and(|s| s.success()), out, err)
 }
 
+/// Runs busybox udhcpc once in `ns`; returns the `bound` line its script printed.
+pub fn udhcpc(lab: &Lab, ns: &Netns, extra: &[&str]) -> Option<String> {
+    let script = lab.path("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"BOUND ip=$ip subnet=$subnet router=$router serverid=$serverid lease=$lease siaddr=$siaddr boot_file=$boot_file hostname=$hostname\"\nexit 0\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let mut cmd = ns.cmd("busybox");
+    cmd.args([
+        "udhcpc", "-i", "vc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s",
+    ])
+    .arg(&script)
+    .args(extra);
+    let (ok, out, err) = run_limited(&mut cmd, Duration::from_secs(20));
+    if !ok {
+        eprintln!("udhcpc failed: {out}{err}");
+        return None;
+    }
+    out.lines()
+        .find(|l| l.starts_with("BOUND"))
+        .map(str::to_string)
+}
+
 /// Boot payload built by boot-images/ (tests/run builds it). Fails clearly when missing.
 pub fn boot_fixture() -> PathBuf {
     let dir = std::env::var_os("PXED_BOOT_DIR")

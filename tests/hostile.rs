@@ -228,6 +228,9 @@ fn admin(
 
 const JSON: &str = "Content-Type: application/json";
 
+/// An admin request and the status it must get: method, path, headers, body, status.
+type AdminCase<'a> = (&'a str, &'a str, &'a [&'a str], Option<&'a str>, &'a str);
+
 #[test]
 fn a_flood_of_unacknowledged_tftp_requests_leaves_a_real_client_served() {
     require(&["ip", "curl", "python3", "prlimit"]);
@@ -435,51 +438,44 @@ fn a_browser_cannot_be_tricked_into_using_the_admin_api() {
     let path = pxed.config_path();
     let before = std::fs::read(&path).unwrap();
     let put = r#"{"profile": "installer"}"#;
-    // DNS rebinding: the page's own name in Host.
-    let (code, body) = admin(
-        &lab,
-        "PUT",
-        "/api/v1/hosts/52:54:00:00:00:09",
-        &["Host: attacker.example:9091", JSON],
-        Some(put),
-    );
-    assert_eq!(code, "421", "{body}");
-    // A cross-origin "simple" request: text/plain, no preflight.
-    let (code, body) = admin(
-        &lab,
-        "POST",
-        "/api/v1/reload",
-        &["Content-Type: text/plain"],
-        None,
-    );
-    assert_eq!(code, "415", "{body}");
-    let (code, body) = admin(
-        &lab,
-        "PUT",
-        "/api/v1/hosts/52:54:00:00:00:09",
-        &["Content-Type: text/plain"],
-        Some(put),
-    );
-    assert_eq!(code, "415", "{body}");
-    let (code, body) = admin(
-        &lab,
-        "PUT",
-        "/api/v1/hosts/52:54:00:00:00:09",
-        &["Origin: http://attacker.example", JSON],
-        Some(put),
-    );
-    assert_eq!(code, "403", "{body}");
-    let (code, body) = admin(
-        &lab,
-        "OPTIONS",
-        "/api/v1/hosts/52:54:00:00:00:09",
-        &[
-            "Origin: http://attacker.example",
-            "Access-Control-Request-Method: PUT",
-        ],
-        None,
-    );
-    assert_eq!(code, "403", "{body}");
+    let host = "/api/v1/hosts/52:54:00:00:00:09";
+    let preflight = [
+        "Origin: http://attacker.example",
+        "Access-Control-Request-Method: PUT",
+    ];
+    let cases: [AdminCase; 5] = [
+        // DNS rebinding: the page's own name in Host.
+        (
+            "PUT",
+            host,
+            &["Host: attacker.example:9091", JSON],
+            Some(put),
+            "421",
+        ),
+        // Cross-origin "simple" requests: text/plain needs no preflight.
+        (
+            "POST",
+            "/api/v1/reload",
+            &["Content-Type: text/plain"],
+            None,
+            "415",
+        ),
+        ("PUT", host, &["Content-Type: text/plain"], Some(put), "415"),
+        (
+            "PUT",
+            host,
+            &["Origin: http://attacker.example", JSON],
+            Some(put),
+            "403",
+        ),
+        ("OPTIONS", host, &preflight, None, "403"),
+    ];
+    let mut body = String::new();
+    for (method, path, headers, data, want) in cases {
+        let (code, b) = admin(&lab, method, path, headers, data);
+        assert_eq!(code, want, "{method} {path} {headers:?}: {b}");
+        body = b;
+    }
     assert!(
         !body.to_ascii_lowercase().contains("access-control-allow"),
         "{body}"

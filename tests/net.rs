@@ -129,13 +129,7 @@ fn dhcp_leases_and_boot_files_seen_by_udhcpc() {
         Duration::from_secs(5),
         "malformed packets logged",
     );
-    let (ok, metrics, err) = run_limited(
-        lab.server
-            .cmd("curl")
-            .args(["-fsS", "http://127.0.0.1:9091/metrics"]),
-        Duration::from_secs(10),
-    );
-    assert!(ok, "{err}");
+    let metrics = admin_get(&lab, "/metrics");
     let malformed: u64 = metrics
         .lines()
         .find_map(|l| {
@@ -476,14 +470,20 @@ fn setpriv_pxed(lab: &Lab, cfg: &Path, setpriv: &[&str]) -> Command {
     cmd
 }
 
-fn status_of(lab: &Lab) -> serde_json::Value {
+/// GET of an admin API path on loopback in the server namespace, which must succeed.
+fn admin_get(lab: &Lab, path: &str) -> String {
     let (ok, out, err) = run_limited(
         lab.server
             .cmd("curl")
-            .args(["-fsS", "http://127.0.0.1:9091/api/v1/status"]),
+            .args(["-fsS", &format!("http://127.0.0.1:9091{path}")]),
         Duration::from_secs(10),
     );
-    assert!(ok, "status failed: {err}");
+    assert!(ok, "GET {path} failed: {err}");
+    out
+}
+
+fn status_of(lab: &Lab) -> serde_json::Value {
+    let out = admin_get(lab, "/api/v1/status");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -900,13 +900,7 @@ fn tftp_transfers_seen_by_curl_and_atftp() {
         Duration::from_secs(5),
         "refusals logged",
     );
-    let (ok, metrics, err) = run_limited(
-        lab.server
-            .cmd("curl")
-            .args(["-fsS", "http://127.0.0.1:9091/metrics"]),
-        Duration::from_secs(10),
-    );
-    assert!(ok, "{err}");
+    let metrics = admin_get(&lab, "/metrics");
     assert!(
         metrics.contains("pxed_requests_total{protocol=\"tftp\",outcome=\"failed\"} 4\n"),
         "{metrics}"

@@ -216,3 +216,19 @@ fn load_refuses_private_files_that_symlinks_put_in_boot_dir() {
         }
     }
 }
+
+#[test]
+fn a_chain_of_placeholders_only_and_raw_newlines_in_messages_are_refused() {
+    let text = format!("{CONTRACT}\n[profiles.c]\nchain = \"{{{{ hostname }}}}\"\n");
+    let (_, key, message) = err_of(&text);
+    assert_eq!(key, "profiles.c.chain");
+    assert!(message.contains("placeholders"), "{message}");
+    // A value quoted in a message keeps its control characters escaped: one line.
+    let text = CONTRACT.replace("[dhcp]\n", "[dhcp]\nmode = \"x\\ny\"\n");
+    let (_, key, message) = err_of(&text);
+    assert_eq!(key, "dhcp.mode");
+    assert!(
+        !message.contains('\n') && message.contains("x\\ny"),
+        "{message}"
+    );
+}

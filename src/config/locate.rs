@@ -16,6 +16,19 @@ pub(super) fn invalid(
     message: String,
 ) -> ConfigError {
     let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    // A message may quote the offending value: its control characters are shown escaped, so
+    // an error is always one line wherever it is printed.
+    let message = message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
     ConfigError::Invalid {
         file: file.to_path_buf(),
         line,

@@ -446,6 +446,14 @@ impl Validator<'_> {
             check_no_control(&url)
                 .and_then(|()| check_token(&without_placeholders(&url)))
                 .map_err(|m| self.err(&["profiles", name, "chain"], m))?;
+            // Placeholders alone may render empty (a host without a hostname): a bare
+            // `chain` would then fail in iPXE with nothing after it.
+            if without_placeholders(&url).is_empty() {
+                return Err(self.err(
+                    &["profiles", name, "chain"],
+                    "must name a URL, not only `{{ }}` placeholders",
+                ));
+            }
             return Ok(Profile::Chain { url });
         }
         match p.action.as_deref() {

@@ -38,7 +38,7 @@ pub struct Seen {
 /// Clients remembered in [`Shared::seen`]; past this the one heard from longest ago goes.
 pub const SEEN_CLIENTS: usize = 65_536;
 
-/// A map that keeps at most `cap` entries, dropping the one written longest ago.
+/// A map that keeps at most `cap` entries, dropping the one first written longest ago.
 #[derive(Debug)]
 pub struct Recent<K, V> {
     /// Entries and the sequence number of their last write.
@@ -62,17 +62,16 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
         }
     }
 
-    /// Changes the entry for `k` (starting from `V::default()`), making it the newest.
+    /// Changes the entry for `k`, starting from `V::default()` for a new key. A new key is
+    /// the newest; when the map is full, the key first written longest ago goes.
     pub fn update(&mut self, k: K, f: impl FnOnce(&mut V))
     where
         V: Default,
     {
-        self.seq += 1;
-        let (mut v, old) = self.map.remove(&k).unwrap_or_default();
-        if old != 0 {
-            self.order.remove(&old);
+        if let Some((v, _)) = self.map.get_mut(&k) {
+            f(v);
+            return;
         }
-        f(&mut v);
         while self.map.len() >= self.cap {
             match self.order.pop_first() {
                 Some((_, oldest)) => {
@@ -81,6 +80,9 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
                 None => break,
             }
         }
+        self.seq += 1;
+        let mut v = V::default();
+        f(&mut v);
         self.order.insert(self.seq, k);
         self.map.insert(k, (v, self.seq));
     }
@@ -329,16 +331,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recent_keeps_the_newest_entries_up_to_its_cap() {
+    fn recent_keeps_the_latest_keys_up_to_its_cap() {
         let mut r: Recent<u32, Seen> = Recent::new(3);
         for k in 0..3 {
             r.update(k, |s| s.arch = Some(format!("a{k}")));
         }
-        // Writing 0 again makes it the newest: 1 is now the oldest and goes first.
+        // Updating 0 keeps its place: it was written first, so it goes first.
         r.update(0, |s| s.proxy_ip = Some(Ipv4Addr::new(10, 0, 0, 1)));
-        r.update(3, |_| {});
-        assert_eq!(r.len(), 3);
-        assert!(r.get(&1).is_none());
         let zero = r.get(&0).unwrap();
         assert_eq!(
             zero.arch.as_deref(),
@@ -346,6 +345,10 @@ mod tests {
             "an update keeps the other fields"
         );
         assert_eq!(zero.proxy_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        r.update(3, |_| {});
+        assert_eq!(r.len(), 3);
+        assert!(r.get(&0).is_none());
+        assert!(r.get(&1).is_some());
         // A flood of new keys never grows it.
         for k in 100..10_000 {
             r.update(k, |_| {});

@@ -532,14 +532,15 @@ async fn commit_loop(
             }
         }
         let mut all = Batch::default();
-        for p in &batch {
-            all.extend(p.batch.clone());
+        for p in &mut batch {
+            all.extend(std::mem::take(&mut p.batch));
         }
-        let s = store.clone();
-        let changes = all.changes.clone();
+        // Shared with the blocking task rather than copied: a batch can hold thousands.
+        let all = Arc::new(all);
+        let (s, writes) = (store.clone(), all.clone());
         let committed = tokio::task::spawn_blocking(move || {
             let mut store = s.lock().unwrap_or_else(|e| e.into_inner());
-            store.commit(&changes).map_err(|e| e.to_string())
+            store.commit(&writes.changes).map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));

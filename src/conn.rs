@@ -56,8 +56,9 @@ struct Table {
     cancels: std::collections::HashMap<SessionId, CancellationToken>,
 }
 
-/// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. In-flight
-/// requests get until the daemon's shutdown grace; the daemon aborts what is left.
+/// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. On the
+/// cancel every connection is closed at once, requests in flight included (the daemon's
+/// shutdown is bounded to 2 s).
 pub async fn serve<P: Policy>(
     listener: TcpListener,
     router: Router,

@@ -117,7 +117,7 @@ pub async fn run_with(
     let source = config.source.clone();
     let next_boots =
         crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
-    let budget = descriptor_budget(&config, admin_addrs.len());
+    let budget = descriptor_budget(&config, (sockets.len(), admin_addrs.len()));
     let shared = Shared::with_state(config, leases, next_boots);
     let _ = shared.abilities.set(abilities);
     let _ = shared.budget.set(budget);
@@ -217,7 +217,7 @@ pub async fn run_with(
 
 /// Raises the soft descriptor limit to the hard one and fits every per-client limit into it,
 /// so that a neighbour exhausts pxed's own limits before it exhausts descriptors.
-fn descriptor_budget(config: &Config, admin_addrs: usize) -> crate::limits::Budget {
+fn descriptor_budget(config: &Config, listeners: (usize, usize)) -> crate::limits::Budget {
     let nofile = match crate::limits::raise_nofile() {
         Ok(n) => n,
         Err(e) => {
@@ -230,7 +230,7 @@ fn descriptor_budget(config: &Config, admin_addrs: usize) -> crate::limits::Budg
         config.http.limits.max_connections,
         config.admin.max_connections,
     );
-    let b = crate::limits::Budget::fit(nofile, tftp, http, admin, admin_addrs);
+    let b = crate::limits::Budget::fit(nofile, tftp, http, admin, listeners);
     info!(
         nofile,
         tftp_sessions = b.tftp_sessions,

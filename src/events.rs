@@ -68,6 +68,15 @@ impl Event {
     }
 }
 
+/// At most [`MAX_STRING`] bytes of `s`, cut on a character boundary.
+pub fn cut_str(s: &str) -> &str {
+    let mut end = s.len().min(MAX_STRING);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Cuts a string to at most [`MAX_STRING`] bytes, on a character boundary, marking the cut.
 fn cut(s: &mut String) {
     if s.len() > MAX_STRING {

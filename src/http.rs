@@ -118,10 +118,11 @@ async fn script(
         SocketAddr::V4(v4) => Some(*v4.ip()),
         SocketAddr::V6(_) => None,
     };
-    let asker = match app.shared.owner_of(&mac, crate::state::unix_now()) {
-        Some(owner) if Some(owner) == peer_ip => Asker::Owner,
-        Some(_) => Asker::Other,
-        None => Asker::Unknown,
+    let owners = app.shared.owners_of(&mac, crate::state::unix_now());
+    let asker = match peer_ip {
+        _ if owners.is_empty() => Asker::Unknown,
+        Some(ip) if owners.contains(&ip) => Asker::Owner,
+        _ => Asker::Other,
     };
     if asker == Asker::Other && cfg.http.script_access == ScriptAccess::Owner {
         app.shared.counters.refuse(Refusal::HttpNotOwner);
@@ -270,7 +271,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // The log line and the timeline keep a bounded prefix: a 60 KB path is not 60 KB of log.
-    let shown = short(&path);
+    let shown = crate::events::cut_str(&path);
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -323,15 +324,6 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         "http request"
     );
     resp
-}
-
-/// At most [`crate::events::MAX_STRING`] bytes of a request path, cut on a character boundary.
-fn short(path: &str) -> &str {
-    let mut end = path.len().min(crate::events::MAX_STRING);
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    &path[..end]
 }
 
 /// Bumps the HTTP counters; a 200 for the last initrd of the machine's kernel profile

@@ -48,7 +48,7 @@ pub fn raise_nofile() -> std::io::Result<u64> {
 pub struct Budget {
     /// The descriptor limit it was computed from.
     pub nofile: u64,
-    /// TFTP transfers at once.
+    /// TFTP transfers at once, per TFTP listener (one per served interface).
     pub tftp_sessions: usize,
     /// Boot HTTP connections at once.
     pub http_connections: usize,
@@ -67,11 +67,20 @@ impl Budget {
         }
     }
 
-    /// Fits the configured limits into `nofile` descriptors: if they need more than there
-    /// are, each is scaled down by the same factor (never below 1). Pure.
-    pub fn fit(nofile: u64, tftp: usize, http: usize, admin: usize, admin_addrs: usize) -> Budget {
-        let admin_total = admin.saturating_mul(admin_addrs.max(1));
-        let need = (tftp as u64) * FDS_PER_TFTP
+    /// Fits the configured limits into `nofile` descriptors: `tftp` sessions on each of
+    /// `listeners.0` TFTP listeners, `http` boot connections, `admin` connections on each of
+    /// `listeners.1` admin addresses. If they need more than there are, each is scaled down
+    /// by the same factor (never below 1). Pure.
+    pub fn fit(
+        nofile: u64,
+        tftp: usize,
+        http: usize,
+        admin: usize,
+        listeners: (usize, usize),
+    ) -> Budget {
+        let tftp_total = tftp.saturating_mul(listeners.0.max(1));
+        let admin_total = admin.saturating_mul(listeners.1.max(1));
+        let need = (tftp_total as u64) * FDS_PER_TFTP
             + (http as u64) * FDS_PER_HTTP
             + (admin_total as u64) * FDS_PER_ADMIN;
         let available = nofile.saturating_sub(RESERVED_FDS).max(8);
@@ -188,14 +197,14 @@ mod tests {
     #[test]
     fn limits_fit_the_descriptor_limit() {
         // Plenty of descriptors: the configured values stand.
-        let b = Budget::fit(65536, 512, 512, 64, 2);
+        let b = Budget::fit(65536, 512, 512, 64, (1, 2));
         assert_eq!(
             (b.tftp_sessions, b.http_connections, b.admin_connections),
             (512, 512, 64)
         );
         assert!(!b.lowered(512, 512, 64));
         // 512 descriptors: everything together stays below the limit.
-        let b = Budget::fit(512, 512, 512, 64, 2);
+        let b = Budget::fit(512, 512, 512, 64, (1, 2));
         let used = b.tftp_sessions as u64 * FDS_PER_TFTP
             + b.http_connections as u64 * FDS_PER_HTTP
             + 2 * b.admin_connections as u64 * FDS_PER_ADMIN
@@ -203,8 +212,15 @@ mod tests {
         assert!(used <= 512, "{b:?} uses {used}");
         assert!(b.tftp_sessions >= 90 && b.http_connections >= 90, "{b:?}");
         assert!(b.lowered(512, 512, 64));
+        // Two TFTP listeners share the descriptors too.
+        let b = Budget::fit(1024, 512, 512, 64, (2, 1));
+        let used = 2 * b.tftp_sessions as u64 * FDS_PER_TFTP
+            + b.http_connections as u64 * FDS_PER_HTTP
+            + b.admin_connections as u64 * FDS_PER_ADMIN
+            + RESERVED_FDS;
+        assert!(used <= 1024, "{b:?} uses {used}");
         // Absurdly low: never zero.
-        let b = Budget::fit(16, 512, 512, 64, 1);
+        let b = Budget::fit(16, 512, 512, 64, (1, 1));
         assert!(b.tftp_sessions >= 1 && b.http_connections >= 1 && b.admin_connections >= 1);
     }
 

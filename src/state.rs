@@ -35,7 +35,9 @@ pub struct Seen {
     pub proxy_ip: Option<Ipv4Addr>,
 }
 
-/// Clients remembered in [`Shared::seen`]; past this the one heard from longest ago goes.
+/// Clients outside `[hosts]` remembered in [`Shared::seen`]; past this the one first seen
+/// longest ago goes. Hosts of the config are kept apart (`seen_hosts`), so a flood of
+/// invented MACs never pushes them out.
 pub const SEEN_CLIENTS: usize = 65_536;
 
 /// A map that keeps at most `cap` entries, dropping the one first written longest ago.
@@ -132,8 +134,11 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// The address pool.
     pub leases: Mutex<LeaseTable>,
-    /// Per-client facts learned from DHCP, bounded to [`SEEN_CLIENTS`].
+    /// Per-client facts learned from DHCP for MACs outside `[hosts]`, bounded to
+    /// [`SEEN_CLIENTS`].
     pub seen: Mutex<Recent<Mac, Seen>>,
+    /// The same for MACs in `[hosts]`: bounded by the config, and out of a flood's reach.
+    pub seen_hosts: Mutex<HashMap<Mac, Seen>>,
     /// Addresses that fetched a MAC's script, so later requests from them (kernel, initrd)
     /// are logged under that MAC even when another DHCP server leased the address.
     pub script_peers: Mutex<HashMap<Ipv4Addr, Mac>>,
@@ -178,6 +183,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             leases: Mutex::new(leases),
             seen: Mutex::new(Recent::new(SEEN_CLIENTS)),
+            seen_hosts: Mutex::new(HashMap::new()),
             script_peers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             edit_lock: Mutex::new(()),
@@ -289,40 +295,61 @@ impl Shared {
         self.budget.get().copied().unwrap_or_else(Budget::unlimited)
     }
 
-    /// The architecture DHCP last saw for a MAC.
-    pub fn arch_of(&self, mac: &Mac) -> Option<String> {
-        self.seen
+    /// What DHCP saw of a MAC.
+    fn seen_of(&self, mac: &Mac) -> Option<Seen> {
+        let host = self
+            .seen_hosts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(mac)
-            .and_then(|s| s.arch.clone())
-    }
-
-    /// Remembers what DHCP saw of a client.
-    pub fn note_seen(&self, mac: Mac, f: impl FnOnce(&mut Seen)) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update(mac, f);
-    }
-
-    /// The address that owns a MAC's script and one-shot: its active lease from pxed, else
-    /// the address it was seen using in proxy mode. `None` when pxed knows of none.
-    pub fn owner_of(&self, mac: &Mac, now: u64) -> Option<Ipv4Addr> {
-        let leased = self
-            .leases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_by_mac(mac)
-            .filter(|l| l.active(now))
-            .map(|l| l.ip);
-        leased.or_else(|| {
+            .cloned();
+        host.or_else(|| {
             self.seen
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(mac)
-                .and_then(|s| s.proxy_ip)
+                .cloned()
         })
+    }
+
+    /// The architecture DHCP last saw for a MAC.
+    pub fn arch_of(&self, mac: &Mac) -> Option<String> {
+        self.seen_of(mac).and_then(|s| s.arch)
+    }
+
+    /// Remembers what DHCP saw of a client.
+    pub fn note_seen(&self, mac: Mac, f: impl FnOnce(&mut Seen)) {
+        if self.config().hosts.contains_key(&mac) {
+            f(self
+                .seen_hosts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(mac)
+                .or_default());
+        } else {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(mac, f);
+        }
+    }
+
+    /// The addresses that own a MAC's script and one-shot: those of its bound, active leases
+    /// from pxed (never a mere offer, which anyone can get by sending a DISCOVER), else the
+    /// address it was seen using in proxy mode. Empty when pxed knows of none.
+    pub fn owners_of(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
+        let leased = self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bound_ips(mac, now);
+        if !leased.is_empty() {
+            return leased;
+        }
+        self.seen_of(mac)
+            .and_then(|s| s.proxy_ip)
+            .into_iter()
+            .collect()
     }
 }
 

@@ -184,10 +184,18 @@ pub fn decide_on(
             Some(p) => p,
             None => return ignore("relay from an unserved subnet", Some(client)),
         },
-        None => match cfg.dhcp.pools.get(home) {
-            Some(p) => p,
-            None => return ignore("no subnet on this interface", Some(client)),
-        },
+        // A unicast RELEASE, INFORM or RENEW from a relayed subnet names its subnet by
+        // its own address.
+        None => {
+            let ciaddr = msg.ciaddr();
+            let own = (!ciaddr.is_unspecified())
+                .then(|| cfg.dhcp.pool_for(ciaddr))
+                .flatten();
+            match own.or_else(|| cfg.dhcp.pools.get(home)) {
+                Some(p) => p,
+                None => return ignore("no subnet on this interface", Some(client)),
+            }
+        }
     };
     let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
@@ -266,6 +274,18 @@ pub fn decide_on(
                 // RENEWING (unicast) or REBINDING (broadcast).
                 (None, false, _) => ciaddr,
             };
+            // A new unknown client may skip DISCOVER and REQUEST a free address outright:
+            // the same rate limit applies.
+            if !cfg.hosts.contains_key(&mac)
+                && !leases.admit_unknown(
+                    &id,
+                    cfg.dhcp.unknown_client_rate,
+                    cfg.dhcp.unknown_client_burst,
+                    now,
+                )
+            {
+                return ignore(refused::RATE, Some(client));
+            }
             match leases.check(cfg, pool, &id, mac, ip, now) {
                 Ok(()) => {
                     leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);

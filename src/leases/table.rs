@@ -146,6 +146,20 @@ impl LeaseTable {
         self.by_mac.get(mac).and_then(|c| self.by_client.get(c))
     }
 
+    /// Addresses bound (ACKed, not expired, not released) to any client identifier of `mac`.
+    pub fn bound_ips(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
+        self.per_mac
+            .get(mac)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|c| self.by_client.get(c))
+                    .filter(|l| l.state == State::Bound && l.active(now))
+                    .map(|l| l.ip)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The MAC an address is bound to, active or not.
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
         self.by_ip

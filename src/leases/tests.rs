@@ -357,3 +357,15 @@ fn a_failed_commit_is_rolled_back_in_memory() {
     t.revert(&batch);
     assert_eq!(t.get_by_mac(&mac(1)), Some(&lease));
 }
+
+#[test]
+fn only_bound_leases_name_the_addresses_a_mac_owns() {
+    let c = cfg("");
+    let mut t = LeaseTable::new(&c);
+    // An offer anyone can get by sending a DISCOVER with the MAC does not count.
+    t.bind(&invented(1, 0), mac(1), ip(10), State::Offered, 60);
+    assert!(t.bound_ips(&mac(1), 0).is_empty());
+    t.bind(&invented(1, 1), mac(1), ip(11), State::Bound, 100);
+    assert_eq!(t.bound_ips(&mac(1), 0), vec![ip(11)]);
+    assert!(t.bound_ips(&mac(1), 100).is_empty(), "expired");
+}

@@ -389,7 +389,11 @@ async fn transfer(
                 }
                 Ok(Ok(n)) => match packet::parse(&inbuf[..n]) {
                     Ok(Packet::Ack(b)) => break Event::Ack(b),
-                    Ok(Packet::Error { code, message }) => break Event::Error { code, message },
+                    Ok(Packet::Error { code, message }) => {
+                        // Logged and kept in the timeline: a bounded prefix only.
+                        let message = crate::events::cut_str(&message).to_string();
+                        break Event::Error { code, message };
+                    }
                     Ok(other) => {
                         debug!(%peer, packet = ?other, "unexpected tftp packet in transfer")
                     }

@@ -98,9 +98,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
     let state = Admin {
         shared,
         token: token.map(Into::into),
-        refused_log: Arc::new(crate::limits::Throttle::new(
-            std::time::Duration::from_secs(1),
-        )),
+        refused_log: Arc::new(crate::limits::Throttle::per_second()),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -148,7 +146,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let policy = Arc::new(AdminPolicy {
         shared: shared.clone(),
-        refused_log: crate::limits::Throttle::new(std::time::Duration::from_secs(1)),
+        refused_log: crate::limits::Throttle::per_second(),
     });
     crate::conn::serve(listener, router(shared, token), policy, cancel).await
 }

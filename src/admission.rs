@@ -1,5 +1,7 @@
-//! Who gets a slot: TFTP sessions and HTTP connections. Pure bookkeeping; each shell holds
-//! one of these under a lock and asks it before spawning a transfer or serving a connection.
+//! Who gets a slot: TFTP sessions and HTTP connections. [`Admission`] is the pure
+//! bookkeeping; [`Slots`] is what a listener holds: it, under a lock, plus a cancel token per
+//! slot, so an evicted transfer or connection ends at once. Each task owns a [`Slot`] that
+//! frees itself on drop, however the task ends.
 //!
 //! Slots are capped per client address and in total. A slot is *exposed* (evictable) while
 //! it does nothing useful: a TFTP session whose peer has not answered yet (a forged source
@@ -12,6 +14,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio_util::sync::CancellationToken;
 
 /// A session's handle.
 pub type SessionId = u64;
@@ -137,6 +142,122 @@ impl Admission {
     }
 }
 
+/// A listener's slots, shared with the tasks it spawns.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    /// The bookkeeping and each slot's cancel token, under one lock held for a few map
+    /// operations.
+    inner: Arc<Mutex<Table>>,
+}
+
+/// What [`Slots`] guards.
+#[derive(Debug, Default)]
+struct Table {
+    /// Who holds a slot.
+    admission: Admission,
+    /// How to end each slot's task early (eviction).
+    cancels: HashMap<SessionId, CancellationToken>,
+}
+
+/// A slot just taken.
+#[derive(Debug)]
+pub struct Granted {
+    /// The task's claim on it.
+    pub slot: Slot,
+    /// Fires when the slot is evicted, or when `parent` (the listener's stop) fires.
+    pub token: CancellationToken,
+    /// Whether an exposed slot was evicted (and its task cancelled) to make room.
+    pub evicted: bool,
+}
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The client already has its share.
+    PerClient,
+    /// Every slot is protected.
+    Full,
+}
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a slot for `peer` within the limits, evicting (cancelling) the oldest exposed
+    /// one if every slot is taken. The new slot starts exposed.
+    pub fn take(
+        &self,
+        peer: IpAddr,
+        max_total: usize,
+        max_per_client: usize,
+        parent: &CancellationToken,
+    ) -> Result<Granted, Refused> {
+        let mut t = self.lock();
+        match t.admission.admit(peer, max_total, max_per_client) {
+            Admit::Accept { id, evict } => {
+                let old = evict.and_then(|e| t.cancels.remove(&e));
+                let evicted = old.is_some();
+                if let Some(old) = old {
+                    old.cancel();
+                }
+                let token = parent.child_token();
+                t.cancels.insert(id, token.clone());
+                let slot = Slot {
+                    id,
+                    slots: self.clone(),
+                };
+                Ok(Granted {
+                    slot,
+                    token,
+                    evicted,
+                })
+            }
+            Admit::PerClient => Err(Refused::PerClient),
+            Admit::Full => Err(Refused::Full),
+        }
+    }
+
+    /// Slots in use.
+    pub fn len(&self) -> usize {
+        self.lock().admission.len()
+    }
+
+    /// Whether none is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A task's claim on a slot; freed when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    /// Its handle.
+    id: SessionId,
+    /// The slots it belongs to.
+    slots: Slots,
+}
+
+impl Slot {
+    /// It does useful work now: it cannot be evicted.
+    pub fn protect(&self) {
+        self.slots.lock().admission.protect(self.id);
+    }
+
+    /// It went idle: it may be evicted again.
+    pub fn expose(&self) {
+        self.slots.lock().admission.expose(self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.slots.lock();
+        t.admission.finish(self.id);
+        t.cancels.remove(&self.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +324,23 @@ mod tests {
                 evict: Some(second)
             }
         );
+    }
+
+    #[test]
+    fn slots_cancel_what_they_evict_and_free_what_is_dropped() {
+        let slots = Slots::default();
+        let stop = CancellationToken::new();
+        let first = slots.take(ip(1), 1, 8, &stop).unwrap();
+        assert!(!first.evicted);
+        let second = slots.take(ip(2), 1, 8, &stop).unwrap();
+        assert!(second.evicted && first.token.is_cancelled());
+        second.slot.protect();
+        assert_eq!(slots.take(ip(3), 1, 8, &stop).unwrap_err(), Refused::Full);
+        drop(second);
+        assert!(slots.take(ip(3), 1, 8, &stop).is_ok());
+        drop(first);
+        stop.cancel();
+        assert!(slots.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::admission::{Admission, Admit, SessionId};
+use crate::admission::{Refused, Slot, Slots};
 use crate::config::ConnLimits;
 use crate::limits::Throttle;
 use crate::metrics::{Counters, Refusal};
@@ -48,14 +48,6 @@ pub trait Policy: Send + Sync + 'static {
     fn counters(&self) -> &Counters;
 }
 
-/// Slots and their eviction handles, shared by the accept loop and the connections.
-struct Table {
-    /// Who holds a slot.
-    admission: Admission,
-    /// How to close each connection early.
-    cancels: std::collections::HashMap<SessionId, CancellationToken>,
-}
-
 /// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. On the
 /// cancel every connection is closed at once, requests in flight included (the daemon's
 /// shutdown is bounded to 2 s).
@@ -65,12 +57,9 @@ pub async fn serve<P: Policy>(
     policy: Arc<P>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let table = Arc::new(Mutex::new(Table {
-        admission: Admission::default(),
-        cancels: Default::default(),
-    }));
+    let slots = Slots::default();
     let tracker = TaskTracker::new();
-    let refused_log = Throttle::new(Duration::from_secs(1));
+    let refused_log = Throttle::per_second();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -91,38 +80,29 @@ pub async fn serve<P: Policy>(
             continue;
         }
         let limits = policy.limits();
-        let admitted = {
-            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-            match t
-                .admission
-                .admit(peer.ip(), limits.max_connections, limits.max_per_client)
-            {
-                Admit::Accept { id, evict } => {
-                    if let Some(old) = evict.and_then(|e| t.cancels.remove(&e)) {
-                        old.cancel();
-                        policy.counters().refuse(Refusal::HttpEvicted);
-                    }
-                    let token = cancel.child_token();
-                    t.cancels.insert(id, token.clone());
-                    Ok((id, token))
+        let (slot, token) = match slots.take(
+            peer.ip(),
+            limits.max_connections,
+            limits.max_per_client,
+            &cancel,
+        ) {
+            Ok(g) => {
+                if g.evicted {
+                    policy.counters().refuse(Refusal::HttpEvicted);
                 }
-                Admit::PerClient => Err(Refusal::HttpPerClient),
-                Admit::Full => Err(Refusal::HttpFull),
+                (g.slot, g.token)
             }
-        };
-        let (id, token) = match admitted {
-            Ok(x) => x,
-            Err(why) => {
+            Err(r) => {
+                let why = match r {
+                    Refused::PerClient => Refusal::HttpPerClient,
+                    Refused::Full => Refusal::HttpFull,
+                };
                 policy.counters().refuse(why);
                 if let Some(more) = refused_log.allow() {
                     warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, suppressed = more, "http connection refused by a limit");
                 }
                 continue;
             }
-        };
-        let slot = Slot {
-            id,
-            table: table.clone(),
         };
         let router = router.clone();
         let policy = policy.clone();
@@ -133,29 +113,6 @@ pub async fn serve<P: Policy>(
     tracker.close();
     tracker.wait().await;
     Ok(())
-}
-
-/// A connection's claim on a slot; freed on drop.
-struct Slot {
-    /// Its handle.
-    id: SessionId,
-    /// The table it is in.
-    table: Arc<Mutex<Table>>,
-}
-
-impl Slot {
-    fn with(&self, f: impl FnOnce(&mut Admission, SessionId)) {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut t.admission, self.id);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.admission.finish(self.id);
-        t.cancels.remove(&self.id);
-    }
 }
 
 /// What the watchdog of one connection looks at.
@@ -189,7 +146,7 @@ impl Activity {
     fn begin(self: &Arc<Self>) -> InFlight {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.slot.with(|a, id| a.protect(id));
+            self.slot.protect();
         }
         self.touch();
         InFlight(self.clone())
@@ -206,7 +163,7 @@ impl Drop for InFlight {
         let ms = self.0.origin.elapsed().as_millis() as u64;
         self.0.idle_since_ms.store(ms, Ordering::Relaxed);
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.slot.with(|a, id| a.expose(id));
+            self.0.slot.expose();
         }
     }
 }
@@ -268,9 +225,9 @@ async fn connection<P: Policy>(
             }))
         }
     });
+    // The watchdog below owns every deadline, the header one included.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(conn);
@@ -283,10 +240,6 @@ async fn connection<P: Policy>(
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
-                    if e.is_timeout() {
-                        // hyper's header read timeout: a request header that never completed.
-                        policy.counters().refuse(Refusal::HttpTimeout);
-                    }
                     debug!(%peer, error = %e, "http connection ended with an error");
                 }
                 return;
@@ -407,10 +360,10 @@ mod tests {
     }
 
     fn activity(age: Duration, idle: Duration, requests: u64, in_flight: usize) -> Activity {
-        let table = Arc::new(Mutex::new(Table {
-            admission: Admission::default(),
-            cancels: Default::default(),
-        }));
+        let slot = Slots::default()
+            .take([127, 0, 0, 1].into(), 1, 1, &CancellationToken::new())
+            .unwrap()
+            .slot;
         let origin = Instant::now() - age;
         let at = (age - idle).as_millis() as u64;
         Activity {
@@ -419,7 +372,7 @@ mod tests {
             idle_since_ms: AtomicU64::new(at),
             in_flight: AtomicUsize::new(in_flight),
             requests: AtomicU64::new(requests),
-            slot: Slot { id: 0, table },
+            slot,
         }
     }
 

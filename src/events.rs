@@ -68,22 +68,24 @@ impl Event {
     }
 }
 
-/// At most [`MAX_STRING`] bytes of `s`, cut on a character boundary.
-pub fn cut_str(s: &str) -> &str {
-    let mut end = s.len().min(MAX_STRING);
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     &s[..end]
 }
 
+/// At most [`MAX_STRING`] bytes of `s`, cut on a character boundary.
+pub fn cut_str(s: &str) -> &str {
+    prefix(s, MAX_STRING)
+}
+
 /// Cuts a string to at most [`MAX_STRING`] bytes, on a character boundary, marking the cut.
 fn cut(s: &mut String) {
     if s.len() > MAX_STRING {
-        let mut end = MAX_STRING - 3;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = prefix(s, MAX_STRING - 3).len();
         s.truncate(end);
         s.push_str("...");
     }

@@ -123,6 +123,11 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// A throttle that lets one event through a second: what every refusal log uses.
+    pub fn per_second() -> Throttle {
+        Throttle::new(Duration::from_secs(1))
+    }
+
     /// A throttle that lets one event through per `every`.
     pub fn new(every: Duration) -> Throttle {
         Throttle {

@@ -43,12 +43,11 @@ pub const SEEN_CLIENTS: usize = 65_536;
 /// A map that keeps at most `cap` entries, dropping the one first written longest ago.
 #[derive(Debug)]
 pub struct Recent<K, V> {
-    /// Entries and the sequence number of their last write.
-    map: HashMap<K, (V, u64)>,
-    /// Keys by last write, oldest first.
-    order: std::collections::BTreeMap<u64, K>,
-    /// The next sequence number.
-    seq: u64,
+    /// The entries.
+    map: HashMap<K, V>,
+    /// Keys in the order they were first written, oldest first. Keys leave only by eviction,
+    /// so it always holds exactly the keys of `map`.
+    order: std::collections::VecDeque<K>,
     /// Most entries kept.
     cap: usize,
 }
@@ -59,7 +58,6 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
         Recent {
             map: HashMap::new(),
             order: Default::default(),
-            seq: 0,
             cap: cap.max(1),
         }
     }
@@ -70,28 +68,27 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
     where
         V: Default,
     {
-        if let Some((v, _)) = self.map.get_mut(&k) {
+        if let Some(v) = self.map.get_mut(&k) {
             f(v);
             return;
         }
         while self.map.len() >= self.cap {
-            match self.order.pop_first() {
-                Some((_, oldest)) => {
+            match self.order.pop_front() {
+                Some(oldest) => {
                     self.map.remove(&oldest);
                 }
                 None => break,
             }
         }
-        self.seq += 1;
         let mut v = V::default();
         f(&mut v);
-        self.order.insert(self.seq, k);
-        self.map.insert(k, (v, self.seq));
+        self.order.push_back(k);
+        self.map.insert(k, v);
     }
 
     /// The entry for `k`.
     pub fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k).map(|(v, _)| v)
+        self.map.get(k)
     }
 
     /// Entries kept.
@@ -118,11 +115,10 @@ pub struct Quiet {
 
 impl Default for Quiet {
     fn default() -> Self {
-        let every = std::time::Duration::from_secs(1);
         Quiet {
-            dhcp_malformed: Throttle::new(every),
-            dhcp_refused: Throttle::new(every),
-            http_refused: Throttle::new(every),
+            dhcp_malformed: Throttle::per_second(),
+            dhcp_refused: Throttle::per_second(),
+            http_refused: Throttle::per_second(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::checks::valid_hostname;
 use super::raw::{RawAdmin, RawHttp, RawTftp};
 use super::validate::Validator;
 use super::{Admin, ConfigError, ConnLimits, Http, ScriptAccess, Tftp};
@@ -119,12 +120,7 @@ impl Validator<'_> {
     pub(super) fn admin(&self, a: RawAdmin) -> Result<Admin, ConfigError> {
         let max_connections = self.count(&["admin", "max_connections"], a.max_connections)?;
         for name in &a.allowed_hosts {
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !ok {
+            if !valid_hostname(name) {
                 return Err(self.err(
                     &["admin", "allowed_hosts"],
                     format!("`{name}` is not a host name (letters, digits, `-` and `.`)"),

@@ -215,15 +215,7 @@ pub fn decide_on(
 
     match mtype {
         MessageType::Discover => {
-            let known = cfg.hosts.contains_key(&mac);
-            if !known
-                && !leases.admit_unknown(
-                    &id,
-                    cfg.dhcp.unknown_client_rate,
-                    cfg.dhcp.unknown_client_burst,
-                    now,
-                )
-            {
+            if !admits_new(cfg, leases, &id, mac, now) {
                 return ignore(refused::RATE, Some(client));
             }
             leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);
@@ -276,14 +268,7 @@ pub fn decide_on(
             };
             // A new unknown client may skip DISCOVER and REQUEST a free address outright:
             // the same rate limit applies.
-            if !cfg.hosts.contains_key(&mac)
-                && !leases.admit_unknown(
-                    &id,
-                    cfg.dhcp.unknown_client_rate,
-                    cfg.dhcp.unknown_client_burst,
-                    now,
-                )
-            {
+            if !admits_new(cfg, leases, &id, mac, now) {
                 return ignore(refused::RATE, Some(client));
             }
             match leases.check(cfg, pool, &id, mac, ip, now) {
@@ -337,6 +322,18 @@ pub fn decide_on(
         }
         _ => ignore("not a client message", Some(client)),
     }
+}
+
+/// Whether `[dhcp] unknown_client_rate` lets this client have a lease now: hosts of the
+/// config always may, and so may a client pxed already has a binding for.
+fn admits_new(cfg: &Config, leases: &mut LeaseTable, id: &ClientId, mac: Mac, now: u64) -> bool {
+    cfg.hosts.contains_key(&mac)
+        || leases.admit_unknown(
+            id,
+            cfg.dhcp.unknown_client_rate,
+            cfg.dhcp.unknown_client_burst,
+            now,
+        )
 }
 
 /// The address that names the client's link, in the order RFC 3527 §3 gives: the relay's

@@ -188,12 +188,8 @@ pub async fn serve(
         let (decision, batch) = {
             let mut leases = shared.leases.lock().unwrap_or_else(|e| e.into_inner());
             let d = decide::decide_on(&msg, &cfg, home, &mut leases, unix_now());
-            let (takeovers, limited) = leases.take_policy_counts();
-            for _ in 0..takeovers {
+            for _ in 0..leases.take_takeovers() {
                 shared.counters.refuse(Refusal::DhcpLeaseCap);
-            }
-            for _ in 0..limited {
-                shared.counters.refuse(Refusal::DhcpRateLimited);
             }
             (d, leases.take_batch())
         };
@@ -374,9 +370,8 @@ fn to_pending(
                 }
                 Some(c) => {
                     crate::metrics::inc(&shared.counters.dhcp_ignored);
-                    // The rate limiter counts its own refusals in the lease table.
                     let policy = refusal_of(reason);
-                    if let Some(r) = policy.filter(|r| *r != Refusal::DhcpRateLimited) {
+                    if let Some(r) = policy {
                         shared.counters.refuse(r);
                     }
                     if policy.is_some() || reason == "unmanaged mac" {

@@ -36,8 +36,6 @@ pub struct LeaseTable {
     unknown: Option<crate::limits::TokenBucket>,
     /// Leases taken over because their MAC reached its cap, since the last count taken.
     cap_takeovers: u64,
-    /// New unknown clients refused by the rate limit, since the last count taken.
-    rate_limited: u64,
 }
 
 impl LeaseTable {
@@ -81,14 +79,13 @@ impl LeaseTable {
         let changes = std::mem::take(&mut self.changes);
         let undo = std::mem::take(&mut self.undo);
         let unknown = self.unknown.take();
-        let (takeovers, limited) = (self.cap_takeovers, self.rate_limited);
+        let takeovers = self.cap_takeovers;
         *self = Self::restore(cfg, leases);
         self.quarantine = quarantine;
         self.changes = changes;
         self.undo = undo;
         self.unknown = unknown;
         self.cap_takeovers = takeovers;
-        self.rate_limited = limited;
     }
 
     fn index(&mut self, l: Lease) {
@@ -230,20 +227,13 @@ impl LeaseTable {
         let bucket = self
             .unknown
             .get_or_insert_with(|| crate::limits::TokenBucket::new(burst, ms));
-        let ok = bucket.take(rate, burst, ms);
-        if !ok {
-            self.rate_limited += 1;
-        }
-        ok
+        bucket.take(rate, burst, ms)
     }
 
-    /// Leases taken over for the per-MAC cap and unknown clients refused by the rate limit,
-    /// since the last call (for the metrics).
-    pub fn take_policy_counts(&mut self) -> (u64, u64) {
-        (
-            std::mem::take(&mut self.cap_takeovers),
-            std::mem::take(&mut self.rate_limited),
-        )
+    /// Leases taken over for the per-MAC cap since the last call (for the metric; a
+    /// takeover is no refusal of the request, so its decision does not say).
+    pub fn take_takeovers(&mut self) -> u64 {
+        std::mem::take(&mut self.cap_takeovers)
     }
 
     /// The store writes recorded since the last call.

@@ -5,10 +5,9 @@
 pub mod packet;
 pub mod session;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -16,48 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::admission::{Admission, Admit, SessionId};
+use crate::admission::{Refused, Slot, Slots};
 use crate::bootfs::{resolve_in, PathError};
 use crate::limits::Throttle;
 use crate::metrics::Refusal;
 use crate::state::Shared;
 use packet::{code, Packet};
 use session::{Event, Limits, Send, Session, Status};
-
-/// Session slots shared by the listener and its transfers.
-struct Slots {
-    /// Who holds a slot.
-    admission: Admission,
-    /// How to end each session early (eviction).
-    cancels: HashMap<SessionId, CancellationToken>,
-}
-
-/// A transfer's claim on a slot; frees it when the transfer ends, however it ends.
-struct Slot {
-    /// Its handle.
-    id: SessionId,
-    /// The table it is in.
-    slots: Arc<Mutex<Slots>>,
-}
-
-impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The peer answered: it cannot be evicted any more.
-    fn answered(&self) {
-        self.lock().admission.protect(self.id);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut s = self.lock();
-        s.admission.finish(self.id);
-        s.cancels.remove(&self.id);
-    }
-}
 
 /// Log throttles: a flood must not turn into a flood of log lines.
 struct Quiet {
@@ -72,7 +36,7 @@ struct Quiet {
 }
 
 /// Serves TFTP read requests on `socket` until `cancel` fires; running transfers are
-/// cancelled with it. Sessions are admitted by [`Admission`] within `[tftp]`'s limits and
+/// cancelled with it. Sessions get [`Slots`] within `[tftp]`'s limits and
 /// the descriptor budget.
 pub async fn serve(
     socket: UdpSocket,
@@ -82,16 +46,12 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Mutex::new(Slots {
-        admission: Admission::default(),
-        cancels: HashMap::new(),
-    }));
-    let every = std::time::Duration::from_secs(1);
+    let slots = Slots::default();
     let quiet = Arc::new(Quiet {
-        refused: Throttle::new(every),
-        writes: Throttle::new(every),
-        malformed: Throttle::new(every),
-        unanswered: Throttle::new(every),
+        refused: Throttle::per_second(),
+        writes: Throttle::per_second(),
+        malformed: Throttle::per_second(),
+        unanswered: Throttle::per_second(),
     });
     let mut buf = vec![0u8; 1500];
     loop {
@@ -153,7 +113,7 @@ pub async fn serve(
 /// Gives a request from `peer` a slot (evicting the oldest unanswered session if every slot
 /// is taken), or refuses it silently: an ERROR would go to a source that may be forged.
 fn admit(
-    slots: &Arc<Mutex<Slots>>,
+    slots: &Slots,
     shared: &Shared,
     peer: SocketAddr,
     quiet: &Quiet,
@@ -162,25 +122,17 @@ fn admit(
     let cfg = shared.config();
     let total = cfg.tftp.max_sessions.min(shared.budget().tftp_sessions);
     let per_client = cfg.tftp.max_sessions_per_client;
-    let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
-    let (why, running) = match s.admission.admit(peer.ip(), total, per_client) {
-        Admit::Accept { id, evict } => {
-            if let Some(old) = evict.and_then(|e| s.cancels.remove(&e)) {
-                old.cancel();
+    let why = match slots.take(peer.ip(), total, per_client, stop) {
+        Ok(g) => {
+            if g.evicted {
                 shared.counters.refuse(Refusal::TftpEvicted);
             }
-            let token = stop.child_token();
-            s.cancels.insert(id, token.clone());
-            let slot = Slot {
-                id,
-                slots: slots.clone(),
-            };
-            return Some((slot, token));
+            return Some((g.slot, g.token));
         }
-        Admit::PerClient => (Refusal::TftpPerClient, s.admission.len()),
-        Admit::Full => (Refusal::TftpFull, s.admission.len()),
+        Err(Refused::PerClient) => Refusal::TftpPerClient,
+        Err(Refused::Full) => Refusal::TftpFull,
     };
-    drop(s);
+    let running = slots.len();
     shared.counters.refuse(why);
     if let Some(more) = quiet.refused.allow() {
         let (_, reason) = why.labels();
@@ -407,7 +359,7 @@ async fn transfer(
         };
         step = session.handle(event);
         if !was_answered && session.answered() {
-            slot.answered();
+            slot.protect();
             let p = session.params();
             info!(
                 %peer, %mac, file = %filename, size, blksize = p.blksize,

@@ -153,6 +153,17 @@ fn fetch(ns: &Netns, lab: &Lab, url: &str, max_secs: u32) -> Vec<u8> {
     std::fs::read(&out).unwrap()
 }
 
+/// What a booting machine fetches: its first stage over TFTP, then its kernel over HTTP, each
+/// within 15 s and byte for byte; `between` runs after each (to sample pxed meanwhile).
+fn boots_within_15_s(legit: &Netns, lab: &Lab, boot: &Path, mut between: impl FnMut()) {
+    let first_stage = fetch(legit, lab, &format!("tftp://{SERVER_IP}/ipxe.efi"), 15);
+    assert_eq!(first_stage, std::fs::read(boot.join("ipxe.efi")).unwrap());
+    between();
+    let kernel = fetch(legit, lab, &format!("http://{SERVER_IP}:8080/vmlinuz"), 15);
+    assert_eq!(kernel, std::fs::read(boot.join("vmlinuz")).unwrap());
+    between();
+}
+
 /// `/metrics` as text, from inside the server namespace.
 fn metrics(lab: &Lab) -> String {
     metrics_at(lab, "127.0.0.1:9091")
@@ -259,17 +270,9 @@ fn a_flood_of_unacknowledged_tftp_requests_leaves_a_real_client_served() {
     let mut most_fds = fds(pxed.pid());
     // The real client gets its first stage over TFTP and its kernel over HTTP, each within
     // 15 s, while the flood goes on.
-    let first_stage = fetch(&legit, &lab, &format!("tftp://{SERVER_IP}/ipxe.efi"), 15);
-    assert_eq!(first_stage, std::fs::read(boot.join("ipxe.efi")).unwrap());
-    most_fds = most_fds.max(fds(pxed.pid()));
-    let kernel = fetch(
-        &legit,
-        &lab,
-        &format!("http://{SERVER_IP}:8080/vmlinuz"),
-        15,
-    );
-    assert_eq!(kernel, std::fs::read(boot.join("vmlinuz")).unwrap());
-    most_fds = most_fds.max(fds(pxed.pid()));
+    boots_within_15_s(&legit, &lab, &boot, || {
+        most_fds = most_fds.max(fds(pxed.pid()))
+    });
     let out = wait_tool(flood, &flood_out, Duration::from_secs(30));
     assert!(field(&out, "sent") >= 4000.0, "{out}");
     assert!(most_fds < 512, "pxed held {most_fds} descriptors");
@@ -389,15 +392,7 @@ fn half_sent_http_requests_are_closed_and_a_real_client_still_boots() {
     let slow_admin = spawn_tool(&attacker, &args, &admin_out);
     std::thread::sleep(Duration::from_secs(4));
     let most_fds = fds(pxed.pid());
-    let first_stage = fetch(&legit, &lab, &format!("tftp://{SERVER_IP}/ipxe.efi"), 15);
-    assert_eq!(first_stage, std::fs::read(boot.join("ipxe.efi")).unwrap());
-    let kernel = fetch(
-        &legit,
-        &lab,
-        &format!("http://{SERVER_IP}:8080/vmlinuz"),
-        15,
-    );
-    assert_eq!(kernel, std::fs::read(boot.join("vmlinuz")).unwrap());
+    boots_within_15_s(&legit, &lab, &boot, || {});
     let (ok, code, body) = curl(
         &legit,
         &[
@@ -544,11 +539,7 @@ fn values_that_reach_a_script_cannot_carry_commands() {
         ),
     )
     .unwrap();
-    let out = Command::new(pxed_bin())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = pxed_check(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "accepted: {err}");
     assert!(
@@ -1012,11 +1003,7 @@ fn errors_reveal_no_paths_and_private_files_stay_out_of_boot_dir() {
     ] {
         let f = lab.path(name);
         std::fs::write(&f, text).unwrap();
-        let out = Command::new(pxed_bin())
-            .args(["check", "--config"])
-            .arg(&f)
-            .output()
-            .unwrap();
+        let out = pxed_check(&f);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name} accepted");
         assert!(err.contains("inside boot_dir"), "{name}: {err}");

@@ -1138,11 +1138,7 @@ fn check_validates_and_names_file_line_and_key() {
         ),
     )
     .unwrap();
-    let out = Command::new(pxed_bin())
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = pxed_check(&good);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -1165,11 +1161,7 @@ fn check_validates_and_names_file_line_and_key() {
         ),
     )
     .unwrap();
-    let out = Command::new(pxed_bin())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = pxed_check(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

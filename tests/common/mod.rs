@@ -445,6 +445,15 @@ impl ConfigMapDir {
     }
 }
 
+/// `pxed check --config <file>`, run to completion.
+pub fn pxed_check(file: &Path) -> Output {
+    Command::new(pxed_bin())
+        .args(["check", "--config"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run pxed check: {e}"))
+}
+
 /// Runs a command to completion with a hard time limit; returns (success, stdout, stderr).
 /// Output is drained while it runs, so a chatty command cannot block on a full pipe.
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String) {

@@ -3,7 +3,8 @@
 # scripts/build-image.sh builds the image with podman (on CI too) and runs `check` in it.
 #
 #   scripts/image.sh build-deps     apt packages the build stage needs (ipxe)
-#   scripts/image.sh build OUT      release binary, iPXE first stages, example config -> OUT/
+#   scripts/image.sh build OUT      release binary, iPXE first stages, signed shim and GRUBs,
+#                                   example config -> OUT/
 #   scripts/image.sh runtime ROOT   the unprivileged user, state dir and config inside ROOT/
 #   scripts/image.sh check ROOT     checks a finished tree: binary, ownership, config, boot files
 #
@@ -29,6 +30,7 @@ build)
     (cd "$repo" && CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --locked)
     install -D -m 0755 "$repo/target/release/pxed" "$out/usr/local/bin/pxed"
     sh "$repo/boot-images/fetch-ipxe.sh" "$out/srv/pxed/boot"
+    sh "$repo/boot-images/fetch-signed.sh" "$out/srv/pxed/boot"
     install -D -m 0644 "$repo/config/kubevirt.toml" "$out/etc/pxed/pxed.toml"
     install -d -m 0755 "$out/var/lib/pxed"
     ;;
@@ -52,7 +54,7 @@ check)
         caps=$(getcap "$root/usr/local/bin/pxed")
         [ -z "$caps" ] || { echo "image: pxed has file capabilities: $caps" >&2; exit 1; }
     fi
-    for f in undionly.kpxe ipxe.efi snponly.efi; do
+    for f in undionly.kpxe ipxe.efi snponly.efi shimx64.efi grubx64.efi grubaa64.efi; do
         [ -s "$root/srv/pxed/boot/$f" ] || { echo "image: missing /srv/pxed/boot/$f" >&2; exit 1; }
     done
     "$root/usr/local/bin/pxed" check --config "$root/etc/pxed/pxed.toml" > /dev/null

@@ -327,7 +327,7 @@ fn parse_mac(s: &str) -> Result<Mac, ApiError> {
 }
 
 fn host_json(mac: &Mac, h: &Host) -> Value {
-    json!({"mac": mac.to_string(), "profile": h.profile, "ip": h.ip.map(|i| i.to_string()), "hostname": h.hostname})
+    json!({"mac": mac.to_string(), "profile": h.profile, "ip": h.ip.map(|i| i.to_string()), "hostname": h.hostname, "secure_boot": h.secure_boot})
 }
 
 fn profile_json(name: &str, p: &Profile) -> Value {

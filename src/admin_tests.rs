@@ -93,7 +93,7 @@ async fn health_hosts_and_profiles() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         json_of(&b),
-        json!([{"mac": "de:00:00:00:00:de", "profile": "fedora", "ip": null, "hostname": "vm-de"}])
+        json!([{"mac": "de:00:00:00:00:de", "profile": "fedora", "ip": null, "hostname": "vm-de", "secure_boot": null}])
     );
     let (s, b) = call(&app, "GET", "/api/v1/hosts/DE-00-00-00-00-DE", None).await;
     assert_eq!(
@@ -282,7 +282,7 @@ async fn edits_are_written_back_keeping_comments_and_go_live() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
         json_of(&b),
-        json!({"mac": "52:54:00:00:00:01", "profile": "disk", "ip": null, "hostname": "db-1"})
+        json!({"mac": "52:54:00:00:00:01", "profile": "disk", "ip": null, "hostname": "db-1", "secure_boot": null})
     );
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(

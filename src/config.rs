@@ -92,6 +92,8 @@ pub struct Config {
     pub hosts: HashMap<Mac, Host>,
     /// Profile for MACs that are not in `hosts`; `None` means unknown MACs are ignored.
     pub default_profile: Option<String>,
+    /// `[defaults] secure_boot`: whether hosts that do not say boot the signed chain.
+    pub default_secure_boot: bool,
     /// Every address pinned to a host, derived from `hosts` once at validation because the
     /// pool consults it on every DHCP request.
     reserved: HashMap<Ipv4Addr, Mac>,
@@ -271,6 +273,9 @@ pub struct FirstStage {
     pub http_x64: String,
     /// Arch 19, as an HTTP URL.
     pub http_arm64: String,
+    /// Arch 7 and 9 (over TFTP) and 16 (as a URL) on a Secure Boot host: the signed shim,
+    /// which loads `grubx64.efi` from the same directory.
+    pub secure_boot_x64: String,
 }
 
 impl Default for FirstStage {
@@ -279,10 +284,11 @@ impl Default for FirstStage {
             bios: "undionly.kpxe".into(),
             efi_ia32: "ipxe.efi".into(),
             efi_x64: "ipxe.efi".into(),
-            efi_arm64: "ipxe-arm64.efi".into(),
+            efi_arm64: "grubaa64.efi".into(),
             http_ia32: "ipxe.efi".into(),
             http_x64: "ipxe.efi".into(),
-            http_arm64: "ipxe-arm64.efi".into(),
+            http_arm64: "grubaa64.efi".into(),
+            secure_boot_x64: "shimx64.efi".into(),
         }
     }
 }
@@ -296,6 +302,8 @@ pub struct Host {
     pub ip: Option<Ipv4Addr>,
     /// Option 12 and `{{ hostname }}`.
     pub hostname: Option<String>,
+    /// Boots shim → GRUB → kernel on x86-64 UEFI; `None` takes `[defaults] secure_boot`.
+    pub secure_boot: Option<bool>,
 }
 
 impl Config {
@@ -315,6 +323,14 @@ impl Config {
             Some(h) => Some(h.profile.as_str()),
             None => self.default_profile.as_deref(),
         }
+    }
+
+    /// Whether `mac` boots the signed chain (shim → GRUB → kernel) on x86-64 UEFI.
+    pub fn secure_boot_for(&self, mac: &Mac) -> bool {
+        self.hosts
+            .get(mac)
+            .and_then(|h| h.secure_boot)
+            .unwrap_or(self.default_secure_boot)
     }
 
     /// Every address pinned to a host, which the pool must never hand to anyone else.

@@ -84,10 +84,16 @@ fn only_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), EditError
     Ok(())
 }
 
-/// Sets `[hosts."MAC"]` from a body like `{"profile": "p", "ip": "10.0.0.5", "hostname": "h"}`.
+/// Sets `[hosts."MAC"]` from a body like
+/// `{"profile": "p", "ip": "10.0.0.5", "hostname": "h", "secure_boot": true}`.
 /// An existing entry keeps its key spelling, comments and position; a new one is appended.
 pub fn put_host(text: &str, mac: &Mac, body: &serde_json::Value) -> Result<String, EditError> {
-    only_keys(body, &["profile", "ip", "hostname"])?;
+    only_keys(body, &["profile", "ip", "hostname", "secure_boot"])?;
+    let secure_boot = match body.get("secure_boot") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(field("secure_boot", "`secure_boot` must be true or false")),
+    };
     let profile =
         string_of(body, "profile")?.ok_or_else(|| field("profile", "`profile` is required"))?;
     let ip = string_of(body, "ip")?;
@@ -122,19 +128,29 @@ pub fn put_host(text: &str, mac: &Mac, body: &serde_json::Value) -> Result<Strin
             }
         }
     }
+    match secure_boot {
+        Some(b) => set_keeping_comment(entry, "secure_boot", b),
+        None => {
+            entry.remove("secure_boot");
+        }
+    }
     Ok(doc.to_string())
 }
 
 /// Sets `key = v`, keeping the comment and spacing around an existing value.
-fn set_keeping_comment(table: &mut dyn toml_edit::TableLike, key: &str, v: String) {
+fn set_keeping_comment(
+    table: &mut dyn toml_edit::TableLike,
+    key: &str,
+    v: impl Into<toml_edit::Value>,
+) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(old) => {
             let decor = old.decor().clone();
-            *old = toml_edit::Value::from(v);
+            *old = v.into();
             *old.decor_mut() = decor;
         }
         None => {
-            table.insert(key, value(v));
+            table.insert(key, value(v.into()));
         }
     }
 }
@@ -320,6 +336,26 @@ mod tests {
         assert!(
             matches!(put_host(&before, &mac("de:00:00:00:00:de"), &json!({})), Err(EditError::Field { field, .. }) if field == "profile")
         );
+        assert_eq!(
+            put_host(
+                &before,
+                &mac("de:00:00:00:00:de"),
+                &json!({"profile": "x", "secure_boot": "yes"})
+            ),
+            Err(field("secure_boot", "`secure_boot` must be true or false"))
+        );
+        let sb = put_host(
+            &before,
+            &mac("de:00:00:00:00:5b"),
+            &json!({"profile": "disk", "secure_boot": true}),
+        )
+        .unwrap();
+        assert!(
+            sb.ends_with("[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"disk\"\nsecure_boot = true\n"),
+            "{sb}"
+        );
+        let off = put_host(&sb, &mac("de:00:00:00:00:5b"), &json!({"profile": "disk"})).unwrap();
+        assert!(!off.contains("secure_boot"), "{off}");
         assert!(matches!(
             delete_host(&before, &mac("02:00:00:00:00:01")),
             Err(EditError::NotFound(_))

@@ -1,6 +1,8 @@
-//! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}` and read-only static
-//! files from `boot_dir` (Range and ETag by tower-http). Every request is logged with the
-//! client's MAC where pxed knows it.
+//! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}`, the signed chains' GRUB
+//! configs at `/grub/...` (for UEFI HTTP Boot clients) and read-only static files from
+//! `boot_dir` (Range and ETag by tower-http). Which profile a machine gets is
+//! [`crate::plan`]'s decision. Every request is logged with the client's MAC where pxed
+//! knows it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +20,10 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::bootfs::{resolve_in, PathError};
-use crate::config::ScriptAccess;
+use crate::grub;
 use crate::mac::Mac;
-use crate::metrics::Refusal;
-use crate::profiles::{self, Profile, Vars};
+use crate::plan::{self, Denied};
+use crate::profiles::{self, Profile};
 use crate::state::Shared;
 
 /// Handler state.
@@ -36,6 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let app = App { shared };
     Router::new()
         .route("/ipxe/{mac}", get(script))
+        .route("/grub/{file}", get(grub_config))
         .fallback(static_file)
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
@@ -86,17 +89,6 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// Whether the request for a MAC's script comes from the address that owns it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Asker {
-    /// The address pxed leased to the MAC (or saw it use in proxy mode).
-    Owner,
-    /// pxed knows no address for the MAC yet (a static address, another DHCP server).
-    Unknown,
-    /// Another address.
-    Other,
-}
-
 async fn script(
     State(app): State<App>,
     Path(mac): Path<String>,
@@ -107,48 +99,16 @@ async fn script(
         return text(StatusCode::BAD_REQUEST, "pxed: not a MAC address\n".into());
     };
     let cfg = app.shared.config();
-    let Some(own) = cfg.profile_for(&mac) else {
-        info!(%mac, %peer, "no boot profile for mac");
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pxed: no boot profile for MAC {mac}; add [hosts.\"{mac}\"] or [defaults] profile\n"),
-        );
-    };
     let peer_ip = match peer {
         SocketAddr::V4(v4) => Some(*v4.ip()),
         SocketAddr::V6(_) => None,
     };
-    let owners = app.shared.owners_of(&mac, crate::state::unix_now());
-    let asker = match peer_ip {
-        _ if owners.is_empty() => Asker::Unknown,
-        Some(ip) if owners.contains(&ip) => Asker::Owner,
-        _ => Asker::Other,
+    let plan = match plan::plan(&app.shared, &cfg, mac, peer_ip) {
+        Ok(p) => p,
+        Err(denied) => return refusal(&app.shared, mac, peer, denied),
     };
-    if asker == Asker::Other && cfg.http.script_access == ScriptAccess::Owner {
-        app.shared.counters.refuse(Refusal::HttpNotOwner);
-        if let Some(more) = app.shared.quiet.http_refused.allow() {
-            warn!(%mac, %peer, suppressed = more, "script request from an address that is not the machine's refused");
-        }
-        return text(
-            StatusCode::FORBIDDEN,
-            format!("pxed: the script of {mac} is served to that machine's address only\n"),
-        );
-    }
-    // A pending one-shot wins over the host's own profile, but only for the machine itself:
-    // anyone else would spend it (or read it) for that machine. HEAD never spends one.
-    let one_shot = app
-        .shared
-        .next_boots
-        .get(&mac)
-        .filter(|p| asker == Asker::Owner && cfg.profiles.contains_key(p));
-    let name = one_shot.as_deref().unwrap_or(own);
-    let Some(profile) = cfg.profiles.get(name) else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "pxed: internal error\n".into(),
-        );
-    };
-    let script_text = match profile {
+    let name = plan.name.as_str();
+    let script_text = match &plan.profile {
         Profile::Script { script } => match read_template(&cfg.server.boot_dir, script).await {
             Ok(t) => Some(t),
             Err(e) => {
@@ -161,19 +121,9 @@ async fn script(
         },
         _ => None,
     };
-    let host = cfg.hosts.get(&mac);
-    let ip = app.shared.ip_of(&mac).or(peer_ip);
-    let arch = app.shared.arch_of(&mac).unwrap_or_else(|| "unknown".into());
     let http = cfg.http_base();
-    let vars = Vars {
-        mac,
-        ip,
-        hostname: host.and_then(|h| h.hostname.as_deref()),
-        server: cfg.server.address,
-        http: &http,
-        arch: &arch,
-    };
-    let body = match profiles::render_ipxe(name, profile, &vars, script_text.as_deref()) {
+    let vars = plan.vars(&cfg, &http);
+    let body = match profiles::render_ipxe(name, &plan.profile, &vars, script_text.as_deref()) {
         Ok(body) => body,
         Err(e) => {
             warn!(%mac, profile = name, error = %e, "cannot render ipxe script");
@@ -183,32 +133,60 @@ async fn script(
             );
         }
     };
-    if method == Method::HEAD {
-        return text(StatusCode::OK, body);
+    // HEAD never spends a one-shot.
+    if method != Method::HEAD {
+        plan::served(&app.shared, &plan, peer_ip, "ipxe");
     }
-    if let Some(ip) = peer_ip {
-        app.shared.note_script_peer(ip, mac);
-    }
-    crate::metrics::inc(&app.shared.counters.boots_started);
-    if let Some(p) = &one_shot {
-        // Spent now: the machine has its script. Only if it still names the profile served,
-        // so one set meanwhile is kept. A failure to save is logged; the worst case is that
-        // the one-shot is offered again after a restart.
-        match app.shared.next_boots.spend(&mac, p) {
-            Ok(true) => info!(%mac, profile = name, "one-shot boot spent"),
-            Ok(false) => {
-                info!(%mac, profile = name, "one-shot boot changed while served; the new one is kept")
+    text(StatusCode::OK, body)
+}
+
+/// The answer to a MAC whose boot config is refused.
+fn refusal(shared: &Shared, mac: Mac, peer: SocketAddr, denied: Denied) -> Response {
+    match denied {
+        Denied::NoProfile => {
+            info!(%mac, %peer, "no boot profile for mac");
+            text(
+                StatusCode::NOT_FOUND,
+                format!("pxed: no boot profile for MAC {mac}; add [hosts.\"{mac}\"] or [defaults] profile\n"),
+            )
+        }
+        Denied::NotOwner => {
+            if let Some(more) = shared.quiet.http_refused.allow() {
+                warn!(%mac, %peer, suppressed = more, "script request from an address that is not the machine's refused");
             }
-            Err(e) => warn!(%mac, error = %e, "cannot record the spent one-shot boot"),
+            text(
+                StatusCode::FORBIDDEN,
+                format!("pxed: the script of {mac} is served to that machine's address only\n"),
+            )
         }
     }
-    app.shared.record_event(
-        mac,
-        "boot_profile",
-        serde_json::json!({"profile": name, "profile_kind": profile.kind(), "one_shot": one_shot.is_some(), "arch": arch}),
-    );
-    info!(%mac, profile = name, kind = profile.kind(), %arch, one_shot = one_shot.is_some(), "ipxe script served");
-    text(StatusCode::OK, body)
+}
+
+/// GRUB's config for a machine of the signed chains, at the names GRUB's network search asks
+/// for under `$prefix` = `(http,SERVER)/grub` (an HTTP Boot client, with pxed on port 80).
+async fn grub_config(
+    State(app): State<App>,
+    Path(file): Path<String>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    local: Option<axum::Extension<crate::conn::LocalAddr>>,
+    req: Request,
+) -> Response {
+    let Some(asked) = grub::asked(&format!("grub/{file}")) else {
+        return static_file(State(app), req).await;
+    };
+    let server = match local.map(|l| l.0 .0.ip()) {
+        Some(std::net::IpAddr::V4(ip)) => ip,
+        _ => app.shared.config().server.address,
+    };
+    let peer_ip = match peer {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    };
+    match crate::plan::grub_config(&app.shared, asked, peer_ip, server, method != Method::HEAD) {
+        Some(body) => text(StatusCode::OK, body),
+        None => text(StatusCode::NOT_FOUND, "pxed: no such file\n".into()),
+    }
 }
 
 /// Reads a script template from `boot_dir`.
@@ -340,15 +318,7 @@ fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: Optio
         return;
     }
     let Some(mac) = mac else { return };
-    let cfg = shared.config();
-    let last = cfg
-        .profile_for(&mac)
-        .and_then(|name| cfg.profiles.get(name))
-        .and_then(|p| match p {
-            Profile::Kernel { initrd, .. } => initrd.last().cloned(),
-            _ => None,
-        });
-    if last.is_some_and(|l| l.trim_start_matches('/') == path.trim_start_matches('/')) {
+    if plan::completes_boot(&shared.config(), &mac, path) {
         crate::metrics::inc(&c.boots_completed);
     }
 }

@@ -18,6 +18,8 @@
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
+//! | [`grub`] | the GRUB configs the signed chains load (Secure Boot shim → GRUB, arm64 GRUB): names GRUB asks for, rendering | pure |
+//! | [`plan`] | which profile a machine boots now (host, `[defaults]`, one-shot, who asks), and what serving it records | shared |
 //! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
 //! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
 //! | [`dhcp::proxy`] | proxyDHCP: boot information without addresses (ports 67 and 4011) | pure |
@@ -50,6 +52,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod edit;
 pub mod events;
+pub mod grub;
 pub mod http;
 pub mod leases;
 pub mod limits;
@@ -58,6 +61,7 @@ pub mod mac;
 pub mod metrics;
 pub mod net;
 pub mod nextboot;
+pub mod plan;
 pub mod profiles;
 pub mod reload;
 pub mod state;

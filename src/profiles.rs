@@ -1,7 +1,7 @@
 //! Boot profiles and the iPXE scripts they render to. Pure: no IO.
 //!
 //! A profile says what a machine boots. pxed turns it into an iPXE script served at
-//! `/ipxe/{mac}`. Cmdlines, chain URLs and user templates may use `{{ var }}` placeholders;
+//! `/ipxe/{mac}` (here), or into a GRUB config for the signed chains ([`crate::grub`]). Cmdlines, chain URLs and user templates may use `{{ var }}` placeholders;
 //! the `{{ }}` syntax was chosen because iPXE itself already owns `${var}`.
 
 use std::net::Ipv4Addr;

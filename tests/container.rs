@@ -118,7 +118,8 @@ fn admin_listen() -> String {
 }
 
 #[test]
-fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configmap_updates() {
+fn the_image_boots_bios_uefi_and_secure_boot_vms_under_the_pods_settings_and_follows_configmap_updates(
+) {
     let _vm = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require(&[
         "ip",
@@ -163,7 +164,7 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     let base = repo_file("config/kubevirt.toml");
     let cfg = |rev: u32| {
         format!(
-            "{base}\n[profiles.demo]\nkernel = \"demo/vmlinuz\"\ninitrd = [\"demo/initrd.gz\"]\ncmdline = \"console=ttyS0 panic=1 pxed.test=container rev={rev} host={{{{ hostname }}}}\"\n\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"demo\"\nhostname = \"pxe-vm\"\n\n[hosts.\"de:00:00:00:00:ef\"]\nprofile = \"demo\"\nhostname = \"pxe-vm-uefi\"\n"
+            "{base}\n[profiles.demo]\nkernel = \"demo/vmlinuz\"\ninitrd = [\"demo/initrd.gz\"]\ncmdline = \"console=ttyS0 panic=1 pxed.test=container rev={rev} host={{{{ hostname }}}}\"\n\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"demo\"\nhostname = \"pxe-vm\"\n\n[hosts.\"de:00:00:00:00:ef\"]\nprofile = \"demo\"\nhostname = \"pxe-vm-uefi\"\n\n[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"demo\"\nhostname = \"pxe-vm-sb\"\nsecure_boot = true\n"
         )
     };
     let mut cm = ConfigMapDir::new(&lab.path("configmap"), &[("pxed.toml", &cfg(1))]);
@@ -179,7 +180,8 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
         "chown 0:{POD_UID} {0} && chmod 2770 {0}",
         state.display()
     ));
-    // Kernel and initrd come from a volume mounted under boot_dir; iPXE comes with the image.
+    // Kernel and initrd come from a volume mounted under boot_dir; iPXE, shim and GRUB come
+    // with the image.
     let demo = lab.path("demo");
     std::fs::create_dir(&demo).unwrap();
     for f in ["vmlinuz", "initrd.gz"] {
@@ -284,7 +286,8 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     );
     assert!(ok, "pxed health failed in the container: {err}");
 
-    // BIOS and UEFI VMs boot from the container; UEFI fetches the image's ipxe.efi by TFTP.
+    // BIOS, UEFI and Secure Boot VMs boot from the container: UEFI fetches the image's
+    // ipxe.efi by TFTP, Secure Boot its signed shim and GRUB.
     let mut boot_vm = |fw: Firmware, mac: &str, rev: u32| {
         let tap = lab.tap();
         let b = boot_at(
@@ -300,6 +303,13 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
         let Some(line) = b.console.lines().find(|l| l.contains(KERNEL_MARKER)) else {
             panic!("{fw:?} VM {mac} did not boot; console:\n{}", b.console);
         };
+        if fw == Firmware::SecureBoot {
+            assert!(
+                b.console.contains("Secure boot enabled"),
+                "not under Secure Boot:\n{}",
+                b.console
+            );
+        }
         assert!(
             line.contains(&format!("pxed.test=container rev={rev} ")),
             "{fw:?}: {line}"
@@ -311,10 +321,15 @@ fn the_image_boots_bios_and_uefi_vms_under_the_pods_settings_and_follows_configm
     };
     boot_vm(Firmware::Bios, "de:00:00:00:00:de", 1);
     boot_vm(Firmware::Uefi, "de:00:00:00:00:ef", 1);
+    boot_vm(Firmware::SecureBoot, "de:00:00:00:00:5b", 1);
     let log = pxed.log();
     assert!(
         log.contains("\"file\":\"ipxe.efi\"") && log.contains("\"to\":\"255.255.255.255:68\""),
         "no broadcast reply or no ipxe.efi download:\n{log}"
+    );
+    assert!(
+        log.contains("\"file\":\"shimx64.efi\"") && log.contains("grub config served"),
+        "no shim download or no GRUB config:\n{log}"
     );
 
     // The kubelet updates the ConfigMap; the next boot uses the new cmdline, no restart.

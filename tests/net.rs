@@ -470,18 +470,6 @@ fn setpriv_pxed(lab: &Lab, cfg: &Path, setpriv: &[&str]) -> Command {
     cmd
 }
 
-/// GET of an admin API path on loopback in the server namespace, which must succeed.
-fn admin_get(lab: &Lab, path: &str) -> String {
-    let (ok, out, err) = run_limited(
-        lab.server
-            .cmd("curl")
-            .args(["-fsS", &format!("http://127.0.0.1:9091{path}")]),
-        Duration::from_secs(10),
-    );
-    assert!(ok, "GET {path} failed: {err}");
-    out
-}
-
 fn status_of(lab: &Lab) -> serde_json::Value {
     let out = admin_get(lab, "/api/v1/status");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))

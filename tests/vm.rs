@@ -79,25 +79,16 @@ profile = "uefi"
     );
     assert!(line.contains("initrd=initrd.gz"), "{line}");
     // The chain, in order: DHCP (PXE) -> TFTP ipxe.efi -> DHCP (iPXE) -> HTTP script -> kernel.
-    let pos = |needle: &str| {
-        log.find(needle)
-            .unwrap_or_else(|| panic!("pxed log lacks {needle}:\n{log}"))
-    };
-    let steps = [
-        "kind=Pxe arch=efi-x64 user_class=\"\" file=ipxe.efi",
-        "file=ipxe.efi bytes=",
-        "kind=Ipxe arch=efi-x64 user_class=\"iPXE\"",
-        "ipxe script served mac=de:00:00:00:00:ef",
-        "path=/vmlinuz status=200",
-    ];
-    for w in steps.windows(2) {
-        assert!(
-            pos(w[0]) < pos(w[1]),
-            "{} came after {}:\n{log}",
-            w[0],
-            w[1]
-        );
-    }
+    in_order(
+        &log,
+        &[
+            "kind=Pxe arch=efi-x64 user_class=\"\" file=ipxe.efi",
+            "file=ipxe.efi bytes=",
+            "kind=Ipxe arch=efi-x64 user_class=\"iPXE\"",
+            "ipxe script served mac=de:00:00:00:00:ef",
+            "path=/vmlinuz status=200",
+        ],
+    );
     assert!(log.contains("tftp transfer finished"), "{log}");
 }
 

@@ -511,7 +511,7 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def check_vmi(where, vmi, kv, nad_name, hosts, profiles):
+def check_vmi(where, vmi, kv, nad_name, hosts, profiles, defaults):
     errs = kv.validate(vmi, "V1VirtualMachineInstance")
     if errs:
         fail(f"{where}: VMI {vmi['metadata']['name']} does not fit KubeVirt's API: " + "; ".join(errs[:5]))
@@ -533,12 +533,30 @@ def check_vmi(where, vmi, kv, nad_name, hosts, profiles):
     if spec.get("nodeSelector", {}).get(PLACEMENT[0]) != PLACEMENT[1]:
         fail(f"{where}: VMI {vmi['metadata']['name']} is not pinned to nodes labelled {PLACEMENT[0]}={PLACEMENT[1]}")
     efi = spec["domain"].get("firmware", {}).get("bootloader", {}).get("efi")
-    if efi is not None and efi.get("secureBoot") is not False:
-        fail(f"{where}: UEFI VMI {vmi['metadata']['name']} must say secureBoot: false (KubeVirt defaults to true; ipxe.efi is unsigned)")
     mac = pxe["macAddress"].lower()
     if mac not in hosts or hosts[mac]["profile"] not in profiles:
         fail(f"{where}: VMI MAC {mac} is not mapped to a profile in pxed's config")
-    return mac, hosts[mac]["profile"], "UEFI, secureBoot false" if efi is not None else "BIOS"
+    host = hosts[mac]
+    if efi is None:
+        return mac, host["profile"], "BIOS"
+    # KubeVirt defaults secureBoot to true. Such a VM refuses the unsigned ipxe.efi, so pxed
+    # must boot it through the signed shim -> GRUB chain: its host needs secure_boot = true
+    # (or [defaults] secure_boot) and a profile GRUB can run.
+    secure_vm = efi.get("secureBoot", True) is not False
+    secure_host = host.get("secure_boot", defaults.get("secure_boot", False))
+    if secure_vm and not secure_host:
+        fail(f"{where}: UEFI VMI {vmi['metadata']['name']} has Secure Boot on (KubeVirt's default): its host {mac} needs secure_boot = true, or the VMI secureBoot: false")
+    if not secure_vm:
+        return mac, host["profile"], "UEFI, secureBoot false (iPXE)"
+    if spec["domain"].get("features", {}).get("smm", {}).get("enabled") is False:
+        fail(f"{where}: UEFI VMI {vmi['metadata']['name']} with Secure Boot needs SMM")
+    prof = profiles[host["profile"]]
+    if "script" in prof or "chain" in prof:
+        fail(f"{where}: Secure Boot host {mac} has an iPXE-only profile {host['profile']}")
+    for url in [prof.get("kernel", "")] + prof.get("initrd", []):
+        if url.startswith("https://") or re.match(r"http://[^/]*:(?!80/)", url):
+            fail(f"{where}: Secure Boot host {mac} loads {url}, which GRUB 2.06 cannot fetch (plain http on port 80 only)")
+    return mac, host["profile"], "UEFI, Secure Boot (shim -> GRUB)"
 
 
 def main(repo):
@@ -754,12 +772,13 @@ def main(repo):
             for what, sel in (("Deployment", spec["selector"]["matchLabels"]), ("Service", svc["spec"]["selector"])):
                 if selects(sel, labels):
                     fail(f"examples on {variant}: VMI {vmi['metadata']['name']}'s labels {labels} match the pxed {what} selector {sel}: its virt-launcher pod would join pxed")
-            mac, profile, firmware = check_vmi("examples", vmi, kv, nad["metadata"]["name"], hosts, ex_cfg["profiles"])
-            firmwares.add(firmware.split(",")[0])
+            mac, profile, firmware = check_vmi("examples", vmi, kv, nad["metadata"]["name"], hosts, ex_cfg["profiles"], ex_cfg.get("defaults", {}))
+            firmwares.add(firmware)
             if variant == "openshift":
                 ok(f"examples: VMI {vmi['metadata']['name']} fits KubeVirt's API; {firmware}; pxe-net {mac} (bootOrder 1) boots profile {profile}; containerdisk bootOrder 2; on {PLACEMENT[0]} nodes")
-        if firmwares != {"BIOS", "UEFI"}:
-            fail(f"examples: need one BIOS and one UEFI VMI, have {sorted(firmwares)}")
+        want = {"BIOS", "UEFI, secureBoot false (iPXE)", "UEFI, Secure Boot (shim -> GRUB)"}
+        if firmwares != want:
+            fail(f"examples: need a BIOS VMI, a UEFI VMI with secureBoot: false and one with KubeVirt's default Secure Boot, have {sorted(firmwares)}")
         ok(f"examples on {variant}: no VMI label set matches pxed's Deployment or Service selector; demo config = config/kubevirt.toml + demo, no server on the VLAN that nothing deploys")
 
     # The NNCP example: not applied by any kustomization, creates the bridge the NADs use.

@@ -33,6 +33,8 @@ pub(super) struct HostDoc {
     profile: String,
     ip: Option<String>,
     hostname: Option<String>,
+    /// Boots shim → GRUB → kernel on x86-64 UEFI; `null` takes `[defaults] secure_boot`.
+    secure_boot: Option<bool>,
 }
 
 /// `PUT /api/v1/hosts/{mac}` body.
@@ -42,6 +44,8 @@ pub(super) struct HostBodyDoc {
     profile: String,
     ip: Option<String>,
     hostname: Option<String>,
+    /// Omitted or `null`: the host takes `[defaults] secure_boot`.
+    secure_boot: Option<bool>,
 }
 
 /// A profile as returned: `kind` is kernel, script, chain or local.

@@ -175,13 +175,23 @@ pub(super) async fn put_next_boot(
         ));
     };
     let cfg = st.shared.config();
-    if !cfg.profiles.contains_key(profile) {
+    let Some(p) = cfg.profiles.get(profile) else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
             format!("no profile named `{profile}`"),
             Some("profile"),
         ));
+    };
+    if cfg.secure_boot_for(&mac) {
+        if let Err(why) = crate::grub::supports(p) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{mac} boots shim → GRUB → kernel (secure_boot), and profile `{profile}` cannot: {why}"),
+                Some("profile"),
+            ));
+        }
     }
     if cfg.profile_for(&mac).is_none() {
         return Err(ApiError::new(

@@ -264,12 +264,14 @@ pub(super) struct RawFirstStage {
     pub(super) http_ia32: Option<String>,
     pub(super) http_x64: Option<String>,
     pub(super) http_arm64: Option<String>,
+    pub(super) secure_boot_x64: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDefaults {
     pub(super) profile: Option<String>,
+    pub(super) secure_boot: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,4 +292,5 @@ pub(super) struct RawHost {
     pub(super) profile: String,
     pub(super) ip: Option<Ipv4Addr>,
     pub(super) hostname: Option<String>,
+    pub(super) secure_boot: Option<bool>,
 }

@@ -505,3 +505,47 @@ fn values_that_could_add_ipxe_commands_are_refused() {
         + "[profiles.\"fedora-40.x86_64\"]\naction = \"local\"\n";
     parse_str(&ok).unwrap();
 }
+
+#[test]
+fn secure_boot_hosts_must_have_a_profile_grub_can_boot() {
+    let base = format!(
+        "{CONTRACT}[profiles.custom]\nscript = \"custom.ipxe\"\n[profiles.disk]\naction = \"local\"\n[profiles.far]\nkernel = \"http://mirror.example:8080/vmlinuz\"\n"
+    );
+    // Kernel and local profiles are fine.
+    for p in ["fedora", "disk"] {
+        let c = parse_str(&format!(
+            "{base}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"{p}\"\nsecure_boot = true\n"
+        ))
+        .unwrap();
+        assert!(c.secure_boot_for(&"de:00:00:00:00:5b".parse().unwrap()));
+        assert!(!c.secure_boot_for(&"de:00:00:00:00:de".parse().unwrap()));
+    }
+    // An iPXE script on a Secure Boot host: the error names the host's secure_boot key.
+    let text =
+        format!("{base}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"custom\"\nsecure_boot = true\n");
+    let (line, key, msg) = err_of(&text);
+    assert_eq!(key, "hosts.\"de:00:00:00:00:5b\".secure_boot");
+    assert_eq!(line, text.lines().count());
+    assert!(msg.contains("profile `custom` (script profile)"), "{msg}");
+    assert!(msg.contains("iPXE script cannot run under GRUB"), "{msg}");
+    // A URL GRUB cannot fetch.
+    let (_, _, msg) = err_of(&format!(
+        "{base}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"far\"\nsecure_boot = true\n"
+    ));
+    assert!(msg.contains("port 80"), "{msg}");
+    // Inherited from [defaults]: the error names the host's profile.
+    let (_, key, _) = err_of(&format!(
+        "[defaults]\nsecure_boot = true\n{base}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"custom\"\n"
+    ));
+    assert_eq!(key, "hosts.\"de:00:00:00:00:5b\".profile");
+    // [defaults] profile for unknown machines, under [defaults] secure_boot.
+    let (_, key, _) = err_of(&format!(
+        "[defaults]\nsecure_boot = true\nprofile = \"custom\"\n{base}"
+    ));
+    assert_eq!(key, "defaults.secure_boot");
+    // Opting a host out keeps its iPXE script.
+    assert!(parse_str(&format!(
+        "[defaults]\nsecure_boot = true\n{base}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"custom\"\nsecure_boot = false\n"
+    ))
+    .is_ok());
+}

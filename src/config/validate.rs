@@ -96,6 +96,14 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let default_sb = raw.defaults.secure_boot.unwrap_or(false);
+            if h.secure_boot.unwrap_or(default_sb) {
+                let at: &[&str] = match h.secure_boot {
+                    Some(_) => &["hosts", &key, "secure_boot"],
+                    None => &["hosts", &key, "profile"],
+                };
+                self.secure_boot_profile(at, &h.profile, &profiles[&h.profile])?;
+            }
             written.insert(mac, key.clone());
             hosts.insert(
                 mac,
@@ -103,13 +111,17 @@ impl Validator<'_> {
                     profile: h.profile,
                     ip: h.ip,
                     hostname: h.hostname,
+                    secure_boot: h.secure_boot,
                 },
             );
         }
 
         if let Some(p) = &raw.defaults.profile {
-            if !profiles.contains_key(p) {
+            let Some(profile) = profiles.get(p) else {
                 return Err(self.err(&["defaults", "profile"], format!("no profile named `{p}`")));
+            };
+            if raw.defaults.secure_boot == Some(true) {
+                self.secure_boot_profile(&["defaults", "secure_boot"], p, profile)?;
             }
         }
 
@@ -128,6 +140,7 @@ impl Validator<'_> {
             profiles,
             hosts,
             default_profile: raw.defaults.profile,
+            default_secure_boot: raw.defaults.secure_boot.unwrap_or(false),
             reserved,
         })
     }
@@ -361,9 +374,28 @@ impl Validator<'_> {
         })
     }
 
+    /// A Secure Boot host boots its profile through shim → GRUB, so the profile must be one
+    /// GRUB can run.
+    fn secure_boot_profile(
+        &self,
+        at: &[&str],
+        name: &str,
+        profile: &Profile,
+    ) -> Result<(), ConfigError> {
+        crate::grub::supports(profile).map_err(|why| {
+            self.err(
+                at,
+                format!(
+                    "a Secure Boot host boots shim → GRUB → kernel, and profile `{name}` ({} profile) cannot: {why}; use a kernel or local profile, or set secure_boot = false",
+                    profile.kind()
+                ),
+            )
+        })
+    }
+
     fn first_stage(&self, f: RawFirstStage) -> Result<FirstStage, ConfigError> {
         let mut out = FirstStage::default();
-        let fields: [(&str, Option<String>, &mut String); 7] = [
+        let fields: [(&str, Option<String>, &mut String); 8] = [
             ("bios", f.bios, &mut out.bios),
             ("efi_ia32", f.efi_ia32, &mut out.efi_ia32),
             ("efi_x64", f.efi_x64, &mut out.efi_x64),
@@ -371,6 +403,11 @@ impl Validator<'_> {
             ("http_ia32", f.http_ia32, &mut out.http_ia32),
             ("http_x64", f.http_x64, &mut out.http_x64),
             ("http_arm64", f.http_arm64, &mut out.http_arm64),
+            (
+                "secure_boot_x64",
+                f.secure_boot_x64,
+                &mut out.secure_boot_x64,
+            ),
         ];
         for (key, value, slot) in fields {
             if let Some(v) = value {

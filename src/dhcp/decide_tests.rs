@@ -287,7 +287,8 @@ fn arm64_and_http_boot_arches() {
         &[DISCOVER, ARCH_EFI_ARM64, &class],
     );
     let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
-    assert_eq!(bootfile(&m).as_deref(), Some("ipxe-arm64.efi"));
+    // Debian has no arm64 iPXE: arm64 boots the signed GRUB, which loads its config.
+    assert_eq!(bootfile(&m).as_deref(), Some("grubaa64.efi"));
 
     let class = vendor("HTTPClient:Arch:00016:UNDI:003000");
     let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, ARCH_HTTP_X64, &class]);
@@ -300,6 +301,52 @@ fn arm64_and_http_boot_arches() {
         opt(&m, 60),
         Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
     );
+}
+
+#[test]
+fn secure_boot_hosts_get_the_signed_shim_over_tftp_and_http() {
+    const SB: [u8; 6] = [0xde, 0x00, 0x00, 0x00, 0x00, 0x5b];
+    let cfg = config("[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"fedora\"\nsecure_boot = true\n");
+    let mut leases = LeaseTable::new(&cfg);
+    let pxe = vendor("PXEClient:Arch:00007:UNDI:003016");
+    let http = vendor("HTTPClient:Arch:00016:UNDI:003001");
+    let boot = |leases: &mut LeaseTable, mac, arch: &[u8], class: &[u8]| {
+        let bytes = request(mac, 0, [0; 4], [0; 4], &[DISCOVER, arch, class]);
+        let (m, _, _) = run(&cfg, leases, &bytes).0.unwrap();
+        (bootfile(&m), opt(&m, 60).cloned())
+    };
+    assert_eq!(
+        boot(&mut leases, SB, ARCH_EFI_X64, &pxe),
+        (
+            Some("shimx64.efi".into()),
+            Some(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+        )
+    );
+    assert_eq!(
+        boot(&mut leases, SB, ARCH_HTTP_X64, &http),
+        (
+            Some("http://10.123.0.1:8080/shimx64.efi".into()),
+            Some(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+        )
+    );
+    // The same firmware on a host without secure_boot gets iPXE; BIOS never gets shim.
+    assert_eq!(
+        boot(&mut leases, KNOWN, ARCH_EFI_X64, &pxe).0.as_deref(),
+        Some("ipxe.efi")
+    );
+    let bios = vendor("PXEClient:Arch:00000:UNDI:002001");
+    assert_eq!(
+        boot(&mut leases, SB, ARCH_BIOS, &bios).0.as_deref(),
+        Some("undionly.kpxe")
+    );
+    // [defaults] secure_boot covers hosts that do not say, and a host can opt out.
+    let cfg = crate::config::parse(
+        Path::new("t.toml"),
+        &format!("[defaults]\nsecure_boot = true\n{CONFIG}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"fedora\"\nsecure_boot = false\n"),
+    )
+    .unwrap();
+    assert!(cfg.secure_boot_for(&Mac::from_chaddr(&KNOWN).unwrap()));
+    assert!(!cfg.secure_boot_for(&Mac::from_chaddr(&SB).unwrap()));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! TFTP: a read-only server over [`session::Session`]. The listener only parses requests;
 //! each transfer runs in its own task with its own socket (its TID), so transfers never wait
-//! on each other, and opening a file happens inside that task, not under a shared lock.
+//! on each other, and opening a file happens inside that task, not under a shared lock. A
+//! transfer sends a file under `boot_dir`, or the GRUB config [`crate::plan`] renders for
+//! the names GRUB asks for under `grub/`.
 
 pub mod packet;
 pub mod session;
@@ -141,6 +143,63 @@ fn admit(
     None
 }
 
+/// What a transfer sends: a file under `boot_dir`, or a GRUB config pxed rendered.
+enum Source {
+    /// An open regular file.
+    File(std::fs::File),
+    /// Bytes rendered for this request.
+    Rendered(Vec<u8>),
+}
+
+impl Source {
+    /// Fills `buf` from `offset`; the session never asks past the size it was given.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Source::File(f) => f.read_exact_at(buf, offset),
+            Source::Rendered(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                let chunk = b
+                    .get(start..start.saturating_add(buf.len()))
+                    .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(chunk);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens what `filename` names for `peer`, which reached pxed at `server`: the GRUB config
+/// of a machine (see [`crate::grub`]) or a regular file inside `boot_dir`.
+fn open(
+    shared: &Shared,
+    filename: &str,
+    peer: Option<Ipv4Addr>,
+    server: Ipv4Addr,
+) -> Result<(Source, u64), PathError> {
+    if let Some(asked) = crate::grub::asked(filename) {
+        return match crate::plan::grub_config(shared, asked, peer, server, true) {
+            Some(body) => {
+                let size = body.len() as u64;
+                Ok((Source::Rendered(body.into_bytes()), size))
+            }
+            None => Err(PathError::NotFound(filename.into())),
+        };
+    }
+    let path = resolve_in(&shared.config().server.boot_dir, filename)?;
+    let file = std::fs::File::open(&path).map_err(|source| PathError::Io {
+        path: filename.into(),
+        source,
+    })?;
+    let size = file
+        .metadata()
+        .map_err(|source| PathError::Io {
+            path: filename.into(),
+            source,
+        })?
+        .len();
+    Ok((Source::File(file), size))
+}
+
 /// Where a transfer's own socket is bound: the listener's interface and pxed's address on it.
 struct Local {
     /// The interface the request came in on.
@@ -207,8 +266,12 @@ async fn transfer(
         refuse(code::ILLEGAL, "unsupported mode").await;
         return;
     }
-    let path = match resolve_in(&cfg.server.boot_dir, filename) {
-        Ok(p) => p,
+    let peer_ip = match peer {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    };
+    let (file, size) = match open(&shared, filename, peer_ip, at.server) {
+        Ok(x) => x,
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);
             record(
@@ -227,15 +290,6 @@ async fn transfer(
             return;
         }
     };
-    let (file, size) =
-        match std::fs::File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(%peer, %mac, file = %filename, error = %e, "tftp open failed");
-                refuse(code::ACCESS, "access violation").await;
-                return;
-            }
-        };
     let limits = Limits {
         max_blksize: cfg.tftp.max_blksize,
         max_windowsize: cfg.tftp.max_windowsize,
@@ -262,7 +316,7 @@ async fn transfer(
                 Send::Data { block, offset, len } => {
                     packet::data_header(&mut out, *block);
                     // Reads come from the page cache and are short, so they run inline.
-                    if let Err(e) = file.read_exact_at(&mut out[4..4 + len], *offset) {
+                    if let Err(e) = file.read_at(&mut out[4..4 + len], *offset) {
                         warn!(%peer, file = %filename, error = %e, "tftp read failed");
                         refuse(code::UNDEFINED, "read error").await;
                         return;
@@ -281,6 +335,9 @@ async fn transfer(
             Status::Running => {}
             Status::Done => {
                 crate::metrics::inc(&shared.counters.tftp_done);
+                if machine.is_some_and(|m| crate::plan::completes_boot(&cfg, &m, filename)) {
+                    crate::metrics::inc(&shared.counters.boots_completed);
+                }
                 crate::metrics::add(&shared.counters.tftp_bytes, size);
                 record(
                     "tftp_done",

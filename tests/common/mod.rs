@@ -488,6 +488,34 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String)
     (status.is_some_and(|s| s.success()), out, err)
 }
 
+/// GET of an admin API path on loopback in the server namespace, which must succeed.
+pub fn admin_get(lab: &Lab, path: &str) -> String {
+    let (ok, out, err) = run_limited(
+        lab.server
+            .cmd("curl")
+            .args(["-fsS", &format!("http://127.0.0.1:9091{path}")]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "GET {path} failed: {err}");
+    out
+}
+
+/// Asserts that each of `steps` occurs in `log`, in that order.
+pub fn in_order(log: &str, steps: &[&str]) {
+    let pos = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("pxed log lacks {needle}:\n{log}"))
+    };
+    for w in steps.windows(2) {
+        assert!(
+            pos(w[0]) < pos(w[1]),
+            "{} came after {}:\n{log}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
 /// Runs busybox udhcpc once in `ns`; returns the `bound` line its script printed.
 pub fn udhcpc(lab: &Lab, ns: &Netns, extra: &[&str]) -> Option<String> {
     let script = lab.path("udhcpc.sh");

@@ -20,6 +20,11 @@ pub enum Firmware {
     Bios,
     /// OVMF with the NIC ROM disabled: OVMF's own PXE stack.
     Uefi,
+    /// OVMF's Secure Boot build with Microsoft's keys enrolled and Secure Boot enforced
+    /// (SMM, secure pflash), NIC ROM disabled: KubeVirt's default UEFI VM.
+    SecureBoot,
+    /// qemu-system-aarch64 `virt` with AAVMF (arm64 UEFI), NIC ROM disabled.
+    Arm64,
 }
 
 /// A 1 MiB raw disk whose MBR prints DISK_MARKER on COM1 and exits QEMU through
@@ -91,23 +96,42 @@ pub fn boot_at(
     limit: Duration,
 ) -> Boot {
     let console_path = dir.join(format!("{tap}-console.log"));
-    let mut cmd = ns.cmd("qemu-system-x86_64");
+    let program = match fw {
+        Firmware::Arm64 => "qemu-system-aarch64",
+        _ => "qemu-system-x86_64",
+    };
+    let mut cmd = ns.cmd(program);
     cmd.args([
         "-accel",
         "tcg",
         "-m",
-        "512",
+        if fw == Firmware::Bios { "512" } else { "1024" },
         "-nographic",
         "-no-reboot",
         "-nodefaults",
         "-serial",
         "stdio",
     ]);
-    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if fw != Firmware::Arm64 {
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    }
     cmd.args([
         "-netdev",
         &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
     ]);
+    let pflash = |cmd: &mut std::process::Command, code: &str, vars_template: &str| {
+        let vars = dir.join(format!("{tap}-vars.fd"));
+        std::fs::copy(vars_template, &vars)
+            .unwrap_or_else(|e| panic!("{vars_template} (firmware package): {e}"));
+        cmd.args([
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={code}"),
+        ]);
+        cmd.args([
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", vars.display()),
+        ]);
+    };
     match fw {
         Firmware::Bios => {
             cmd.args([
@@ -115,18 +139,35 @@ pub fn boot_at(
                 &format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1"),
             ]);
         }
-        Firmware::Uefi => {
-            let vars = dir.join(format!("{tap}-vars.fd"));
-            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
-                .expect("OVMF_VARS_4M.fd (package ovmf)");
-            cmd.args([
-                "-drive",
-                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            ]);
-            cmd.args([
-                "-drive",
-                &format!("if=pflash,format=raw,file={}", vars.display()),
-            ]);
+        Firmware::Uefi | Firmware::SecureBoot | Firmware::Arm64 => {
+            match fw {
+                Firmware::Uefi => pflash(
+                    &mut cmd,
+                    "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                    "/usr/share/OVMF/OVMF_VARS_4M.fd",
+                ),
+                Firmware::SecureBoot => {
+                    cmd.args([
+                        "-machine",
+                        "q35,smm=on",
+                        "-global",
+                        "driver=cfi.pflash01,property=secure,value=on",
+                    ]);
+                    pflash(
+                        &mut cmd,
+                        "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                        "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+                    )
+                }
+                _ => {
+                    cmd.args(["-machine", "virt", "-cpu", "cortex-a57"]);
+                    pflash(
+                        &mut cmd,
+                        "/usr/share/AAVMF/AAVMF_CODE.fd",
+                        "/usr/share/AAVMF/AAVMF_VARS.fd",
+                    )
+                }
+            }
             cmd.args([
                 "-device",
                 &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"),
@@ -147,7 +188,7 @@ pub fn boot_at(
         .stdout(console)
         .stderr(Stdio::null())
         .spawn()
-        .expect("qemu-system-x86_64");
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     let text =
         || String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default()).into_owned();
     loop {
@@ -201,7 +242,10 @@ pub fn boot_to_kernel(lab: &mut Lab, pxed: &mut Pxed, fw: Firmware, mac: &str) -
     };
     println!("{fw:?} VM boot time: {:.1} s", b.took.as_secs_f64());
     let log = pxed.wait_for_log(
-        |l| l.contains("path=/initrd.gz"),
+        |l| {
+            l.contains("initrd.gz")
+                && (l.contains("http request") || l.contains("tftp transfer finished"))
+        },
         Duration::from_secs(5),
         "initrd served",
     );
@@ -212,4 +256,42 @@ pub fn setup() -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
     let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require(&["ip", "qemu-system-x86_64"]);
     (guard, boot_fixture())
+}
+
+/// Like [`setup`], for the signed chains: also needs shim and the GRUBs in the boot dir
+/// (boot-images/fetch-signed.sh) and, for arm64, its kernel and emulator.
+pub fn setup_signed(fw: Firmware) -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
+    let (guard, dir) = setup();
+    let mut files = vec!["shimx64.efi", "grubx64.efi", "grubaa64.efi"];
+    if fw == Firmware::Arm64 {
+        require(&["qemu-system-aarch64"]);
+        files.extend([
+            "arm64/vmlinuz",
+            "arm64/initrd.gz",
+            "/usr/share/AAVMF/AAVMF_CODE.fd",
+        ]);
+    } else {
+        files.push("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd");
+    }
+    for f in files {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: run boot-images/fetch-signed.sh and boot-images/build-demo.sh DIR arm64 (tests/run does), and install ovmf and qemu-efi-aarch64",
+            dir.join(f).display()
+        );
+    }
+    (guard, dir)
+}
+
+/// The FAT disk a Secure Boot VM falls through to: signed shim and GRUB that print
+/// DISK_MARKER (built by `boot-images/fetch-signed.sh DIR target/fixtures/esp.img`).
+pub fn secure_boot_disk() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/esp.img");
+    assert!(
+        p.is_file(),
+        "{} is missing: run boot-images/fetch-signed.sh boot-images/out {} (tests/run does)",
+        p.display(),
+        p.display()
+    );
+    p
 }

@@ -13,7 +13,7 @@
 # static iPXE script and static grub/grub.cfg that say what pxed renders for the machine.
 #
 # Usage: sudo bench/boot.sh [ROUNDS=1] [CHAINS="bios uefi secureboot arm64"]
-# Needs: root, the boot payload (tests/run builds it: fetch-ipxe.sh, fetch-signed.sh,
+# Needs: root, bc, the boot payload (tests/run builds it: fetch-ipxe.sh, fetch-signed.sh,
 # build-demo.sh and build-demo.sh DIR arm64); builds pxed --release.
 set -euo pipefail
 rounds=${1:-1}
@@ -38,7 +38,13 @@ stop_servers() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=()
 }
-cleanup() { stop_servers; ip netns delete "$ns" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+    stop_servers
+    # A VM still running (an interrupted boot_vm runs in a subshell) goes with its namespace.
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns delete "$ns" 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up

@@ -32,13 +32,14 @@ if [ "$arch" = arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64;
     apt-get update -q >&2
 fi
 
-# deb PACKAGE: the cached .deb of PACKAGE (which may carry :arm64), downloaded once.
+# deb PACKAGE: the cached .deb of PACKAGE for $arch (PACKAGE may carry :arm64), downloaded
+# once.
 deb() {
     name=${1%%:*}
-    found=$(ls "$cache/${name}"_*.deb 2>/dev/null | head -n1 || true)
+    found=$(ls "$cache/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
     if [ -z "$found" ]; then
         (cd "$cache" && apt-get download "$1" >&2)
-        found=$(ls "$cache/${name}"_*.deb | head -n1)
+        found=$(ls "$cache/${name}"_*_"$arch".deb | head -n1)
     fi
     echo "$found"
 }

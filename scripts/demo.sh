@@ -26,7 +26,7 @@ cargo build --release --quiet
 boot="$repo/boot-images/out"
 sh boot-images/fetch-ipxe.sh "$boot" >&2
 sh boot-images/build-demo.sh "$boot" >&2
-[ "$firmware" != secureboot ] || sh boot-images/fetch-signed.sh "$boot" >&2
+[ "$firmware" != secureboot ] || PXED_SIGNED_ARCHES=amd64 sh boot-images/fetch-signed.sh "$boot" >&2
 
 # Remove namespaces left by a crashed demo (their owner pid is in the name).
 for old in $(ip netns list | awk '/^pxed-demo-[0-9]+/ {print $1}'); do

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages pxed's demo, tests and benchmarks use, if any is missing.
 set -eu
-pkgs="python3 python3-venv systemd libcap2-bin kea-admin dnsmasq-base isc-dhcp-relay qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 ipxe mtools dosfstools busybox-static cpio atftp udhcpc curl iproute2 tcpdump procps podman buildah runc debootstrap"
+pkgs="python3 python3-venv systemd libcap2-bin kea-admin dnsmasq-base isc-dhcp-relay qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 ipxe mtools dosfstools busybox-static cpio atftp udhcpc curl bc iproute2 tcpdump procps podman buildah runc debootstrap"
 missing=
 for p in $pkgs; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

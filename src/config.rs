@@ -271,10 +271,11 @@ pub struct FirstStage {
     pub http_ia32: String,
     /// Arch 16, as an HTTP URL.
     pub http_x64: String,
-    /// Arch 19, as an HTTP URL.
+    /// Arch 19, as an HTTP URL; empty (the default) offers none, since Debian's arm64 GRUB
+    /// cannot go on over HTTP.
     pub http_arm64: String,
-    /// Arch 7 and 9 (over TFTP) and 16 (as a URL) on a Secure Boot host: the signed shim,
-    /// which loads `grubx64.efi` from the same directory.
+    /// Arch 7 and 9 on a Secure Boot host, over TFTP: the signed shim, which loads
+    /// `grubx64.efi` from the same directory.
     pub secure_boot_x64: String,
 }
 
@@ -287,7 +288,7 @@ impl Default for FirstStage {
             efi_arm64: "grubaa64.efi".into(),
             http_ia32: "ipxe.efi".into(),
             http_x64: "ipxe.efi".into(),
-            http_arm64: "grubaa64.efi".into(),
+            http_arm64: String::new(),
             secure_boot_x64: "shimx64.efi".into(),
         }
     }

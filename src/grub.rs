@@ -40,15 +40,14 @@ pub fn asked(path: &str) -> Option<Asked> {
         .then_some(Asked::AddressPrefix)
 }
 
-/// Whether a profile can boot through GRUB; `Err` says why not.
+/// Whether a profile can boot through GRUB; `Err` says why not. Debian's signed network
+/// GRUB has no HTTP module (its `tftp` is the only network file system), so a kernel profile
+/// must name files under `boot_dir`, which GRUB loads from pxed over TFTP.
 pub fn supports(profile: &Profile) -> Result<(), &'static str> {
     match profile {
         Profile::Kernel { kernel, initrd, .. } => {
-            if std::iter::once(kernel)
-                .chain(initrd)
-                .any(|p| is_url(p) && loader_of_url(p).is_none())
-            {
-                return Err("GRUB 2.06 loads URLs only as plain http:// on port 80");
+            if std::iter::once(kernel).chain(initrd).any(|p| is_url(p)) {
+                return Err("Debian's signed GRUB loads files over TFTP only, so kernel and initrd must be paths under boot_dir, not URLs");
             }
             Ok(())
         }
@@ -58,28 +57,15 @@ pub fn supports(profile: &Profile) -> Result<(), &'static str> {
     }
 }
 
-/// `http://host[:80]/path` as GRUB's `(http,host)/path`; `None` for any other URL, which
-/// GRUB 2.06 cannot fetch (it parses no port and has no TLS).
-fn loader_of_url(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = authority.strip_suffix(":80").unwrap_or(authority);
-    if host.is_empty() || host.contains(['@', ':', '[']) {
-        return None;
-    }
-    Some(format!(
-        "(http,{host}){}",
-        if path.is_empty() { "/" } else { path }
-    ))
-}
-
 /// Quotes one word for GRUB's shell: single quotes, inside which nothing is special.
 fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Renders the GRUB config for `profile`. `device` is where files under `boot_dir` are
-/// loaded from: `(tftp,ADDR)`, or `(http,ADDR)` when pxed's HTTP listener is on port 80.
+/// loaded from: `(tftp,ADDR)`, pxed's address as the machine reached it. Every way out that
+/// is not the kernel (a `local` profile, a failed boot, a profile GRUB cannot run) boots the
+/// local disk ([`local_disk`]).
 pub fn render(
     name: &str,
     profile: &Profile,
@@ -88,64 +74,55 @@ pub fn render(
 ) -> Result<String, TemplateError> {
     let mac = vars.mac;
     let head = format!("# pxed: profile {name} for {mac}\nset timeout=0\n");
-    let fail = |why: &str| {
-        format!(
-            "{head}echo {}\nsleep 5\nexit 1\n",
+    if let Err(why) = supports(profile) {
+        return Ok(format!(
+            "{head}echo {}\n{}",
             quote(&format!(
-                "pxed: profile {name} cannot boot under GRUB: {why}; trying the next boot device"
-            ))
-        )
-    };
-    match profile {
-        Profile::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => {
-            if let Err(why) = supports(profile) {
-                return Ok(fail(why));
-            }
-            let at = |p: &str| match loader_of_url(p) {
-                Some(u) => u,
-                None => format!("{device}/{}", p.trim_start_matches('/')),
-            };
-            let cmdline = render_template(cmdline, vars)?;
-            let mut linux = format!("linux {}", quote(&at(kernel)));
-            for word in cmdline.split_whitespace() {
-                linux.push(' ');
-                linux.push_str(&quote(word));
-            }
-            let mut s = head.clone();
-            s.push_str(&format!(
-                "echo {}\n{linux}\n",
-                quote(&format!("pxed: booting profile {name} for {mac}"))
-            ));
-            if !initrd.is_empty() {
-                s.push_str("initrd");
-                for i in initrd {
-                    s.push(' ');
-                    s.push_str(&quote(&at(i)));
-                }
-                s.push('\n');
-            }
-            s.push_str("boot\n");
-            s.push_str(&format!(
-                "echo {}\nsleep 5\nexit 1\n",
-                quote(&format!(
-                    "pxed: profile {name} failed to boot, trying the next boot device"
-                ))
-            ));
-            Ok(s)
-        }
-        Profile::Local => Ok(format!(
+                "pxed: profile {name} cannot boot under GRUB: {why}; booting the local disk"
+            )),
+            local_disk()
+        ));
+    }
+    let Profile::Kernel {
+        kernel,
+        initrd,
+        cmdline,
+    } = profile
+    else {
+        return Ok(format!(
             "{head}echo {}\n{}",
             quote(&format!("pxed: {mac} boots from its local disk")),
-            local_disk(vars.arch)
-        )),
-        Profile::Script { .. } | Profile::Chain { .. } => Ok(fail(
-            supports(profile).err().unwrap_or("not a GRUB profile"),
-        )),
+            local_disk()
+        ));
+    };
+    let at = |p: &str| quote(&format!("{device}/{}", p.trim_start_matches('/')));
+    let cmdline = render_template(cmdline, vars)?;
+    let mut s = format!(
+        "{head}echo {}\nlinux {}",
+        quote(&format!("pxed: booting profile {name} for {mac}")),
+        at(kernel)
+    );
+    for word in cmdline.split_whitespace() {
+        s.push(' ');
+        s.push_str(&quote(word));
     }
+    s.push('\n');
+    if !initrd.is_empty() {
+        s.push_str("initrd");
+        for i in initrd {
+            s.push(' ');
+            s.push_str(&at(i));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "boot\necho {}\n{}",
+        quote(&format!(
+            "pxed: profile {name} failed to boot; booting the local disk"
+        )),
+        local_disk()
+    ));
+    Ok(s)
 }
 
 /// Boot loaders GRUB looks for on the local disks, in order: the removable-media path every
@@ -179,36 +156,53 @@ const LOCAL_LOADERS_ARM64: &[&str] = &[
 /// firmware, and on success OVMF (like most firmware) stops and shows its boot menu instead
 /// of trying the next boot option. So GRUB chainloads the first boot loader it finds on a
 /// local disk (verified through shim under Secure Boot), and only exits when there is none.
-fn local_disk(arch: &str) -> String {
-    let loaders = match arch {
-        "efi-arm64" | "http-efi-arm64" => LOCAL_LOADERS_ARM64,
-        _ => LOCAL_LOADERS_X64,
+/// The list is chosen by GRUB's own `$grub_cpu`, so it is right even when pxed has not seen
+/// the machine's architecture.
+pub fn local_disk() -> String {
+    let search = |loaders: &[&str]| {
+        format!(
+            "  for loader in {}; do\n\
+             \x20   if search --no-floppy --file --set=root $loader; then\n\
+             \x20     echo \"pxed: chainloading ($root)$loader\"\n\
+             \x20     chainloader ($root)$loader\n\
+             \x20     boot\n\
+             \x20   fi\n\
+             \x20 done\n",
+            loaders.join(" ")
+        )
     };
-    let mut s = format!("for loader in {}; do\n", loaders.join(" "));
-    s.push_str(
-        "  if search --no-floppy --file --set=root $loader; then\n\
-         \x20   echo \"pxed: chainloading ($root)$loader\"\n\
-         \x20   chainloader ($root)$loader\n\
-         \x20   boot\n\
-         \x20 fi\n\
-         done\n\
+    format!(
+        "if [ \"$grub_cpu\" = arm64 ]; then\n{}else\n{}fi\n\
          echo 'pxed: no boot loader on a local disk; handing the machine back to its firmware'\n\
          sleep 5\n\
          exit 1\n",
-    );
-    s
+        search(LOCAL_LOADERS_ARM64),
+        search(LOCAL_LOADERS_X64)
+    )
 }
 
 /// The config served at `grub/grub.cfg` to an address pxed cannot tie to a machine with a
 /// profile (in proxy mode pxed leases no addresses): it asks again by the MAC GRUB booted
 /// from, and if that names no machine either, hands it back to its firmware.
 pub fn unknown_machine() -> String {
-    "# pxed: no machine known at this address; ask by this machine's MAC\n\
-     configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n\
-     echo 'pxed: no boot profile for this machine; trying the next boot device'\n\
-     sleep 5\n\
-     exit 1\n"
-        .to_string()
+    format!(
+        "# pxed: no machine known at this address; ask by this machine's MAC\n\
+         set timeout=0\n\
+         configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n\
+         echo 'pxed: no boot profile for this machine; booting the local disk'\n{}",
+        local_disk()
+    )
+}
+
+/// The config for a machine whose profile cannot be rendered: it boots the local disk.
+pub fn cannot_render(name: &str) -> String {
+    format!(
+        "# pxed: profile {name} cannot be rendered\nset timeout=0\necho {}\n{}",
+        quote(&format!(
+            "pxed: profile {name} cannot be rendered; booting the local disk"
+        )),
+        local_disk()
+    )
 }
 
 #[cfg(test)]
@@ -261,18 +255,17 @@ mod tests {
             cmdline: "console=ttyS0 host={{ hostname }} arch={{arch}} x='y'".into(),
         };
         let s = render("sb", &p, &vars(), "(tftp,10.123.0.1)").unwrap();
-        assert_eq!(
-            s,
+        let want = format!(
             "# pxed: profile sb for de:00:00:00:00:5b\n\
              set timeout=0\n\
              echo 'pxed: booting profile sb for de:00:00:00:00:5b'\n\
              linux '(tftp,10.123.0.1)/vmlinuz' 'console=ttyS0' 'host=vm-sb' 'arch=efi-x64' 'x='\\''y'\\'''\n\
              initrd '(tftp,10.123.0.1)/initrd.gz' '(tftp,10.123.0.1)/extra.img'\n\
              boot\n\
-             echo 'pxed: profile sb failed to boot, trying the next boot device'\n\
-             sleep 5\n\
-             exit 1\n"
+             echo 'pxed: profile sb failed to boot; booting the local disk'\n{}",
+            local_disk()
         );
+        assert_eq!(s, want);
         assert!(!s.contains("initrd="), "GRUB needs no initrd= names");
     }
 
@@ -286,65 +279,51 @@ mod tests {
             cmdline: "h={{hostname}}".into(),
         };
         let s = render("p", &p, &v, "(tftp,10.123.0.1)").unwrap();
-        assert!(s.contains("'h=a%27b%3Bc%0A%24d'\n"), "{s}");
-        assert!(!s.contains("initrd"));
+        assert!(s.contains(" 'h=a%27b%3Bc%0A%24d'\nboot\n"), "{s}");
+        assert!(!s.contains("\ninitrd"));
     }
 
     #[test]
-    fn port_80_urls_load_over_http_and_others_are_refused() {
-        let ok = Profile::Kernel {
-            kernel: "http://mirror.example/d/vmlinuz".into(),
-            initrd: vec!["http://mirror.example:80/d/initrd.gz".into()],
-            cmdline: String::new(),
-        };
-        assert!(supports(&ok).is_ok());
-        let s = render("m", &ok, &vars(), "(http,10.123.0.1)").unwrap();
-        assert!(
-            s.contains("linux '(http,mirror.example)/d/vmlinuz'\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("initrd '(http,mirror.example)/d/initrd.gz'\n"),
-            "{s}"
-        );
-
-        for bad in [
+    fn urls_are_refused_because_the_signed_grub_speaks_only_tftp() {
+        for url in [
+            "http://mirror.example/vmlinuz",
             "http://mirror.example:8080/vmlinuz",
             "https://mirror.example/vmlinuz",
         ] {
             let p = Profile::Kernel {
-                kernel: bad.into(),
+                kernel: url.into(),
                 initrd: vec![],
                 cmdline: String::new(),
             };
-            assert!(supports(&p).is_err(), "{bad}");
+            assert!(supports(&p).is_err(), "{url}");
             let s = render("m", &p, &vars(), "(tftp,10.123.0.1)").unwrap();
-            assert!(
-                s.contains("cannot boot under GRUB") && s.ends_with("exit 1\n"),
-                "{s}"
-            );
-            assert!(!s.contains("linux"), "{s}");
+            assert!(s.contains("cannot boot under GRUB"), "{s}");
+            assert!(!s.contains("\nlinux "), "{s}");
+            assert!(s.contains("chainloader ($root)$loader"), "{s}");
         }
     }
 
     #[test]
-    fn local_exits_to_the_firmware_and_ipxe_profiles_do_not_render() {
+    fn local_and_every_failure_chainload_the_disk() {
+        let disk = local_disk();
+        assert!(
+            disk.starts_with(
+                "if [ \"$grub_cpu\" = arm64 ]; then\n  for loader in /EFI/BOOT/BOOTAA64.EFI "
+            ),
+            "{disk}"
+        );
+        assert!(
+            disk.contains("else\n  for loader in /EFI/BOOT/BOOTX64.EFI /EFI/debian/shimx64.efi "),
+            "{disk}"
+        );
+        assert!(
+            disk.contains("      chainloader ($root)$loader\n      boot\n"),
+            "{disk}"
+        );
+        assert!(disk.ends_with("exit 1\n"), "{disk}");
         let s = render("disk", &Profile::Local, &vars(), "(tftp,10.123.0.1)").unwrap();
-        assert!(
-            s.contains("for loader in /EFI/BOOT/BOOTX64.EFI /EFI/debian/shimx64.efi "),
-            "{s}"
-        );
-        assert!(
-            s.contains("    chainloader ($root)$loader\n    boot\n"),
-            "{s}"
-        );
-        assert!(s.ends_with("exit 1\n"), "{s}");
+        assert!(s.ends_with(&disk), "{s}");
         assert!(!s.contains("\nlinux "), "{s}");
-        let mut arm = vars();
-        arm.arch = "efi-arm64";
-        let s = render("disk", &Profile::Local, &arm, "(tftp,10.123.0.1)").unwrap();
-        assert!(s.contains("for loader in /EFI/BOOT/BOOTAA64.EFI "), "{s}");
-        assert!(!s.contains("X64"), "{s}");
         for p in [
             Profile::Script {
                 script: "x.ipxe".into(),
@@ -356,7 +335,7 @@ mod tests {
             assert!(supports(&p).is_err());
             let s = render("i", &p, &vars(), "(tftp,10.123.0.1)").unwrap();
             assert!(
-                s.contains("cannot boot under GRUB") && s.ends_with("exit 1\n"),
+                s.contains("cannot boot under GRUB") && s.ends_with(&disk),
                 "{s}"
             );
         }
@@ -365,6 +344,8 @@ mod tests {
             u.contains("configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n"),
             "{u}"
         );
-        assert!(u.ends_with("exit 1\n"), "{u}");
+        assert!(u.ends_with(&disk), "{u}");
+        let c = cannot_render("p");
+        assert!(c.ends_with(&disk) && !c.contains("configfile"), "{c}");
     }
 }

@@ -1,6 +1,5 @@
-//! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}`, the signed chains' GRUB
-//! configs at `/grub/...` (for UEFI HTTP Boot clients) and read-only static files from
-//! `boot_dir` (Range and ETag by tower-http). Which profile a machine gets is
+//! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}` and read-only static files
+//! from `boot_dir` (Range and ETag by tower-http). Which profile a machine gets is
 //! [`crate::plan`]'s decision. Every request is logged with the client's MAC where pxed
 //! knows it.
 
@@ -20,9 +19,8 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::bootfs::{resolve_in, PathError};
-use crate::grub;
 use crate::mac::Mac;
-use crate::plan::{self, Denied};
+use crate::plan::{self, Denied, Loader};
 use crate::profiles::{self, Profile};
 use crate::state::Shared;
 
@@ -38,7 +36,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let app = App { shared };
     Router::new()
         .route("/ipxe/{mac}", get(script))
-        .route("/grub/{file}", get(grub_config))
         .fallback(static_file)
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
@@ -103,7 +100,7 @@ async fn script(
         SocketAddr::V4(v4) => Some(*v4.ip()),
         SocketAddr::V6(_) => None,
     };
-    let plan = match plan::plan(&app.shared, &cfg, mac, peer_ip) {
+    let plan = match plan::plan(&app.shared, &cfg, mac, peer_ip, Loader::Ipxe) {
         Ok(p) => p,
         Err(denied) => return refusal(&app.shared, mac, peer, denied),
     };
@@ -135,7 +132,7 @@ async fn script(
     };
     // HEAD never spends a one-shot.
     if method != Method::HEAD {
-        plan::served(&app.shared, &plan, peer_ip, "ipxe");
+        plan::served(&app.shared, &plan, peer_ip, Loader::Ipxe);
     }
     text(StatusCode::OK, body)
 }
@@ -159,33 +156,6 @@ fn refusal(shared: &Shared, mac: Mac, peer: SocketAddr, denied: Denied) -> Respo
                 format!("pxed: the script of {mac} is served to that machine's address only\n"),
             )
         }
-    }
-}
-
-/// GRUB's config for a machine of the signed chains, at the names GRUB's network search asks
-/// for under `$prefix` = `(http,SERVER)/grub` (an HTTP Boot client, with pxed on port 80).
-async fn grub_config(
-    State(app): State<App>,
-    Path(file): Path<String>,
-    method: Method,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    local: Option<axum::Extension<crate::conn::LocalAddr>>,
-    req: Request,
-) -> Response {
-    let Some(asked) = grub::asked(&format!("grub/{file}")) else {
-        return static_file(State(app), req).await;
-    };
-    let server = match local.map(|l| l.0 .0.ip()) {
-        Some(std::net::IpAddr::V4(ip)) => ip,
-        _ => app.shared.config().server.address,
-    };
-    let peer_ip = match peer {
-        SocketAddr::V4(v4) => Some(*v4.ip()),
-        SocketAddr::V6(_) => None,
-    };
-    match crate::plan::grub_config(&app.shared, asked, peer_ip, server, method != Method::HEAD) {
-        Some(body) => text(StatusCode::OK, body),
-        None => text(StatusCode::NOT_FOUND, "pxed: no such file\n".into()),
     }
 }
 

@@ -61,6 +61,8 @@ pub enum Refusal {
     HttpTimeout,
     /// A script request from an address that is not the machine's.
     HttpNotOwner,
+    /// A GRUB config request (TFTP) by MAC from an address that is not the machine's.
+    TftpNotOwner,
     /// An admin request whose `Host` is not pxed's (DNS rebinding).
     AdminHost,
     /// An admin request from a foreign `Origin`, or a CORS preflight.
@@ -83,7 +85,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, in export order.
-    pub const ALL: [Refusal; 18] = [
+    pub const ALL: [Refusal; 19] = [
         Refusal::TftpPerClient,
         Refusal::TftpFull,
         Refusal::TftpEvicted,
@@ -93,6 +95,7 @@ impl Refusal {
         Refusal::HttpEvicted,
         Refusal::HttpTimeout,
         Refusal::HttpNotOwner,
+        Refusal::TftpNotOwner,
         Refusal::AdminHost,
         Refusal::AdminOrigin,
         Refusal::AdminContentType,
@@ -116,6 +119,7 @@ impl Refusal {
             Refusal::HttpEvicted => ("http", "evicted_idle"),
             Refusal::HttpTimeout => ("http", "timeout"),
             Refusal::HttpNotOwner => ("http", "script_not_owner"),
+            Refusal::TftpNotOwner => ("tftp", "grub_config_not_owner"),
             Refusal::AdminHost => ("admin", "host"),
             Refusal::AdminOrigin => ("admin", "origin"),
             Refusal::AdminContentType => ("admin", "content_type"),

@@ -26,6 +26,25 @@ pub enum Asker {
     Other,
 }
 
+/// Which boot loader asks: what it can run decides which one-shot applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// iPXE, for its script at `/ipxe/{mac}`.
+    Ipxe,
+    /// GRUB of the signed chains, for `grub/grub.cfg`.
+    Grub,
+}
+
+impl Loader {
+    /// The name in logs and timeline events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::Ipxe => "ipxe",
+            Loader::Grub => "grub",
+        }
+    }
+}
+
 /// Why a machine gets no boot config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -68,12 +87,13 @@ impl Plan {
     }
 }
 
-/// Decides what `mac` boots when `peer` asks for it.
+/// Decides what `mac` boots when `peer` asks for it through `loader`.
 pub fn plan(
     shared: &Shared,
     cfg: &Config,
     mac: Mac,
     peer: Option<Ipv4Addr>,
+    loader: Loader,
 ) -> Result<Plan, Denied> {
     let own = cfg.profile_for(&mac).ok_or(Denied::NoProfile)?;
     let owners = shared.owners_of(&mac, crate::state::unix_now());
@@ -83,15 +103,22 @@ pub fn plan(
         _ => Asker::Other,
     };
     if asker == Asker::Other && cfg.http.script_access == ScriptAccess::Owner {
-        shared.counters.refuse(Refusal::HttpNotOwner);
+        shared.counters.refuse(match loader {
+            Loader::Ipxe => Refusal::HttpNotOwner,
+            Loader::Grub => Refusal::TftpNotOwner,
+        });
         return Err(Denied::NotOwner);
     }
     // A pending one-shot wins over the host's own profile, but only for the machine itself:
-    // anyone else would spend it (or read it) for that machine.
-    let one_shot = shared
-        .next_boots
-        .get(&mac)
-        .filter(|p| asker == Asker::Owner && cfg.profiles.contains_key(p));
+    // anyone else would spend it (or read it) for that machine. GRUB skips (and keeps) one
+    // it cannot run, such as an iPXE script set before the host turned to Secure Boot.
+    let one_shot = shared.next_boots.get(&mac).filter(|p| {
+        asker == Asker::Owner
+            && cfg
+                .profiles
+                .get(p)
+                .is_some_and(|prof| loader == Loader::Ipxe || crate::grub::supports(prof).is_ok())
+    });
     let name = one_shot.clone().unwrap_or_else(|| own.to_string());
     let profile = cfg.profiles.get(&name).cloned().ok_or(Denied::NoProfile)?;
     Ok(Plan {
@@ -105,9 +132,10 @@ pub fn plan(
     })
 }
 
-/// Records that `plan` was served to `peer` by `loader` (`ipxe` or `grub`): counts the
-/// boot, spends a one-shot, adds the timeline event and logs it.
-pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: &'static str) {
+/// Records that `plan` was served to `peer` by `loader`: counts the boot, spends a one-shot,
+/// adds the timeline event and logs it. TFTP calls it only once the transfer completed, so a
+/// forged request cannot spend a one-shot.
+pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Loader) {
     let mac = plan.mac;
     let name = plan.name.as_str();
     if let Some(ip) = peer {
@@ -129,14 +157,14 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: &'st
     shared.record_event(
         mac,
         "boot_profile",
-        serde_json::json!({"profile": name, "profile_kind": plan.profile.kind(), "one_shot": plan.one_shot, "arch": plan.arch, "loader": loader}),
+        serde_json::json!({"profile": name, "profile_kind": plan.profile.kind(), "one_shot": plan.one_shot, "arch": plan.arch, "loader": loader.name()}),
     );
     let kind = plan.profile.kind();
     match loader {
-        "grub" => {
+        Loader::Grub => {
             info!(%mac, profile = name, kind, arch = %plan.arch, one_shot = plan.one_shot, "grub config served")
         }
-        _ => {
+        Loader::Ipxe => {
             info!(%mac, profile = name, kind, arch = %plan.arch, one_shot = plan.one_shot, "ipxe script served")
         }
     }
@@ -155,29 +183,43 @@ pub fn completes_boot(cfg: &Config, mac: &Mac, path: &str) -> bool {
     last.is_some_and(|l| l.trim_start_matches('/') == path.trim_start_matches('/'))
 }
 
-/// The GRUB config for a request GRUB's network search made (see [`crate::grub`]), from
-/// `peer` to pxed's address `server`; `None` means "no such file", which sends GRUB on to
-/// its next name. Files under `boot_dir` load over HTTP when pxed's boot listener is on port
-/// 80 (GRUB 2.06 parses no port), else over TFTP. `serve` = false renders without recording
-/// (HTTP HEAD).
+/// A GRUB config to send, and the plan to record with [`served`] once it has been delivered
+/// (`None`: nothing to count, such as the bootstrap or a profile GRUB cannot run).
+#[derive(Debug)]
+pub struct GrubConfig {
+    /// The config text.
+    pub body: String,
+    /// What it boots.
+    pub plan: Option<Plan>,
+}
+
+/// The GRUB config for a request GRUB made (see [`crate::grub`]) from `peer` to pxed's
+/// address `server`; `None` means "no such file", which sends GRUB on to its next name.
+/// `grub/grub.cfg` names the machine only through a bound, active lease of the requesting
+/// address (not a script peer, which a forged request could plant); anything else gets the
+/// bootstrap that asks by MAC. Kernel and initrd load over TFTP from `server`.
 pub fn grub_config(
     shared: &Shared,
     asked: crate::grub::Asked,
     peer: Option<Ipv4Addr>,
     server: Ipv4Addr,
-    serve: bool,
-) -> Option<String> {
+) -> Option<GrubConfig> {
     use crate::grub::Asked;
     let cfg = shared.config();
+    let bootstrap = || GrubConfig {
+        body: crate::grub::unknown_machine(),
+        plan: None,
+    };
+    let now = crate::state::unix_now();
     let mac = match asked {
         Asked::AddressPrefix => return None,
         Asked::Mac(mac) => mac,
-        Asked::ByAddress => match peer.and_then(|ip| shared.mac_of(ip)) {
+        Asked::ByAddress => match peer.and_then(|ip| shared.bound_mac_of(ip, now)) {
             Some(mac) => mac,
-            None => return Some(crate::grub::unknown_machine()),
+            None => return Some(bootstrap()),
         },
     };
-    let plan = match plan(shared, &cfg, mac, peer) {
+    let plan = match plan(shared, &cfg, mac, peer, Loader::Grub) {
         Ok(p) => p,
         Err(Denied::NotOwner) => {
             if let Some(more) = shared.quiet.http_refused.allow() {
@@ -188,29 +230,30 @@ pub fn grub_config(
         Err(Denied::NoProfile) => {
             info!(%mac, peer = ?peer, "no boot profile for mac");
             return match asked {
-                Asked::ByAddress => Some(crate::grub::unknown_machine()),
+                Asked::ByAddress => Some(bootstrap()),
                 _ => None,
             };
         }
     };
-    let device = match cfg.http.listen.port() {
-        80 => format!("(http,{server})"),
-        _ => format!("(tftp,{server})"),
-    };
+    let device = format!("(tftp,{server})");
     let http = cfg.http_base_at(server);
     let vars = plan.vars(&cfg, &http);
     let body = match crate::grub::render(&plan.name, &plan.profile, &vars, &device) {
         Ok(b) => b,
         Err(e) => {
             warn!(%mac, profile = %plan.name, error = %e, "cannot render grub config");
-            return Some(crate::grub::unknown_machine());
+            return Some(GrubConfig {
+                body: crate::grub::cannot_render(&plan.name),
+                plan: None,
+            });
         }
     };
     if let Err(why) = crate::grub::supports(&plan.profile) {
-        warn!(%mac, profile = %plan.name, kind = plan.profile.kind(), why, "profile cannot boot under grub; the machine is sent to its next boot device");
+        warn!(%mac, profile = %plan.name, kind = plan.profile.kind(), why, "profile cannot boot under grub; the machine boots its local disk");
+        return Some(GrubConfig { body, plan: None });
     }
-    if serve {
-        served(shared, &plan, peer, "grub");
-    }
-    Some(body)
+    Some(GrubConfig {
+        body,
+        plan: Some(plan),
+    })
 }

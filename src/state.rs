@@ -248,6 +248,14 @@ impl Shared {
         })
     }
 
+    /// The MAC whose bound, active pxed lease holds `ip` (never a script peer or an offer).
+    pub fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bound_mac_of(ip, now)
+    }
+
     /// Remembers that `ip` fetched the script of `mac`.
     pub fn note_script_peer(&self, ip: Ipv4Addr, mac: Mac) {
         let mut peers = self.script_peers.lock().unwrap_or_else(|e| e.into_inner());

@@ -75,7 +75,8 @@ secure_boot = true
         "{line}"
     );
     // The chain, in order: DHCP (PXE, arch 7) -> TFTP shim -> TFTP GRUB -> the machine's GRUB
-    // config (asked for by MAC) -> kernel and initrd over TFTP (pxed's HTTP is not on port 80).
+    // config (by its leased address) -> kernel and initrd over TFTP (Debian's signed GRUB
+    // has no HTTP).
     in_order(
         &log,
         &[
@@ -188,6 +189,13 @@ hostname = "vm-arm"
     );
 }
 
+fn probe() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools/probe.py")
+        .display()
+        .to_string()
+}
+
 fn firmware_dhcp() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/tools/firmware_dhcp.py")
@@ -279,24 +287,31 @@ fn fetch(c: &Netns, url: &str) -> (bool, Vec<u8>) {
 }
 
 #[test]
-fn http_boot_clients_get_option_60_and_a_url_to_their_first_stage() {
+fn http_boot_clients_get_option_60_and_a_url_to_a_first_stage_that_can_go_on() {
     require(&["ip", "curl", "python3"]);
     let mut lab = Lab::new();
     let boot = fake_boot_dir(&lab);
     let _pxed = Pxed::start(&lab, &config(&boot, &lab.path("state"), WIRE_PROFILES));
-    for (mac, kind, file) in [
-        ("de:00:00:00:00:01", "http-x64", "ipxe.efi"),
-        ("de:00:00:00:00:5b", "http-x64", "shimx64.efi"),
-        ("de:00:00:00:00:a6", "http-arm64", "grubaa64.efi"),
+    let (c, ack) = firmware_lease(&mut lab, "de:00:00:00:00:01", "http-x64");
+    assert_eq!(field(&ack, "vendor"), "HTTPClient", "{ack}");
+    let url = field(&ack, "file");
+    assert_eq!(url, format!("http://{SERVER_IP}:8080/ipxe.efi"), "{ack}");
+    let (ok, got) = fetch(&c, &url);
+    assert!(ok, "GET {url} failed");
+    assert_eq!(got, std::fs::read(boot.join("ipxe.efi")).unwrap(), "{url}");
+    // The signed GRUB reads its config over TFTP only, so HTTP Boot of a Secure Boot host, or
+    // of arm64 (GRUB), gets an address and no boot file: the firmware moves on to PXE.
+    for (mac, kind) in [
+        ("de:00:00:00:00:5b", "http-x64"),
+        ("de:00:00:00:00:a6", "http-arm64"),
     ] {
-        let (c, ack) = firmware_lease(&mut lab, mac, kind);
-        assert_eq!(field(&ack, "vendor"), "HTTPClient", "{ack}");
-        let url = field(&ack, "file");
-        assert_eq!(url, format!("http://{SERVER_IP}:8080/{file}"), "{ack}");
-        let (ok, got) = fetch(&c, &url);
-        assert!(ok, "GET {url} failed");
-        assert_eq!(got, std::fs::read(boot.join(file)).unwrap(), "{url}");
+        let (_, ack) = firmware_lease(&mut lab, mac, kind);
+        assert_eq!(field(&ack, "file"), "", "{ack}");
+        assert_eq!(field(&ack, "vendor"), "", "{ack}");
     }
+    // The arm64 machine's PXE gets GRUB.
+    let (_, ack) = firmware_lease(&mut lab, "de:00:00:00:00:a6", "pxe-arm64");
+    assert_eq!(field(&ack, "file"), "grubaa64.efi", "{ack}");
     // The same Secure Boot host booting by PXE gets the shim over TFTP.
     let (c, ack) = firmware_lease(&mut lab, "de:00:00:00:00:5b", "pxe-x64");
     assert_eq!(field(&ack, "file"), "shimx64.efi", "{ack}");
@@ -332,10 +347,6 @@ fn grub_configs_follow_the_lease_the_mac_and_the_next_boot() {
     );
     // By MAC, as GRUB's net_search_cfg and pxed's own fallback ask: the same config.
     assert_eq!(text(&owner, "grub/grub.cfg-01-de-00-00-00-00-5b"), cfg);
-    // The same over HTTP, for HTTP Boot clients.
-    let (ok, body) = fetch(&owner, &format!("http://{SERVER_IP}:8080/grub/grub.cfg"));
-    assert!(ok);
-    assert_eq!(String::from_utf8(body).unwrap(), cfg);
     // GRUB's search by address prefix finds nothing, quickly.
     assert!(!tftp(&owner, "grub/grub.cfg-0A7B00").0);
 
@@ -347,11 +358,13 @@ fn grub_configs_follow_the_lease_the_mac_and_the_next_boot() {
         cfg.contains("configfile \"$prefix/grub.cfg-01-$net_default_mac\""),
         "{cfg}"
     );
-    assert!(!cfg.contains("linux"), "{cfg}");
+    assert!(!cfg.contains("\nlinux "), "{cfg}");
     assert!(!tftp(&stranger, "grub/grub.cfg-01-de-00-00-00-00-5b").0);
-    // A MAC without a lease is served by MAC to anyone (proxy mode, static addresses).
+    // A MAC without a lease is served by MAC to anyone (proxy mode, static addresses), and
+    // that does not make the address the machine's: grub.cfg names machines by leases only.
     let cfg = text(&stranger, "grub/grub.cfg-01-de:00:00:00:00:a6");
     assert!(cfg.contains("'pxed.test=installer'"), "{cfg}");
+    assert!(text(&stranger, "grub/grub.cfg").contains("configfile"));
 
     // Next-boot: once the rescue profile, then the host's own again.
     let admin = |method: &str, path: &str, body: &str| {
@@ -387,6 +400,20 @@ fn grub_configs_follow_the_lease_the_mac_and_the_next_boot() {
         r#"{"profile": "custom"}"#,
     );
     assert!(out.contains("cannot run under GRUB"), "{out}");
+    // A transfer that never completes (the client aborts after the only DATA block, as a
+    // forged request's source never ACKs) does not spend it.
+    let (ok, out, err) = run_limited(
+        owner
+            .cmd("python3")
+            .args([&probe(), "tftp-abort", SERVER_IP, "grub/grub.cfg", "data"]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{out}{err}");
+    let out = admin("GET", "/api/v1/hosts/de:00:00:00:00:5b/next-boot", "");
+    assert!(
+        out.contains("\"profile\":\"rescue\""),
+        "spent by an aborted transfer: {out}"
+    );
     assert!(text(&owner, "grub/grub.cfg").contains("'pxed.test=rescue'"));
     assert!(text(&owner, "grub/grub.cfg").contains("'pxed.test=installer'"));
     let log = pxed.log();

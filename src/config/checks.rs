@@ -256,6 +256,16 @@ pub(super) fn missing_files(c: &Config, text: &str) -> Vec<Warning> {
     for (k, v) in [("bios", &fs.bios), ("efi_x64", &fs.efi_x64)] {
         check(vec!["first_stage".into(), k.into()], v);
     }
+    // Secure Boot hosts need the signed shim and the GRUB it loads from its directory.
+    if c.default_secure_boot || c.hosts.values().any(|h| h.secure_boot == Some(true)) {
+        let grub = match c.first_stage.secure_boot_x64.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/grubx64.efi"),
+            None => "grubx64.efi".to_string(),
+        };
+        for v in [&fs.secure_boot_x64, &grub] {
+            check(vec!["first_stage".into(), "secure_boot_x64".into()], v);
+        }
+    }
     for (name, p) in &c.profiles {
         match p {
             Profile::Kernel { kernel, initrd, .. } => {

@@ -506,33 +506,35 @@ fn build(
 /// The boot file a client gets, or `None` for clients that are not network booting. A
 /// Secure Boot host's x86-64 UEFI firmware gets the signed shim, which loads the signed
 /// GRUB; arm64 gets GRUB (Debian has no arm64 iPXE); everything else gets iPXE, and iPXE
-/// gets its script URL.
+/// gets its script URL. UEFI HTTP Boot gets a URL only to a first stage that can go on over
+/// HTTP: Debian's signed GRUB reads its config over TFTP only, so a Secure Boot host's HTTP
+/// Boot, and arm64's unless `[first_stage] http_arm64` names an arm64 iPXE, get no boot
+/// file and their firmware moves on to its PXE boot option.
 pub fn boot_file(cfg: &Config, server: Ipv4Addr, client: &Client) -> Option<String> {
     let fs = &cfg.first_stage;
     let http = cfg.http_base_at(server);
     let secure = cfg.secure_boot_for(&client.mac);
-    let url = |path: &str| crate::profiles::url_for(&http, path);
-    match client.kind {
-        ClientKind::Ipxe => Some(format!("{http}/ipxe/{}", client.mac)),
-        ClientKind::Pxe => match client.arch.unwrap_or(0) {
-            0 => Some(fs.bios.clone()),
-            6 => Some(fs.efi_ia32.clone()),
-            7 | 9 if secure => Some(fs.secure_boot_x64.clone()),
-            7 | 9 => Some(fs.efi_x64.clone()),
-            11 => Some(fs.efi_arm64.clone()),
-            15 => Some(url(&fs.http_ia32)),
-            16 if secure => Some(url(&fs.secure_boot_x64)),
-            16 => Some(url(&fs.http_x64)),
-            19 => Some(url(&fs.http_arm64)),
-            _ => None,
+    let url = |path: &str| (!path.is_empty()).then(|| crate::profiles::url_for(&http, path));
+    let arch = match client.kind {
+        ClientKind::Ipxe => return Some(format!("{http}/ipxe/{}", client.mac)),
+        ClientKind::Plain => return None,
+        ClientKind::Pxe => client.arch.unwrap_or(0),
+        ClientKind::HttpBoot => match client.arch.unwrap_or(16) {
+            a @ (15 | 19) => a,
+            _ => 16,
         },
-        ClientKind::HttpBoot => Some(url(match client.arch.unwrap_or(16) {
-            15 => &fs.http_ia32,
-            19 => &fs.http_arm64,
-            _ if secure => &fs.secure_boot_x64,
-            _ => &fs.http_x64,
-        })),
-        ClientKind::Plain => None,
+    };
+    match arch {
+        0 => Some(fs.bios.clone()),
+        6 => Some(fs.efi_ia32.clone()),
+        7 | 9 if secure => Some(fs.secure_boot_x64.clone()),
+        7 | 9 => Some(fs.efi_x64.clone()),
+        11 => Some(fs.efi_arm64.clone()),
+        15 => url(&fs.http_ia32),
+        16 if secure => None,
+        16 => url(&fs.http_x64),
+        19 => url(&fs.http_arm64),
+        _ => None,
     }
 }
 

@@ -301,10 +301,24 @@ fn arm64_and_http_boot_arches() {
         opt(&m, 60),
         Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
     );
+    // arm64 HTTP Boot: no first stage by default, one when http_arm64 names it.
+    let class = vendor("HTTPClient:Arch:00019:UNDI:003001");
+    let arm_http: &[u8] = &[93, 2, 0, 19];
+    let bytes = request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER, arm_http, &class]);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(bootfile(&m), None);
+    assert_eq!(opt(&m, 60), None);
+    let cfg = config("[first_stage]\nhttp_arm64 = \"arm64/ipxe.efi\"\n");
+    let mut leases = LeaseTable::new(&cfg);
+    let (m, _, _) = run(&cfg, &mut leases, &bytes).0.unwrap();
+    assert_eq!(
+        bootfile(&m).as_deref(),
+        Some("http://10.123.0.1:8080/arm64/ipxe.efi")
+    );
 }
 
 #[test]
-fn secure_boot_hosts_get_the_signed_shim_over_tftp_and_http() {
+fn secure_boot_hosts_get_the_signed_shim_over_tftp_and_no_http_boot() {
     const SB: [u8; 6] = [0xde, 0x00, 0x00, 0x00, 0x00, 0x5b];
     let cfg = config("[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"fedora\"\nsecure_boot = true\n");
     let mut leases = LeaseTable::new(&cfg);
@@ -322,13 +336,9 @@ fn secure_boot_hosts_get_the_signed_shim_over_tftp_and_http() {
             Some(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
         )
     );
-    assert_eq!(
-        boot(&mut leases, SB, ARCH_HTTP_X64, &http),
-        (
-            Some("http://10.123.0.1:8080/shimx64.efi".into()),
-            Some(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
-        )
-    );
+    // Its HTTP Boot gets an address and no boot file: the signed GRUB cannot go on over
+    // HTTP, so the firmware moves on to its PXE boot option.
+    assert_eq!(boot(&mut leases, SB, ARCH_HTTP_X64, &http), (None, None));
     // The same firmware on a host without secure_boot gets iPXE; BIOS never gets shim.
     assert_eq!(
         boot(&mut leases, KNOWN, ARCH_EFI_X64, &pxe).0.as_deref(),

@@ -157,6 +157,16 @@ impl LeaseTable {
             .unwrap_or_default()
     }
 
+    /// The MAC whose bound lease holds `ip` at `now`: the only way an address names a
+    /// machine that a neighbour cannot forge or inherit.
+    pub fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
+        self.by_ip
+            .get(&ip)
+            .and_then(|c| self.by_client.get(c))
+            .filter(|l| l.state == State::Bound && l.active(now))
+            .map(|l| l.mac)
+    }
+
     /// The MAC an address is bound to, active or not.
     pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
         self.by_ip

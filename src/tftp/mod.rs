@@ -169,18 +169,20 @@ impl Source {
 }
 
 /// Opens what `filename` names for `peer`, which reached pxed at `server`: the GRUB config
-/// of a machine (see [`crate::grub`]) or a regular file inside `boot_dir`.
+/// of a machine (see [`crate::grub`]), with the plan to record once it is delivered, or a
+/// regular file inside `boot_dir`. pxed owns the names GRUB asks for under `grub/`: a file
+/// of that name in `boot_dir` is not served.
 fn open(
     shared: &Shared,
     filename: &str,
     peer: Option<Ipv4Addr>,
     server: Ipv4Addr,
-) -> Result<(Source, u64), PathError> {
+) -> Result<(Source, u64, Option<crate::plan::Plan>), PathError> {
     if let Some(asked) = crate::grub::asked(filename) {
-        return match crate::plan::grub_config(shared, asked, peer, server, true) {
-            Some(body) => {
-                let size = body.len() as u64;
-                Ok((Source::Rendered(body.into_bytes()), size))
+        return match crate::plan::grub_config(shared, asked, peer, server) {
+            Some(g) => {
+                let size = g.body.len() as u64;
+                Ok((Source::Rendered(g.body.into_bytes()), size, g.plan))
             }
             None => Err(PathError::NotFound(filename.into())),
         };
@@ -197,7 +199,7 @@ fn open(
             source,
         })?
         .len();
-    Ok((Source::File(file), size))
+    Ok((Source::File(file), size, None))
 }
 
 /// Where a transfer's own socket is bound: the listener's interface and pxed's address on it.
@@ -270,7 +272,7 @@ async fn transfer(
         SocketAddr::V4(v4) => Some(*v4.ip()),
         SocketAddr::V6(_) => None,
     };
-    let (file, size) = match open(&shared, filename, peer_ip, at.server) {
+    let (file, size, grub_plan) = match open(&shared, filename, peer_ip, at.server) {
         Ok(x) => x,
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);
@@ -337,6 +339,11 @@ async fn transfer(
                 crate::metrics::inc(&shared.counters.tftp_done);
                 if machine.is_some_and(|m| crate::plan::completes_boot(&cfg, &m, filename)) {
                     crate::metrics::inc(&shared.counters.boots_completed);
+                }
+                // Only now, with every block ACKed from the transfer's own port, does the
+                // machine have its GRUB config: a forged request never gets here.
+                if let Some(plan) = &grub_plan {
+                    crate::plan::served(&shared, plan, peer_ip, crate::plan::Loader::Grub);
                 }
                 crate::metrics::add(&shared.counters.tftp_bytes, size);
                 record(

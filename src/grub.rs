@@ -33,7 +33,8 @@ pub fn asked(path: &str) -> Option<Asked> {
     }
     let suffix = name.strip_prefix("grub.cfg-")?;
     if let Some(mac) = suffix.strip_prefix("01-") {
-        let mac = mac.replace('-', ":").parse::<Mac>().ok()?;
+        // One separator throughout: `-` (net_search_cfg) or `:` ($net_default_mac).
+        let mac = mac.parse::<Mac>().ok()?;
         return Some(Asked::Mac(mac));
     }
     (!suffix.is_empty() && suffix.len() <= 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -102,7 +103,8 @@ pub fn render(
         quote(&format!("pxed: booting profile {name} for {mac}")),
         at(kernel)
     );
-    for word in cmdline.split_whitespace() {
+    // ASCII whitespace only, as iPXE splits: both loaders pass the kernel the same words.
+    for word in cmdline.split_ascii_whitespace() {
         s.push(' ');
         s.push_str(&quote(word));
     }
@@ -241,6 +243,9 @@ mod tests {
         assert_eq!(asked("/grub/grub.cfg-0A7B0064"), Some(Asked::AddressPrefix));
         assert_eq!(asked("/grub/grub.cfg-0"), Some(Asked::AddressPrefix));
         assert_eq!(asked("/grub/grub.cfg-01-zz"), None);
+        // Found by fuzzing: mixed separators and a sign are not MACs.
+        assert_eq!(asked("/grub/grub.cfg-01-de-00:00-00-00-00"), None);
+        assert_eq!(asked("grub/grub.cfg-01-+e-00-00-00-00-00"), None);
         assert_eq!(asked("/grub/grub.cfg-xyz"), None);
         assert_eq!(asked("/grub/x86_64-efi/normal.mod"), None);
         assert_eq!(asked("/grub.cfg"), None);

@@ -38,7 +38,8 @@ impl FromStr for Mac {
         let mut parts = s.split(sep);
         for byte in out.iter_mut() {
             let part = parts.next().ok_or_else(err)?;
-            if part.len() != 2 {
+            // Two hex digits exactly: from_str_radix alone would take "+e".
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
@@ -90,6 +91,8 @@ mod tests {
             "dg:00:00:00:00:de",
             "de:0:00:00:00:de",
             "de:00-00:00:00:de",
+            "+e:00:00:00:00:de",
+            "de-00-00-00-00-+1",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad} parsed");
         }

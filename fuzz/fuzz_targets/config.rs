@@ -2,8 +2,10 @@
 //! config that validates but breaks what validation promises: a host or default naming a
 //! missing profile, a profile name outside `[A-Za-z0-9._-]{1,64}`, a boot path or URL that is
 //! not one safe word of an iPXE line, a cmdline with a control character, or any rendered
-//! kernel, chain or local script whose lines are not exactly the ones pxed writes. A refusal
-//! must name its place as `file:line:col: key `...`: msg` with the key on one line.
+//! kernel, chain or local script whose lines are not exactly the ones pxed writes, or any
+//! rendered GRUB config that is not exactly pxed's shape (a kernel GRUB can boot as quoted
+//! GRUB words only, the rest refused or sent to the local disk). A refusal must name its
+//! place as `file:line:col: key `...`: msg` with the key on one line.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -11,6 +13,7 @@ use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
 use pxed::config::{Config, ConfigError};
+use pxed::grub::{render as render_grub, supports};
 use pxed::mac::Mac;
 use pxed::profiles::{check_template, is_url, render_ipxe, render_template, Profile, Vars};
 
@@ -81,11 +84,21 @@ fn check_ok(cfg: &Config) {
         }
     }
     let fs = &cfg.first_stage;
-    for v in [&fs.bios, &fs.efi_ia32, &fs.efi_x64, &fs.efi_arm64] {
+    for v in [
+        &fs.bios,
+        &fs.efi_ia32,
+        &fs.efi_x64,
+        &fs.efi_arm64,
+        &fs.secure_boot_x64,
+    ] {
         boot_path("first_stage", v, false);
     }
-    for v in [&fs.http_ia32, &fs.http_x64, &fs.http_arm64] {
+    for v in [&fs.http_ia32, &fs.http_x64] {
         boot_path("first_stage http", v, true);
+    }
+    // Empty (the default) offers arm64 HTTP Boot no first stage.
+    if !fs.http_arm64.is_empty() {
+        boot_path("first_stage http_arm64", &fs.http_arm64, true);
     }
 
     let http = cfg.http_base();
@@ -101,6 +114,7 @@ fn check_ok(cfg: &Config) {
         )
         .collect();
     for (name, profile) in &cfg.profiles {
+        shape::check_grub_fallbacks(name);
         let ok = !name.is_empty()
             && name.len() <= 64
             && name
@@ -149,6 +163,15 @@ fn check_ok(cfg: &Config) {
             let script = render_ipxe(name, profile, &vars, Some("#!ipxe\n"));
             let script = script.expect("a valid profile renders");
             shape::check_script(&script, name, vars.mac, &http, profile);
+            let grub = render_grub(name, profile, &vars, shape::GRUB_DEVICE);
+            let grub = grub.expect("a valid profile renders for GRUB");
+            let words = shape::check_grub(&grub, name, vars.mac, profile);
+            if let (Profile::Kernel { cmdline, .. }, Ok(())) = (profile, supports(profile)) {
+                // Every word of the rendered cmdline, as written, one GRUB word each.
+                let rendered = render_template(cmdline, &vars).expect("a valid cmdline renders");
+                let want: Vec<&str> = rendered.split_whitespace().collect();
+                assert_eq!(words, want, "GRUB cmdline words of {cmdline:?}");
+            }
         }
     }
 }

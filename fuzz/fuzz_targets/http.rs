@@ -1,9 +1,10 @@
-//! Any request path through `bootfs::lexical`, and any text as the free-form values of an
-//! iPXE script (hostname, architecture name) and as a script template. Any panic is a
-//! finding, and so is a broken invariant: an accepted path that climbs, is absolute or has
-//! an empty component; a rendered value that brings whitespace, `$`, `#`, `|`, `&`, `;` or a
-//! newline into a script; a kernel, chain or local script whose lines are not exactly the
-//! ones pxed writes.
+//! Any request path through `bootfs::lexical` and `grub::asked`, and any text as the
+//! free-form values of an iPXE script (hostname, architecture name) and as a script template.
+//! Any panic is a finding, and so is a broken invariant: an accepted path that climbs, is
+//! absolute or has an empty component; a rendered value that brings whitespace, `$`, `#`,
+//! `|`, `&`, `;` or a newline into a script; a kernel, chain or local script (or GRUB config)
+//! whose lines are not exactly the ones pxed writes; a GRUB config name read as a MAC it does
+//! not end with.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;
 use pxed::config::Config;
+use pxed::grub::{render as render_grub, supports, Asked};
 use pxed::mac::Mac;
 use pxed::profiles::{check_template, render_ipxe, render_template, Profile, Vars};
 
@@ -38,6 +40,10 @@ cmdline = "{{hostname}}x"
 chain = "{{ http }}/next/{{mac}}?host={{hostname}}&arch={{ arch }}&ip={{ip}}"
 [profiles.local]
 action = "local"
+[profiles.grub]
+kernel = "debian/linux"
+initrd = ["debian/initrd.gz"]
+cmdline = "mac={{mac}} ip={{ ip }} arch={{arch}} q='{{hostname}}'"
 [profiles.script]
 script = "custom.ipxe"
 "#;
@@ -95,6 +101,34 @@ fn check_lexical(requested: &str) {
     assert_eq!(pxed::bootfs::lexical(s).unwrap(), p);
 }
 
+/// A name `grub::asked` recognises is one GRUB asks for, with or without leading `/`.
+fn check_asked(requested: &str) {
+    let Some(asked) = pxed::grub::asked(requested) else {
+        return;
+    };
+    let name = requested.trim_start_matches('/');
+    match asked {
+        Asked::Mac(m) => {
+            let lower = name.to_ascii_lowercase();
+            assert!(
+                lower.ends_with(&format!("grub.cfg-01-{}", m.hyphenated()))
+                    || lower.ends_with(&format!("grub.cfg-01-{m}")),
+                "{requested:?} read as MAC {m}"
+            );
+        }
+        Asked::ByAddress => assert_eq!(name, "grub/grub.cfg"),
+        Asked::AddressPrefix => {
+            let hex = name
+                .strip_prefix("grub/grub.cfg-")
+                .expect("a grub.cfg- name");
+            assert!(
+                (1..=8).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{requested:?} read as an address prefix"
+            );
+        }
+    }
+}
+
 fn check_scripts(cfg: &Config, vars: &Vars<'_>, template: &str) {
     let hostname = vars.hostname.unwrap_or_default();
     let ip = vars.ip.map(|i| i.to_string()).unwrap_or_default();
@@ -117,6 +151,26 @@ fn check_scripts(cfg: &Config, vars: &Vars<'_>, template: &str) {
         }
         let script = script.expect("the fixed config's templates render");
         let cmdline = shape::check_script(&script, name, vars.mac, vars.http, profile);
+        shape::check_grub_fallbacks(name);
+        let grub = render_grub(name, profile, vars, shape::GRUB_DEVICE);
+        let grub = grub.expect("the fixed config's templates render for GRUB");
+        let grub_cmdline = shape::check_grub(&grub, name, vars.mac, profile);
+        if supports(profile).is_ok() {
+            // The same cmdline words as in the iPXE script: each value is one word.
+            assert_eq!(grub_cmdline, cmdline, "GRUB cmdline of {name}: {grub:?}");
+        }
+        if name == "grub" {
+            assert_eq!(grub_cmdline.len(), 4, "{grub:?}");
+            check_encoded(
+                grub_cmdline[3]
+                    .strip_prefix("q='")
+                    .unwrap()
+                    .strip_suffix('\'')
+                    .unwrap(),
+                hostname,
+                "grub hostname",
+            );
+        }
         match name.as_str() {
             "kernel" => {
                 // Each placeholder sits inside a word with a fixed prefix, so every word
@@ -177,6 +231,7 @@ fn check_scripts(cfg: &Config, vars: &Vars<'_>, template: &str) {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     check_lexical(&text);
+    check_asked(&text);
 
     // The template checks `pxed check` runs agree with what rendering does.
     let cfg = config();

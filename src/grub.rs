@@ -19,8 +19,8 @@ pub enum Asked {
     Mac(Mac),
     /// `grub/grub.cfg`: the config of the machine at the requesting address.
     ByAddress,
-    /// `grub/grub.cfg-0A7B…`: GRUB's search by address prefix, which pxed never answers (the
-    /// MAC form comes first, and `grub.cfg` answers by address).
+    /// `grub/grub.cfg-0A7B…`: GRUB's search by address prefix, which pxed never answers
+    /// (`grub.cfg` answers by address).
     AddressPrefix,
 }
 
@@ -76,13 +76,10 @@ pub fn render(
     let mac = vars.mac;
     let head = format!("# pxed: profile {name} for {mac}\nset timeout=0\n");
     if let Err(why) = supports(profile) {
-        return Ok(format!(
-            "{head}echo {}\n{}",
-            quote(&format!(
+        return Ok(head
+            + &to_disk(&format!(
                 "pxed: profile {name} cannot boot under GRUB: {why}; booting the local disk"
-            )),
-            local_disk()
-        ));
+            )));
     }
     let Profile::Kernel {
         kernel,
@@ -90,11 +87,7 @@ pub fn render(
         cmdline,
     } = profile
     else {
-        return Ok(format!(
-            "{head}echo {}\n{}",
-            quote(&format!("pxed: {mac} boots from its local disk")),
-            local_disk()
-        ));
+        return Ok(head + &to_disk(&format!("pxed: {mac} boots from its local disk")));
     };
     let at = |p: &str| quote(&format!("{device}/{}", p.trim_start_matches('/')));
     let cmdline = render_template(cmdline, vars)?;
@@ -117,14 +110,16 @@ pub fn render(
         }
         s.push('\n');
     }
-    s.push_str(&format!(
-        "boot\necho {}\n{}",
-        quote(&format!(
-            "pxed: profile {name} failed to boot; booting the local disk"
-        )),
-        local_disk()
-    ));
+    s.push_str("boot\n");
+    s.push_str(&to_disk(&format!(
+        "pxed: profile {name} failed to boot; booting the local disk"
+    )));
     Ok(s)
+}
+
+/// Says `why` on the console, then boots the local disk ([`local_disk`]).
+fn to_disk(why: &str) -> String {
+    format!("echo {}\n{}", quote(why), local_disk())
 }
 
 /// Boot loaders GRUB looks for on the local disks, in order: the removable-media path every
@@ -185,26 +180,21 @@ pub fn local_disk() -> String {
 
 /// The config served at `grub/grub.cfg` to an address pxed cannot tie to a machine with a
 /// profile (in proxy mode pxed leases no addresses): it asks again by the MAC GRUB booted
-/// from, and if that names no machine either, hands it back to its firmware.
+/// from, and if that names no machine either, boots the local disk.
 pub fn unknown_machine() -> String {
-    format!(
-        "# pxed: no machine known at this address; ask by this machine's MAC\n\
-         set timeout=0\n\
-         configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n\
-         echo 'pxed: no boot profile for this machine; booting the local disk'\n{}",
-        local_disk()
-    )
+    "# pxed: no machine known at this address; ask by this machine's MAC\n\
+     set timeout=0\n\
+     configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n"
+        .to_string()
+        + &to_disk("pxed: no boot profile for this machine; booting the local disk")
 }
 
 /// The config for a machine whose profile cannot be rendered: it boots the local disk.
 pub fn cannot_render(name: &str) -> String {
-    format!(
-        "# pxed: profile {name} cannot be rendered\nset timeout=0\necho {}\n{}",
-        quote(&format!(
+    format!("# pxed: profile {name} cannot be rendered\nset timeout=0\n")
+        + &to_disk(&format!(
             "pxed: profile {name} cannot be rendered; booting the local disk"
-        )),
-        local_disk()
-    )
+        ))
 }
 
 #[cfg(test)]

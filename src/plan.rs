@@ -17,7 +17,7 @@ use crate::state::Shared;
 
 /// Whether the request for a MAC's boot config comes from the address that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asker {
+enum Asker {
     /// The address pxed leased to the MAC (or saw it use in proxy mode).
     Owner,
     /// pxed knows no address for the MAC yet (a static address, another DHCP server).
@@ -65,8 +65,6 @@ pub struct Plan {
     pub profile: Profile,
     /// Whether it is a pending one-shot boot (spent by [`served`]).
     pub one_shot: bool,
-    /// Who asked.
-    pub asker: Asker,
     /// The arch DHCP saw, or `unknown`.
     pub arch: String,
     /// The address the templates see as `{{ ip }}`.
@@ -126,7 +124,6 @@ pub fn plan(
         name,
         profile,
         one_shot: one_shot.is_some(),
-        asker,
         arch: shared.arch_of(&mac).unwrap_or_else(|| "unknown".into()),
         ip: shared.ip_of(&mac).or(peer),
     })

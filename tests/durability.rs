@@ -189,7 +189,7 @@ profile = "disk"
             .collect::<String>(),
     )
     .unwrap();
-    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/probe.py");
+    let probe = tool("probe.py");
     let (ok, out, err) = run_limited(
         cli.cmd("python3")
             .arg(&probe)

@@ -15,11 +15,8 @@ use common::*;
 const KNOWN: &str = "de:00:00:00:00:de";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
-fn tool() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tools/hostile.py")
-        .display()
-        .to_string()
+fn hostile() -> String {
+    tool("hostile.py")
 }
 
 /// A boot dir with a first stage, a kernel and an initrd of known bytes.
@@ -68,7 +65,7 @@ fn start_limited(lab: &Lab, config: &str, name: &str) -> Pxed {
 /// Runs a hostile.py subcommand in `ns` in the background.
 fn spawn_tool(ns: &Netns, args: &[&str], out: &Path) -> Child {
     ns.cmd("python3")
-        .arg(tool())
+        .arg(hostile())
         .args(args)
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::inherit())
@@ -79,7 +76,7 @@ fn spawn_tool(ns: &Netns, args: &[&str], out: &Path) -> Child {
 /// Runs a hostile.py subcommand in `ns` to completion; returns its output.
 fn run_tool(ns: &Netns, args: &[&str], limit: Duration) -> String {
     let mut cmd = ns.cmd("python3");
-    cmd.arg(tool()).args(args);
+    cmd.arg(hostile()).args(args);
     let (ok, out, err) = run_limited(&mut cmd, limit);
     assert!(ok, "hostile.py {args:?} failed: {out}{err}");
     out

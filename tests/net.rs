@@ -13,10 +13,7 @@ use common::*;
 const KNOWN: &str = "de:00:00:00:00:de";
 
 fn probe() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tools/probe.py")
-        .display()
-        .to_string()
+    tool("probe.py")
 }
 
 /// A boot dir with generated files, a secret next to it and a symlink pointing at the secret.

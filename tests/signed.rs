@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::vm::*;
@@ -189,26 +189,13 @@ hostname = "vm-arm"
     );
 }
 
-fn probe() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tools/probe.py")
-        .display()
-        .to_string()
-}
-
-fn firmware_dhcp() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tools/firmware_dhcp.py")
-        .display()
-        .to_string()
-}
-
 /// DHCP as firmware of `kind` does it, from a new client namespace with `mac`; returns the
 /// namespace (now holding the leased address) and the `ACK ...` line.
 fn firmware_lease(lab: &mut Lab, mac: &str, kind: &str) -> (Netns, String) {
     let c = lab.client(mac, None);
     let (ok, out, err) = run_limited(
-        c.cmd("python3").args([&firmware_dhcp(), "vc", mac, kind]),
+        c.cmd("python3")
+            .args([&tool("firmware_dhcp.py"), "vc", mac, kind]),
         Duration::from_secs(20),
     );
     assert!(ok, "{kind} DHCP for {mac} failed: {out}{err}");
@@ -403,9 +390,13 @@ fn grub_configs_follow_the_lease_the_mac_and_the_next_boot() {
     // A transfer that never completes (the client aborts after the only DATA block, as a
     // forged request's source never ACKs) does not spend it.
     let (ok, out, err) = run_limited(
-        owner
-            .cmd("python3")
-            .args([&probe(), "tftp-abort", SERVER_IP, "grub/grub.cfg", "data"]),
+        owner.cmd("python3").args([
+            &tool("probe.py"),
+            "tftp-abort",
+            SERVER_IP,
+            "grub/grub.cfg",
+            "data",
+        ]),
         Duration::from_secs(20),
     );
     assert!(ok, "{out}{err}");

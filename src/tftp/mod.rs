@@ -188,17 +188,12 @@ fn open(
         };
     }
     let path = resolve_in(&shared.config().server.boot_dir, filename)?;
-    let file = std::fs::File::open(&path).map_err(|source| PathError::Io {
-        path: filename.into(),
-        source,
-    })?;
-    let size = file
-        .metadata()
+    let (file, size) = std::fs::File::open(&path)
+        .and_then(|f| f.metadata().map(|m| (f, m.len())))
         .map_err(|source| PathError::Io {
             path: filename.into(),
             source,
-        })?
-        .len();
+        })?;
     Ok((Source::File(file), size, None))
 }
 

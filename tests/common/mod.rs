@@ -488,6 +488,15 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> (bool, String, String)
     (status.is_some_and(|s| s.success()), out, err)
 }
 
+/// The path of a script under tests/tools (probe.py, hostile.py, firmware_dhcp.py).
+pub fn tool(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(name)
+        .display()
+        .to_string()
+}
+
 /// GET of an admin API path on loopback in the server namespace, which must succeed.
 pub fn admin_get(lab: &Lab, path: &str) -> String {
     let (ok, out, err) = run_limited(

@@ -60,7 +60,6 @@ TOML
     sleep 1
     kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
 }
-stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
 # step RATE -> "acks discovers drop% avg_do_ms avg_ra_ms max_ra_ms"
 step() {

@@ -71,7 +71,6 @@ listen = "10.202.0.1:8080"
 max_connections_per_client = 256
 TOML
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_server() {
     case $1 in
     pxed) ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
@@ -83,7 +82,6 @@ start_server() {
     ip netns exec "$cli" curl -sf -o /dev/null "http://10.202.0.1:8080/big.bin" ||
         { echo "bench/http.sh: $1 does not serve big.bin" >&2; exit 1; }
 }
-stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
 # run N -> prints "MB/s cpu_s_per_GB ok/N"
 run() {

@@ -5,6 +5,8 @@
 #     installs PACKAGES if missing, builds pxed --release ($pxed), creates namespaces
 #     $srv and $cli joined by veth-s (NET.0.1/16) and veth-c (NET.0.2/16), a scratch dir
 #     $work, and an EXIT trap that kills $server_pid and deletes all of it.
+#   stop_server        stops $server_pid (the server a script started) and clears it
+#   cpu_ticks PID      user + system CPU of PID so far, in clock ticks
 
 bench_setup() {
     local prefix=$1 net=$2 p old pid
@@ -37,3 +39,7 @@ bench_cleanup() {
     ip netns delete "$cli" 2>/dev/null || true
     rm -rf "$work"
 }
+
+stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

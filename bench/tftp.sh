@@ -34,7 +34,6 @@ max_blksize = 1468
 max_windowsize = 64
 TOML
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_server() {
     case $1 in
     pxed) ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
@@ -46,7 +45,6 @@ start_server() {
           server_pid=$!; sleep 0.5 ;;
     esac
 }
-stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
 # run CLIENT N -> prints "MB/s cpu_s_per_GB ok/N"
 run() {

@@ -237,6 +237,9 @@ fn fake_boot_dir(lab: &Lab) -> PathBuf {
             .collect();
         std::fs::write(boot.join(f), body).unwrap();
     }
+    std::fs::create_dir_all(boot.join("grub")).unwrap();
+    std::fs::write(boot.join("grub/grub.cfg"), "STATIC\n").unwrap();
+    std::fs::write(boot.join("grub/fonts.txt"), "fonts from boot_dir\n").unwrap();
     boot
 }
 
@@ -336,6 +339,10 @@ fn grub_configs_follow_the_lease_the_mac_and_the_next_boot() {
     assert_eq!(text(&owner, "grub/grub.cfg-01-de-00-00-00-00-5b"), cfg);
     // GRUB's search by address prefix finds nothing, quickly.
     assert!(!tftp(&owner, "grub/grub.cfg-0A7B00").0);
+    // pxed owns those names: a grub.cfg in boot_dir is not served, but the rest of
+    // boot_dir/grub/ is (README, "What is served").
+    assert!(!cfg.contains("STATIC"), "{cfg}");
+    assert_eq!(text(&owner, "grub/fonts.txt"), "fonts from boot_dir\n");
 
     // A neighbour with a static address: grub.cfg asks again by the MAC GRUB booted from,
     // and the leased machine's own config is not served to it.

@@ -11,22 +11,26 @@
 # Latency: tcpdump (on CPU 1) records each step on the server's interface, and
 # bench/dhcp_latency.py reports the server-side p50/p99 from request in to reply out.
 #
-# Usage: sudo bench/dhcp.sh [CLIENTS=60000] [SECS=10] [RATES="250 350 500 1000 2000 4000 8000 12000 16000"]
+# pxed runs at its default log level (info: a line per reply), writing to a file, unless
+# PXED_LOG says otherwise.
+#
+# Usage: sudo bench/dhcp.sh [CLIENTS=60000] [SECS=10] [RATES="250 350 500 1000 2000 4000 8000 10000 12000 16000"] [SERVERS="dnsmasq dnsmasq-ro pxed"]
 set -euo pipefail
 clients=${1:-60000}
 secs=${2:-10}
-rates=${3:-"250 350 500 1000 2000 4000 8000 12000 16000"}
+rates=${3:-"250 350 500 1000 2000 4000 8000 10000 12000 16000"}
+servers=${4:-"dnsmasq dnsmasq-ro pxed"}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$repo/bench/lib.sh"
 bench_setup pxedd 10.202 kea-admin dnsmasq-base tcpdump
-mkdir -p "$work/boot"
+mkdir -p "$work/boot" "$work/etc"  # the config has a directory of its own: pxed watches it
 
 start_server() { # name
     rm -rf "$work/state"; mkdir -p "$work/state"
     case $1 in
     pxed)
-        cat > "$work/pxed.toml" <<TOML
+        cat > "$work/etc/pxed.toml" <<TOML
 [server]
 interface = "veth-s"
 address = "10.202.0.1"
@@ -46,7 +50,7 @@ action = "local"
 [defaults]
 profile = "disk"
 TOML
-        PXED_LOG=warn ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/server.log" &
+        ${PXED_LOG:+env PXED_LOG=$PXED_LOG} ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/etc/pxed.toml" 2> "$work/server.log" &
         server_pid=$! ;;
     dnsmasq|dnsmasq-ro)
         extra=(--dhcp-leasefile="$work/state/dnsmasq.leases")
@@ -88,7 +92,7 @@ step() {
 
 declare -A best
 printf '%-11s %6s %9s %9s %7s %10s %10s %10s %s\n' server rate ACKs/s DISCOVERs drop% avgDO_ms avgRA_ms maxRA_ms "p50DO p99DO p50RA p99RA (ms, server side)"
-for server in dnsmasq dnsmasq-ro pxed; do
+for server in $servers; do
     best[$server]=0
     for rate in $rates; do
         start_server "$server"
@@ -102,6 +106,7 @@ for server in dnsmasq dnsmasq-ro pxed; do
 done
 echo
 echo "highest rate with <1% drops (${clients} clients, ${secs} s steps):"
-for server in dnsmasq dnsmasq-ro pxed; do printf '  %-11s %6s DORA/s\n' "$server" "${best[$server]}"; done
+for server in $servers; do printf '  %-11s %6s DORA/s\n' "$server" "${best[$server]}"; done
+[ -n "${best[dnsmasq]:-}" ] && [ -n "${best[dnsmasq-ro]:-}" ] && [ -n "${best[pxed]:-}" ] || exit 0
 printf '  pxed / dnsmasq (lease file): %s\n' "$(awk -v a="${best[pxed]}" -v b="${best[dnsmasq]}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')"
 printf '  pxed / dnsmasq --leasefile-ro: %s\n' "$(awk -v a="${best[pxed]}" -v b="${best[dnsmasq-ro]}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')"

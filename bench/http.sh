@@ -22,40 +22,7 @@ size=$((64 << 20))
 head -c "$size" /dev/urandom > "$work/boot/big.bin"
 want=$(sha256sum "$work/boot/big.bin" | cut -d' ' -f1)
 
-# nginx from its Debian package, unpacked (the .deb is cached like the kernels).
-cache=${PXED_CACHE:-${HOME:-/root}/.cache/pxed}
-mkdir -p "$cache"
-deb=$(ls "$cache"/nginx_*.deb 2>/dev/null | head -n1 || true)
-if [ -z "$deb" ]; then
-    (cd "$cache" && apt-get download nginx >&2)
-    deb=$(ls "$cache"/nginx_*.deb | head -n1)
-fi
-dpkg -x "$deb" "$work/nginx/root"
-nginx_bin=$work/nginx/root/usr/sbin/nginx
-# nginx's shared-library dependencies are the base system's (libc, pcre2, ssl, zlib).
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $work/nginx/tmp;
-    proxy_temp_path $work/nginx/tmp;
-    fastcgi_temp_path $work/nginx/tmp;
-    uwsgi_temp_path $work/nginx/tmp;
-    scgi_temp_path $work/nginx/tmp;
-    server {
-        listen 10.202.0.1:8080;
-        root $work/boot;
-    }
-}
-CONF
-mkdir -p "$work/nginx/tmp"
+nginx_setup 10.202.0.1:8080 "$work/boot"
 
 cat > "$work/pxed.toml" <<TOML
 [server]
@@ -76,7 +43,7 @@ start_server() {
     pxed) ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
           server_pid=$!
           for _ in $(seq 100); do grep -q 'http listener ready' "$work/pxed.log" 2>/dev/null && break; sleep 0.1; done ;;
-    nginx) ip netns exec "$srv" taskset -c 0 "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    nginx) ip netns exec "$srv" taskset -c 0 "$nginx_bin" -c "$nginx_conf" -p "$work/nginx" &
           server_pid=$!; sleep 0.5 ;;
     esac
     ip netns exec "$cli" curl -sf -o /dev/null "http://10.202.0.1:8080/big.bin" ||

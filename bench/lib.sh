@@ -7,6 +7,12 @@
 #     $work, and an EXIT trap that kills $server_pid and deletes all of it.
 #   stop_server        stops $server_pid (the server a script started) and clears it
 #   cpu_ticks PID      user + system CPU of PID so far, in clock ticks
+#   peak_rss_kib PID   the most memory PID has held (VmHWM), in KiB
+#   nginx_setup LISTEN ROOT
+#                      unpacks Debian's nginx .deb (apt-get download, cached; never installed)
+#                      into $work/nginx, configured like a tuned static server (sendfile,
+#                      one worker, no access log) for ROOT on LISTEN; sets $nginx_bin and
+#                      $nginx_conf
 
 bench_setup() {
     local prefix=$1 net=$2 p old pid
@@ -43,3 +49,44 @@ bench_cleanup() {
 stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+nginx_setup() {
+    local listen=$1 root=$2 cache deb
+    cache=${PXED_CACHE:-${HOME:-/root}/.cache/pxed}
+    mkdir -p "$cache" "$work/nginx/tmp"
+    deb=$(ls "$cache"/nginx_*.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        (cd "$cache" && apt-get download nginx >&2)
+        deb=$(ls "$cache"/nginx_*.deb | head -n1)
+    fi
+    dpkg -x "$deb" "$work/nginx/root"
+    # nginx's shared-library dependencies are the base system's (libc, pcre2, ssl, zlib).
+    nginx_bin=$work/nginx/root/usr/sbin/nginx
+    nginx_conf=$work/nginx/nginx.conf
+    cat > "$nginx_conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+master_process off;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx/tmp;
+    proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp;
+    uwsgi_temp_path $work/nginx/tmp;
+    scgi_temp_path $work/nginx/tmp;
+    server {
+        listen $listen;
+        root $root;
+    }
+}
+CONF
+}

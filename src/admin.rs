@@ -194,6 +194,10 @@ impl crate::conn::Policy for AdminPolicy {
     fn counters(&self) -> &crate::metrics::Counters {
         &self.shared.counters
     }
+
+    fn queue(&self) -> crate::metrics::Queue {
+        crate::metrics::Queue::Admin
+    }
 }
 
 /// Whether a connection from `peer` to `local` came from a boot subnet to an address outside

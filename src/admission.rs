@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
+mod fair;
+pub use fair::FairQueue;
+
 /// A session's handle.
 pub type SessionId = u64;
 
@@ -148,6 +151,8 @@ pub struct Slots {
     /// The bookkeeping and each slot's cancel token, under one lock held for a few map
     /// operations.
     inner: Arc<Mutex<Table>>,
+    /// Woken when a slot is freed, for a listener with arrivals waiting.
+    freed: Arc<tokio::sync::Notify>,
 }
 
 /// What [`Slots`] guards.
@@ -223,6 +228,12 @@ impl Slots {
         self.lock().admission.len()
     }
 
+    /// Resolves once a slot has been freed since the last call returned (a permit is kept
+    /// if none was waiting).
+    pub async fn freed(&self) {
+        self.freed.notified().await;
+    }
+
     /// Whether none is in use.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -252,9 +263,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.slots.lock();
-        t.admission.finish(self.id);
-        t.cancels.remove(&self.id);
+        {
+            let mut t = self.slots.lock();
+            t.admission.finish(self.id);
+            t.cancels.remove(&self.id);
+        }
+        self.slots.freed.notify_one();
     }
 }
 

@@ -4,9 +4,18 @@
 //!
 //! - **count**: per client address and in total ([`crate::admission`]); when full, the
 //!   oldest idle or half-sent connection is evicted, and one serving a request never is;
+//!   when every slot serves a request, a new connection waits (unread) for a freed slot,
+//!   round-robin by client ([`FairQueue`]), as many waiting as there are slots, each for at
+//!   most `stall_timeout`;
 //! - **time**: a whole request header within `header_timeout` of connecting, the next one
 //!   within `idle_timeout` of the last response, and no response may go `stall_timeout`
 //!   without the client reading from or writing to the socket.
+//!
+//! Two engines speak HTTP on the connections ([`Engine`]): hyper for the admin API, and
+//! [`http1`] for boot files, which sends them with `sendfile(2)`.
+
+mod http1;
+pub use http1::SendFile;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,10 +36,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::admission::{Refused, Slot, Slots};
+use crate::admission::{FairQueue, Refused, Slot, Slots};
 use crate::config::ConnLimits;
 use crate::limits::Throttle;
-use crate::metrics::{Counters, Refusal};
+use crate::metrics::{Counters, Queue, Refusal};
 
 /// The address a connection came in on, for handlers that check the `Host` header.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +55,21 @@ pub trait Policy: Send + Sync + 'static {
     fn refuse(&self, local: SocketAddr, peer: SocketAddr) -> bool;
     /// Where refusals are counted.
     fn counters(&self) -> &Counters;
+    /// Which engine speaks HTTP on this listener's connections.
+    fn engine(&self) -> Engine {
+        Engine::Hyper
+    }
+    /// Which queue-depth gauge this listener's waiting connections are shown in.
+    fn queue(&self) -> Queue;
+}
+
+/// What speaks HTTP on a connection, once the accept loop has admitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// hyper: whole HTTP/1.1, request bodies included (the admin API).
+    Hyper,
+    /// [`http1`]: GET and HEAD without bodies, static files by `sendfile` (boot files).
+    Boot,
 }
 
 /// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. On the
@@ -60,59 +84,123 @@ pub async fn serve<P: Policy>(
     let slots = Slots::default();
     let tracker = TaskTracker::new();
     let refused_log = Throttle::per_second();
+    let mut waiting: FairQueue<Waiter> = FairQueue::new(0, 0);
     loop {
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = slots.freed(), if !waiting.is_empty() => {
+                admit_waiting(&mut waiting, &slots, &policy, &router, &tracker, &cancel);
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)), if !waiting.is_empty() => {
+                let limits = policy.limits();
+                let deadline = Instant::now().checked_sub(limits.stall_timeout);
+                for _ in deadline.map(|d| waiting.expire(d)).unwrap_or_default() {
+                    policy.counters().refuse(Refusal::HttpTimeout);
+                }
+            }
             r = listener.accept() => match r {
-                Ok(x) => x,
+                Ok((stream, peer)) => {
+                    let Ok(local) = stream.local_addr() else {
+                        continue;
+                    };
+                    if policy.refuse(local, peer) {
+                        continue;
+                    }
+                    let limits = policy.limits();
+                    // The queue follows the limits in force: as many waiters as slots.
+                    waiting.resize(limits.max_connections, limits.max_per_client);
+                    let waiter = Waiter { stream, peer, local };
+                    let why = match slots.take(peer.ip(), limits.max_connections, limits.max_per_client, &cancel) {
+                        Ok(g) => {
+                            if g.evicted {
+                                policy.counters().refuse(Refusal::HttpEvicted);
+                            }
+                            start(waiter, g.slot, g.token, limits, &policy, &router, &tracker);
+                            continue;
+                        }
+                        // Every slot is serving a request: wait for one, in turn.
+                        Err(Refused::Full) => match waiting.push(peer.ip(), Instant::now(), waiter) {
+                            Ok(()) => continue,
+                            Err(_) => Refusal::HttpFull,
+                        },
+                        Err(Refused::PerClient) => Refusal::HttpPerClient,
+                    };
+                    policy.counters().refuse(why);
+                    if let Some(more) = refused_log.allow() {
+                        warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, queued = waiting.len(), suppressed = more, "http connection refused by a limit");
+                    }
+                }
                 Err(e) => {
                     // EMFILE and friends: pxed's limits should prevent them; back off anyway.
                     warn!(error = %e, "http accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             },
-        };
-        let Ok(local) = stream.local_addr() else {
-            continue;
-        };
-        if policy.refuse(local, peer) {
-            continue;
         }
-        let limits = policy.limits();
-        let (slot, token) = match slots.take(
-            peer.ip(),
-            limits.max_connections,
-            limits.max_per_client,
-            &cancel,
-        ) {
-            Ok(g) => {
-                if g.evicted {
-                    policy.counters().refuse(Refusal::HttpEvicted);
-                }
-                (g.slot, g.token)
-            }
-            Err(r) => {
-                let why = match r {
-                    Refused::PerClient => Refusal::HttpPerClient,
-                    Refused::Full => Refusal::HttpFull,
-                };
-                policy.counters().refuse(why);
-                if let Some(more) = refused_log.allow() {
-                    warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, suppressed = more, "http connection refused by a limit");
-                }
-                continue;
-            }
-        };
-        let router = router.clone();
-        let policy = policy.clone();
-        tracker.spawn(async move {
-            connection(stream, peer, local, router, slot, token, limits, policy).await;
-        });
+        policy.counters().set_queued(policy.queue(), waiting.len());
     }
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// A connection accepted while every slot was serving a request, waiting for one.
+struct Waiter {
+    /// The socket, not read from until it has a slot.
+    stream: TcpStream,
+    /// Who connected.
+    peer: SocketAddr,
+    /// The address it connected to.
+    local: SocketAddr,
+}
+
+/// Gives freed slots to waiting connections, one client's turn at a time.
+fn admit_waiting<P: Policy>(
+    waiting: &mut FairQueue<Waiter>,
+    slots: &Slots,
+    policy: &Arc<P>,
+    router: &Router,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) {
+    let limits = policy.limits();
+    // Each waiter is looked at once at most: one whose client is at its share goes back.
+    let mut skipped = Vec::new();
+    for _ in 0..waiting.len() {
+        let Some((ip, at, waiter)) = waiting.pop() else {
+            break;
+        };
+        match slots.take(ip, limits.max_connections, limits.max_per_client, cancel) {
+            Ok(g) => start(waiter, g.slot, g.token, limits, policy, router, tracker),
+            Err(Refused::Full) => {
+                waiting.unpop(ip, at, waiter);
+                break;
+            }
+            Err(Refused::PerClient) => skipped.push((ip, at, waiter)),
+        }
+    }
+    for (ip, at, waiter) in skipped.into_iter().rev() {
+        waiting.unpop(ip, at, waiter);
+    }
+}
+
+/// Serves an admitted connection on its own task.
+fn start<P: Policy>(
+    w: Waiter,
+    slot: Slot,
+    token: CancellationToken,
+    limits: ConnLimits,
+    policy: &Arc<P>,
+    router: &Router,
+    tracker: &TaskTracker,
+) {
+    let (router, policy) = (router.clone(), policy.clone());
+    tracker.spawn(async move {
+        connection(
+            w.stream, w.peer, w.local, router, slot, token, limits, policy,
+        )
+        .await;
+    });
 }
 
 /// What the watchdog of one connection looks at.
@@ -202,13 +290,49 @@ async fn connection<P: Policy>(
         requests: AtomicU64::new(0),
         slot,
     });
+    let engine = policy.engine();
+    let act = activity.clone();
+    let conn = async move {
+        match engine {
+            Engine::Hyper => with_hyper(stream, peer, local, router, act).await,
+            Engine::Boot => http1::serve(stream, peer, local, router, act).await,
+        }
+    };
+    tokio::pin!(conn);
+    let tick = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .min(limits.stall_timeout)
+        .min(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {
+                if overdue(&activity, &limits) {
+                    policy.counters().refuse(Refusal::HttpTimeout);
+                    debug!(%peer, "http connection closed by a timeout");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection with hyper, noting progress for the watchdog.
+async fn with_hyper(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    router: Router,
+    activity: Arc<Activity>,
+) {
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
     });
-    let act = activity.clone();
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        let guard = act.begin();
+        let guard = activity.begin();
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(LocalAddr(local));
         let router = router.clone();
@@ -225,34 +349,13 @@ async fn connection<P: Policy>(
             }))
         }
     });
-    // The watchdog below owns every deadline, the header one included.
+    // The watchdog owns every deadline, the header one included.
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
         .keep_alive(true)
         .serve_connection(io, service);
-    tokio::pin!(conn);
-    let tick = limits
-        .header_timeout
-        .min(limits.idle_timeout)
-        .min(limits.stall_timeout)
-        .min(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    debug!(%peer, error = %e, "http connection ended with an error");
-                }
-                return;
-            }
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(tick) => {
-                if overdue(&activity, &limits) {
-                    policy.counters().refuse(Refusal::HttpTimeout);
-                    debug!(%peer, "http connection closed by a timeout");
-                    return;
-                }
-            }
-        }
+    if let Err(e) = conn.await {
+        debug!(%peer, error = %e, "http connection ended with an error");
     }
 }
 

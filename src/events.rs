@@ -6,7 +6,7 @@
 //! tiers, so a neighbour inventing MACs can only push out its own inventions; unmanaged MACs
 //! get no timeline at all (the caller checks).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -107,20 +107,23 @@ struct Timeline {
 struct TierTimelines {
     /// Timelines by MAC.
     machines: HashMap<Mac, Timeline>,
+    /// The same machines by their last event's sequence number, quietest first: at the
+    /// limit, a storm of new machines evicts in O(log n) per event, not a scan of them all.
+    by_last: BTreeMap<u64, Mac>,
     /// Sum of their bytes.
     bytes: usize,
 }
 
 impl TierTimelines {
-    /// Drops the machine heard from longest ago (O(machines), only at a limit).
+    /// Drops the machine heard from longest ago, other than `keep`.
     fn drop_quietest(&mut self, keep: Mac) {
         let quietest = self
-            .machines
+            .by_last
             .iter()
-            .filter(|(m, _)| **m != keep)
-            .min_by_key(|(_, t)| t.last)
-            .map(|(m, _)| *m);
-        if let Some(m) = quietest {
+            .find(|(_, m)| **m != keep)
+            .map(|(seq, m)| (*seq, *m));
+        if let Some((seq, m)) = quietest {
+            self.by_last.remove(&seq);
             if let Some(t) = self.machines.remove(&m) {
                 self.bytes -= t.bytes;
             }
@@ -179,7 +182,9 @@ impl Events {
             tl.drop_quietest(mac);
         }
         let t = tl.machines.entry(mac).or_default();
+        tl.by_last.remove(&t.last);
         t.last = *seq;
+        tl.by_last.insert(*seq, mac);
         while t.events.len() >= PER_MACHINE
             || (t.bytes + weight > TIER_BYTES && !t.events.is_empty())
         {
@@ -245,6 +250,23 @@ mod tests {
         assert_eq!(e.machines(), MACHINES);
         assert!(e.get(&mac(1)).is_empty(), "the quietest machine was kept");
         assert_eq!(e.get(&mac(MACHINES as u32 + 1)).len(), 1);
+        // A machine heard from again moves to the back of the eviction order.
+        e.record_at(Tier::Host, mac(2), "dhcp_offer", json!({}), 0);
+        e.record_at(
+            Tier::Host,
+            mac(MACHINES as u32 + 2),
+            "dhcp_offer",
+            json!({}),
+            0,
+        );
+        assert_eq!(
+            e.get(&mac(2)).len(),
+            2,
+            "a machine just heard from was dropped"
+        );
+        assert!(e.get(&mac(3)).is_empty(), "the quietest machine was kept");
+        let guard = e.inner.lock().unwrap();
+        assert_eq!(guard.0.by_last.len(), guard.0.machines.len());
     }
 
     #[test]

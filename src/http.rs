@@ -1,5 +1,6 @@
 //! The boot HTTP listener: per-MAC iPXE scripts at `/ipxe/{mac}` and read-only static files
-//! from `boot_dir` (Range and ETag by tower-http). Which profile a machine gets is
+//! from `boot_dir` (Range and ETag by tower-http; the bytes by `sendfile`, see
+//! [`crate::conn::SendFile`]). Which profile a machine gets is
 //! [`crate::plan`]'s decision. Every request is logged with the client's MAC where pxed
 //! knows it.
 
@@ -74,6 +75,14 @@ impl crate::conn::Policy for BootPolicy {
 
     fn counters(&self) -> &crate::metrics::Counters {
         &self.shared.counters
+    }
+
+    fn engine(&self) -> crate::conn::Engine {
+        crate::conn::Engine::Boot
+    }
+
+    fn queue(&self) -> crate::metrics::Queue {
+        crate::metrics::Queue::Http
     }
 }
 
@@ -184,9 +193,18 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
     let cfg = app.shared.config();
     let resolved = resolve_in(&cfg.server.boot_dir, &decoded);
     // Bodies never echo the path or an OS error: those stay in pxed's own log.
+    let get = req.method() == Method::GET;
     match resolved {
-        Ok(path) => match ServeFile::new(path).oneshot(req).await {
-            Ok(r) => r.map(Body::new),
+        Ok(path) => match ServeFile::new(&path).oneshot(req).await {
+            Ok(r) => {
+                let mut r = r.map(Body::new);
+                if get {
+                    if let Some(file) = send_file(&path, &r) {
+                        r.extensions_mut().insert(file);
+                    }
+                }
+                r
+            }
             Err(e) => {
                 warn!(path = %decoded, error = %e, "http file cannot be served");
                 text(
@@ -212,6 +230,38 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
             )
         }
     }
+}
+
+/// The file range a 200 or single-range 206 from tower-http covers, opened for `sendfile`
+/// (see [`crate::conn::SendFile`]). `None`, and tower-http's own body is sent, when the
+/// response is anything else or the file changed length since tower-http looked.
+fn send_file(path: &std::path::Path, resp: &Response) -> Option<crate::conn::SendFile> {
+    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+    let len: u64 = header(header::CONTENT_LENGTH)?.parse().ok()?;
+    let (offset, total) = match resp.status() {
+        StatusCode::OK => (0, len),
+        StatusCode::PARTIAL_CONTENT => {
+            let (range, total) = header(header::CONTENT_RANGE)?
+                .strip_prefix("bytes ")?
+                .split_once('/')?;
+            let (first, last) = range.split_once('-')?;
+            let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+            if last.checked_sub(first)? + 1 != len {
+                return None;
+            }
+            (first, total.parse().ok()?)
+        }
+        _ => return None,
+    };
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() != total {
+        return None;
+    }
+    Some(crate::conn::SendFile {
+        file: std::sync::Arc::new(file),
+        offset,
+        len,
+    })
 }
 
 async fn log_request(State(app): State<App>, req: Request, next: Next) -> Response {

@@ -12,9 +12,9 @@
 //! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
 //! | [`logfmt`] | text logs request data cannot forge: every control character of a record escaped but its final newline | pure |
 //! | [`events`] | per-machine boot timelines, bounded in count and bytes, hosts and `[defaults]` clients in separate tiers | pure |
-//! | [`admission`] | who gets a TFTP session or HTTP connection: caps per client and in total, eviction of the oldest idle or unanswered one (`Admission`); the listener's shared `Slots` and each task's self-freeing `Slot` | pure (+ lock, cancel tokens) |
+//! | [`admission`] | who gets a TFTP session or HTTP connection: caps per client and in total, eviction of the oldest idle or unanswered one (`Admission`); the listener's shared `Slots` and each task's self-freeing `Slot`; `admission/fair` (`FairQueue`: connections waiting for a slot, round-robin by client) | pure (+ lock, cancel tokens) |
 //! | [`limits`] | the file-descriptor budget every limit fits in, log throttles, a token bucket | pure (+ `setrlimit`) |
-//! | [`conn`] | the HTTP accept loop for boot files and the admin API: slots, header/idle/stall timeouts (hyper) | shell |
+//! | [`conn`] | the HTTP accept loop for boot files and the admin API: slots, header/idle/stall timeouts; hyper for the admin API, `conn/http1` for boot files (own HTTP/1.1 framing, bodies by `sendfile`) | shell |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |

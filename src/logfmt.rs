@@ -12,6 +12,24 @@
 //! JSON logs need none of this: serde_json already escapes control characters in strings.
 
 use std::io::{self, Write};
+use std::sync::OnceLock;
+
+/// Log lines queued for the writer thread before new ones are dropped: a few seconds of a
+/// storm's per-packet lines, a few MiB at most.
+pub const QUEUED_LINES: usize = 32 * 1024;
+
+/// The writer thread's count of dropped lines, once logging is set up.
+static DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
+/// Makes [`dropped_lines`] report `counter` (the binary's non-blocking writer).
+pub fn count_dropped(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = DROPPED.set(counter);
+}
+
+/// Log lines dropped because the writer fell behind, for `/metrics`.
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
 
 use tracing_subscriber::fmt::MakeWriter;
 

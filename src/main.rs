@@ -56,19 +56,33 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr from a thread of their own: callers queue each formatted line, and the
+/// writer drains the queue in large writes, so a storm's per-packet lines cost a copy, not a
+/// syscall each. A full queue drops lines (counted in `pxed_log_lines_dropped_total`) rather
+/// than slow the listeners. The guard flushes what is queued when `main` returns.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PXED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(pxed::logfmt::QUEUED_LINES)
+        .thread_name("pxed-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    pxed::logfmt::count_dropped(writer.error_counter());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         // Request data (HTTP paths, TFTP names and errors) reaches `%` fields unescaped.
         LogFormat::Text => builder
-            .with_writer(pxed::logfmt::EscapeControls::new(std::io::stderr))
+            .with_writer(pxed::logfmt::EscapeControls::new(writer))
             .with_ansi(false)
             .init(),
         // serde_json escapes control characters itself.
-        LogFormat::Json => builder.with_writer(std::io::stderr).json().init(),
+        LogFormat::Json => builder.with_writer(writer).json().init(),
     }
+    guard
 }
 
 fn main() -> ExitCode {
@@ -106,7 +120,7 @@ fn main() -> ExitCode {
             log_format,
             admin_listen,
         } => {
-            init_logging(log_format);
+            let _log = init_logging(log_format);
             match serve(config, pxed::daemon::Options { admin_listen }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

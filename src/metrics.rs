@@ -37,6 +37,33 @@ pub struct Counters {
     pub boots_completed: AtomicU64,
     /// Requests refused by a limit or a policy, indexed by [`Refusal`].
     pub refusals: [AtomicU64; Refusal::ALL.len()],
+    /// Requests waiting for their turn now, indexed by [`Queue`].
+    pub queued: [AtomicU64; Queue::ALL.len()],
+}
+
+/// Where requests wait for their turn in a storm, exported as `pxed_queue_depth{queue}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Boot HTTP connections waiting for a connection slot.
+    Http,
+    /// Admin API connections waiting for a connection slot.
+    Admin,
+    /// DHCP replies waiting for their lease changes to be written.
+    DhcpCommit,
+}
+
+impl Queue {
+    /// Every queue, in index order.
+    pub const ALL: [Queue; 3] = [Queue::Http, Queue::Admin, Queue::DhcpCommit];
+
+    /// The `queue` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Queue::Http => "http_connections",
+            Queue::Admin => "admin_connections",
+            Queue::DhcpCommit => "dhcp_lease_commits",
+        }
+    }
 }
 
 /// Why pxed refused to serve something: every limit and policy that protects it on a hostile
@@ -147,6 +174,11 @@ impl Counters {
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refusals[why.index()].load(Ordering::Relaxed)
     }
+
+    /// Sets how many requests wait in `queue` now.
+    pub fn set_queued(&self, queue: Queue, depth: usize) {
+        self.queued[queue as usize].store(depth as u64, Ordering::Relaxed);
+    }
 }
 
 /// Adds one.
@@ -238,6 +270,28 @@ pub fn render(c: &Counters, pools: &[PoolGauge]) -> String {
             ("{stage=\"started\"}", get(&c.boots_started)),
             ("{stage=\"completed\"}", get(&c.boots_completed)),
         ],
+    );
+    let queued: Vec<(String, u64)> = Queue::ALL
+        .iter()
+        .map(|q| {
+            (
+                format!("{{queue=\"{}\"}}", q.label()),
+                get(&c.queued[*q as usize]),
+            )
+        })
+        .collect();
+    let queued_refs: Vec<(&str, u64)> = queued.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    family(
+        "pxed_queue_depth",
+        "gauge",
+        "Requests waiting for their turn now.",
+        &queued_refs,
+    );
+    family(
+        "pxed_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because the log writer fell behind.",
+        &[("", crate::logfmt::dropped_lines())],
     );
     let refusals: Vec<(String, u64)> = Refusal::ALL
         .iter()

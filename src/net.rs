@@ -44,10 +44,24 @@ pub fn udp_on_interface(
         .map_err(err("setting SO_BROADCAST on"))?;
     s.bind_device(Some(interface.as_bytes()))
         .map_err(err("binding to device for"))?;
+    grow_receive_buffer(&s);
     s.set_nonblocking(true)
         .map_err(err("setting non-blocking on"))?;
     s.bind(&addr.into()).map_err(err("binding"))?;
     tokio::net::UdpSocket::from_std(s.into()).map_err(err("registering"))
+}
+
+/// Receive buffer asked for on DHCP and TFTP sockets: with the default (about 200 KiB, some
+/// 170 DHCP datagrams) a few milliseconds' pause in a 10,000/s storm overflows it and the
+/// kernel drops requests (dnsmasq's failure in ipxe/ipxe#643).
+pub const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Raises a socket's receive buffer to [`RECEIVE_BUFFER`]: past `net.core.rmem_max` with
+/// CAP_NET_ADMIN, else up to it. Failing leaves the default, which still works.
+fn grow_receive_buffer(s: &Socket) {
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(s, RECEIVE_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(RECEIVE_BUFFER);
+    }
 }
 
 /// `ATF_COM` from <net/if_arp.h>: the entry is complete (has a hardware address).

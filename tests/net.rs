@@ -1075,6 +1075,135 @@ fn http_scripts_and_files_seen_by_curl() {
     assert_eq!(code, "405");
 }
 
+/// What HTTP clients other than curl send: pipelined keep-alive requests, HTTP/1.0, a body
+/// on a read-only server, and heads that are garbage or too long. Each is answered on the
+/// wire as HTTP says, and the server keeps serving.
+#[test]
+fn http_framing_on_the_wire() {
+    require(&["ip", "curl", "python3"]);
+    let mut lab = Lab::new();
+    let (boot, big) = boot_dir(&lab);
+    let _pxed = Pxed::start(&lab, &lab_config(&lab, &boot));
+    let c = lab.client("de:00:00:00:00:01", Some("10.123.0.50/24"));
+    let out = lab.path("raw.out");
+    let raw = |request: &str| -> (String, Vec<u8>) {
+        let mut cmd = c.cmd("python3");
+        cmd.arg(probe()).args([
+            "http-raw",
+            SERVER_IP,
+            "8080",
+            request,
+            out.to_str().unwrap(),
+        ]);
+        let (ok, state, err) = run_limited(&mut cmd, Duration::from_secs(20));
+        assert!(ok, "http-raw {request:?}: {err}");
+        (state.trim().to_string(), std::fs::read(&out).unwrap())
+    };
+    // Splits a byte stream into responses: (status line, lower-cased headers, body). The
+    // answer to a HEAD has a Content-Length and no body, so the caller says which are HEADs.
+    type Parsed = (String, Vec<(String, String)>, Vec<u8>);
+    fn responses(mut bytes: &[u8], heads: &[bool]) -> Vec<Parsed> {
+        let mut all = Vec::new();
+        while !bytes.is_empty() {
+            let end = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("a complete head");
+            let head = String::from_utf8_lossy(&bytes[..end]).to_string();
+            let mut lines = head.split("\r\n");
+            let status = lines.next().unwrap().to_string();
+            let headers: Vec<(String, String)> = lines
+                .map(|l| {
+                    let (k, v) = l.split_once(": ").unwrap();
+                    (k.to_ascii_lowercase(), v.to_string())
+                })
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let len = if heads.get(all.len()) == Some(&true) {
+                0
+            } else {
+                len
+            };
+            let body = &bytes[end + 4..];
+            assert!(body.len() >= len, "a body shorter than its content-length");
+            all.push((status, headers, body[..len].to_vec()));
+            bytes = &body[len..];
+        }
+        all
+    }
+    fn header(h: &[(String, String)], k: &str) -> Option<String> {
+        h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    // Three pipelined requests on one connection: a range, a HEAD and the whole file; the
+    // last says close, and the server closes after answering it.
+    let (state, bytes) = raw(
+        "GET /big.bin HTTP/1.1\\r\\nHost: x\\r\\nRange: bytes=10-19\\r\\n\\r\\n\
+         HEAD /vmlinuz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\
+         GET /big.bin HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n",
+    );
+    assert_eq!(state, "closed");
+    let r = responses(&bytes, &[false, true, false]);
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0].0, "HTTP/1.1 206 Partial Content");
+    assert_eq!(
+        header(&r[0].1, "content-range"),
+        Some(format!("bytes 10-19/{}", big.len()))
+    );
+    assert_eq!(r[0].2, big[10..20]);
+    assert_eq!(r[1].0, "HTTP/1.1 200 OK");
+    assert_eq!(header(&r[1].1, "content-length").as_deref(), Some("300000"));
+    assert_eq!(header(&r[1].1, "connection").as_deref(), Some("keep-alive"));
+    assert_eq!(r[2].0, "HTTP/1.1 200 OK");
+    assert_eq!(header(&r[2].1, "connection").as_deref(), Some("close"));
+    assert!(r[2].2 == big, "the whole file, byte for byte");
+
+    // HTTP/1.0 without keep-alive: one answer, then the server closes.
+    let (state, bytes) = raw("GET /sub/initrd.gz HTTP/1.0\\r\\n\\r\\n");
+    assert_eq!(state, "closed");
+    let r = responses(&bytes, &[]);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].2, big[..5_000]);
+
+    // A body on a read-only server: refused, and the connection closed.
+    let (state, bytes) =
+        raw("PUT /big.bin HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 5\\r\\n\\r\\nhello");
+    assert_eq!(state, "closed");
+    let r = responses(&bytes, &[]);
+    assert_eq!(r[0].0, "HTTP/1.1 405 Method Not Allowed");
+
+    // Garbage, and a head longer than 16 KiB: an error status, then close.
+    let (state, bytes) = raw("\\x01\\x02 not http\\r\\n\\r\\n");
+    assert_eq!(state, "closed");
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let long = format!(
+        "GET /big.bin HTTP/1.1\\r\\nX-Pad: {}\\r\\n\\r\\n",
+        "a".repeat(20_000)
+    );
+    let (state, bytes) = raw(&long);
+    assert_eq!(state, "closed");
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 431 "),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+
+    // And the server still serves.
+    let (state, bytes) =
+        raw("GET /ipxe/de:00:00:00:00:de HTTP/1.1\\r\\nConnection: close\\r\\n\\r\\n");
+    assert_eq!(state, "closed");
+    let r = responses(&bytes, &[]);
+    assert!(r[0].2.starts_with(b"#!ipxe\n"));
+}
+
 #[test]
 fn sigterm_and_sigint_stop_everything_within_two_seconds() {
     require(&["ip", "curl", "python3"]);

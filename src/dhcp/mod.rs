@@ -526,6 +526,10 @@ async fn commit_loop(
                 Err(_) => break,
             }
         }
+        let depth = batch.len() + rx.len();
+        shared
+            .counters
+            .set_queued(crate::metrics::Queue::DhcpCommit, depth);
         let mut all = Batch::default();
         for p in &mut batch {
             all.extend(std::mem::take(&mut p.batch));
@@ -554,6 +558,9 @@ async fn commit_loop(
                 send_logged(reply).await;
             }
         }
+        shared
+            .counters
+            .set_queued(crate::metrics::Queue::DhcpCommit, rx.len());
     }
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Raw UDP probes for pxed's integration tests. They run inside a test namespace and print
+"""Raw UDP and TCP probes for pxed's integration tests. They run inside a test namespace and print
 what came back on the wire, so the tests can assert it.
 
   probe.py tftp-abort SERVER FILE [oack|data]  RRQ, then ERROR 8 (after the OACK or after
@@ -9,6 +9,10 @@ what came back on the wire, so the tests can assert it.
   probe.py http-slow URL OUT SECS              download URL to OUT, spread over about SECS s.
   probe.py dhcp-verify SERVER GIADDR FILE      for each "mac ip" line of FILE, DISCOVER as a
                                                relay would; print each OFFER as "mac ip".
+  probe.py http-raw SERVER PORT REQUEST OUT    send REQUEST (Python escapes, e.g. \\r\\n) on one
+                                               TCP connection, write every byte that comes back
+                                               to OUT until the server closes (10 s at most);
+                                               prints "closed" or "open".
 """
 import socket
 import sys
@@ -143,6 +147,30 @@ def http_slow(url, out, secs):
     print("done")
 
 
+def http_raw(server, port, request, out):
+    data = request.encode().decode("unicode_escape").encode("latin-1")
+    s = socket.create_connection((server, int(port)), timeout=10)
+    s.sendall(data)
+    got = b""
+    end = time.time() + 10
+    state = "open"
+    while time.time() < end:
+        try:
+            chunk = s.recv(1 << 16)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            state = "reset"
+            break
+        if not chunk:
+            state = "closed"
+            break
+        got += chunk
+    with open(out, "wb") as f:
+        f.write(got)
+    print(state)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "tftp-abort":
@@ -153,6 +181,8 @@ if __name__ == "__main__":
         http_slow(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "dhcp-verify":
         dhcp_verify(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "http-raw":
+        http_raw(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "dhcp-garbage":
         dhcp_garbage(sys.argv[2])
     else:

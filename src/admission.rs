@@ -228,8 +228,8 @@ impl Slots {
         self.lock().admission.len()
     }
 
-    /// Resolves once a slot has been freed since the last call returned (a permit is kept
-    /// if none was waiting).
+    /// Resolves once a slot has been freed or exposed since the last call returned (a permit
+    /// is kept if none was waiting).
     pub async fn freed(&self) {
         self.freed.notified().await;
     }
@@ -255,9 +255,10 @@ impl Slot {
         self.slots.lock().admission.protect(self.id);
     }
 
-    /// It went idle: it may be evicted again.
+    /// It went idle: it may be evicted again, so an arrival waiting for a slot may take it.
     pub fn expose(&self) {
         self.slots.lock().admission.expose(self.id);
+        self.slots.freed.notify_one();
     }
 }
 

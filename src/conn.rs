@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::admission::{FairQueue, Refused, Slot, Slots};
+use crate::admission::{FairQueue, Granted, Refused, Slot, Slots};
 use crate::config::ConnLimits;
 use crate::limits::Throttle;
 use crate::metrics::{Counters, Queue, Refusal};
@@ -85,13 +85,18 @@ pub async fn serve<P: Policy>(
     let tracker = TaskTracker::new();
     let refused_log = Throttle::per_second();
     let mut waiting: FairQueue<Waiter> = FairQueue::new(0, 0);
+    // One ticker for the whole loop: a sleep made anew each pass would never fire while
+    // connections keep arriving.
+    let mut expiry = tokio::time::interval(Duration::from_secs(1));
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        policy.counters().set_queued(policy.queue(), waiting.len());
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = slots.freed(), if !waiting.is_empty() => {
                 admit_waiting(&mut waiting, &slots, &policy, &router, &tracker, &cancel);
             }
-            _ = tokio::time::sleep(Duration::from_secs(1)), if !waiting.is_empty() => {
+            _ = expiry.tick(), if !waiting.is_empty() => {
                 let limits = policy.limits();
                 let deadline = Instant::now().checked_sub(limits.stall_timeout);
                 for _ in deadline.map(|d| waiting.expire(d)).unwrap_or_default() {
@@ -106,29 +111,8 @@ pub async fn serve<P: Policy>(
                     if policy.refuse(local, peer) {
                         continue;
                     }
-                    let limits = policy.limits();
-                    // The queue follows the limits in force: as many waiters as slots.
-                    waiting.resize(limits.max_connections, limits.max_per_client);
                     let waiter = Waiter { stream, peer, local };
-                    let why = match slots.take(peer.ip(), limits.max_connections, limits.max_per_client, &cancel) {
-                        Ok(g) => {
-                            if g.evicted {
-                                policy.counters().refuse(Refusal::HttpEvicted);
-                            }
-                            start(waiter, g.slot, g.token, limits, &policy, &router, &tracker);
-                            continue;
-                        }
-                        // Every slot is serving a request: wait for one, in turn.
-                        Err(Refused::Full) => match waiting.push(peer.ip(), Instant::now(), waiter) {
-                            Ok(()) => continue,
-                            Err(_) => Refusal::HttpFull,
-                        },
-                        Err(Refused::PerClient) => Refusal::HttpPerClient,
-                    };
-                    policy.counters().refuse(why);
-                    if let Some(more) = refused_log.allow() {
-                        warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, queued = waiting.len(), suppressed = more, "http connection refused by a limit");
-                    }
+                    arrive(waiter, &mut waiting, &slots, &policy, &router, &tracker, &cancel, &refused_log);
                 }
                 Err(e) => {
                     // EMFILE and friends: pxed's limits should prevent them; back off anyway.
@@ -137,11 +121,60 @@ pub async fn serve<P: Policy>(
                 }
             },
         }
-        policy.counters().set_queued(policy.queue(), waiting.len());
     }
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// A new connection: served at once if there is a slot for it, else queued behind those
+/// already waiting (admitted in its turn), else refused.
+#[allow(clippy::too_many_arguments)]
+fn arrive<P: Policy>(
+    waiter: Waiter,
+    waiting: &mut FairQueue<Waiter>,
+    slots: &Slots,
+    policy: &Arc<P>,
+    router: &Router,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    refused_log: &Throttle,
+) {
+    let limits = policy.limits();
+    // The queue follows the limits in force: as many waiters as slots.
+    waiting.resize(limits.max_connections, limits.max_per_client);
+    let peer = waiter.peer;
+    let why = if !waiting.is_empty() {
+        match waiting.push(peer.ip(), Instant::now(), waiter) {
+            Ok(()) => {
+                admit_waiting(waiting, slots, policy, router, tracker, cancel);
+                return;
+            }
+            Err(_) => Refusal::HttpFull,
+        }
+    } else {
+        match slots.take(
+            peer.ip(),
+            limits.max_connections,
+            limits.max_per_client,
+            cancel,
+        ) {
+            Ok(g) => {
+                start(waiter, g, limits, policy, router, tracker);
+                return;
+            }
+            // Every slot is serving a request: wait for one, in turn.
+            Err(Refused::Full) => match waiting.push(peer.ip(), Instant::now(), waiter) {
+                Ok(()) => return,
+                Err(_) => Refusal::HttpFull,
+            },
+            Err(Refused::PerClient) => Refusal::HttpPerClient,
+        }
+    };
+    policy.counters().refuse(why);
+    if let Some(more) = refused_log.allow() {
+        warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, queued = waiting.len(), suppressed = more, "http connection refused by a limit");
+    }
 }
 
 /// A connection accepted while every slot was serving a request, waiting for one.
@@ -171,7 +204,7 @@ fn admit_waiting<P: Policy>(
             break;
         };
         match slots.take(ip, limits.max_connections, limits.max_per_client, cancel) {
-            Ok(g) => start(waiter, g.slot, g.token, limits, policy, router, tracker),
+            Ok(g) => start(waiter, g, limits, policy, router, tracker),
             Err(Refused::Full) => {
                 waiting.unpop(ip, at, waiter);
                 break;
@@ -184,16 +217,19 @@ fn admit_waiting<P: Policy>(
     }
 }
 
-/// Serves an admitted connection on its own task.
+/// Serves an admitted connection on its own task, counting the idle one it evicted.
 fn start<P: Policy>(
     w: Waiter,
-    slot: Slot,
-    token: CancellationToken,
+    granted: Granted,
     limits: ConnLimits,
     policy: &Arc<P>,
     router: &Router,
     tracker: &TaskTracker,
 ) {
+    if granted.evicted {
+        policy.counters().refuse(Refusal::HttpEvicted);
+    }
+    let Granted { slot, token, .. } = granted;
     let (router, policy) = (router.clone(), policy.clone());
     tracker.spawn(async move {
         connection(

@@ -234,7 +234,7 @@ async fn static_file(State(app): State<App>, req: Request) -> Response {
 
 /// The file range a 200 or single-range 206 from tower-http covers, opened for `sendfile`
 /// (see [`crate::conn::SendFile`]). `None`, and tower-http's own body is sent, when the
-/// response is anything else or the file changed length since tower-http looked.
+/// response is anything else or the file changed (length or mtime) since tower-http looked.
 fn send_file(path: &std::path::Path, resp: &Response) -> Option<crate::conn::SendFile> {
     let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
     let len: u64 = header(header::CONTENT_LENGTH)?.parse().ok()?;
@@ -254,8 +254,16 @@ fn send_file(path: &std::path::Path, resp: &Response) -> Option<crate::conn::Sen
         _ => return None,
     };
     let file = std::fs::File::open(path).ok()?;
-    if file.metadata().ok()?.len() != total {
+    let meta = file.metadata().ok()?;
+    // The same file tower-http looked at: a file replaced in between (same size, new bytes)
+    // would be sent under the old one's ETag and Last-Modified.
+    if meta.len() != total {
         return None;
+    }
+    if let (Some(said), Ok(modified)) = (header(header::LAST_MODIFIED), meta.modified()) {
+        if said != httpdate::fmt_http_date(modified) {
+            return None;
+        }
     }
     Some(crate::conn::SendFile {
         file: std::sync::Arc::new(file),

@@ -192,3 +192,28 @@ async fn writes_are_refused() {
     let (_, body) = get(&f.app, "/vmlinuz").await;
     assert_eq!(body, "0123456789abcdef");
 }
+
+#[tokio::test]
+async fn file_responses_name_the_range_the_engine_sends() {
+    let f = fixture("");
+    let send = |method: &'static str, range: Option<&'static str>| {
+        let app = f.app.clone();
+        async move {
+            let mut req = Request::builder().method(method).uri("/vmlinuz");
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            resp.extensions()
+                .get::<crate::conn::SendFile>()
+                .map(|s| (s.offset, s.len))
+        }
+    };
+    // vmlinuz is "0123456789abcdef": 16 bytes.
+    assert_eq!(send("GET", None).await, Some((0, 16)));
+    assert_eq!(send("GET", Some("bytes=2-5")).await, Some((2, 4)));
+    assert_eq!(send("GET", Some("bytes=-3")).await, Some((13, 3)));
+    // No body to send: HEAD, and a range past the end (416).
+    assert_eq!(send("HEAD", None).await, None);
+    assert_eq!(send("GET", Some("bytes=100-200")).await, None);
+}

@@ -113,18 +113,24 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError>
         let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed)?;
         headers.append(name, value);
     }
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || match headers.get(header::CONTENT_LENGTH) {
-            None => false,
-            Some(v) => {
-                let n: u64 = v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or(HeadError::Malformed)?;
-                n > 0
+    // One Content-Length of digits only (RFC 9112 §6.3): two, or "+5", would let a proxy in
+    // front and pxed disagree on where the next request starts.
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(v), None) => {
+            let v = v.as_bytes();
+            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::Malformed);
             }
-        };
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(HeadError::Malformed)?
+        }
+        (Some(_), Some(_)) => return Err(HeadError::Malformed),
+    };
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING) || length > 0;
     let keep_alive = keep_alive(version, &headers);
     let mut req = Request::new(Body::empty());
     *req.method_mut() = method;
@@ -186,7 +192,11 @@ pub(crate) fn render_head(
             String::from_utf8_lossy(value.as_bytes())
         );
     }
-    if !headers.contains_key(header::CONTENT_LENGTH) {
+    // 1xx, 204 and 304 have no body, and a length on them would have to be the 200's.
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless && !headers.contains_key(header::CONTENT_LENGTH) {
         let _ = write!(out, "content-length: {len}\r\n");
     }
     if !headers.contains_key(header::DATE) {
@@ -279,12 +289,19 @@ async fn read_head(
     buf: &mut BytesMut,
     activity: &Activity,
 ) -> Result<Option<Head>, Failure> {
+    // Bytes already known to hold no end of head: a head trickled a byte at a time is
+    // parsed once it is whole, not once per byte.
+    let mut scanned = 0usize;
     loop {
-        if !buf.is_empty() {
+        if ends_head(&buf[scanned.saturating_sub(2)..]) {
             if let Some((head, used)) = parse_head(buf).map_err(Failure::Head)? {
                 buf.advance(used);
                 return Ok(Some(head));
             }
+        }
+        scanned = buf.len();
+        if buf.len() >= MAX_HEAD {
+            return Err(Failure::Head(HeadError::TooLarge));
         }
         buf.reserve(4096);
         let n = stream.read_buf(buf).await.map_err(Failure::Io)?;
@@ -297,6 +314,12 @@ async fn read_head(
         }
         activity.touch();
     }
+}
+
+/// Whether `bytes` hold the blank line that ends a request head (httparse also takes bare
+/// LF line ends).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Writes one response; `Ok(true)` when the connection may take another request.
@@ -337,7 +360,7 @@ async fn respond(
         }
     }
     match declared.or(body.size_hint().exact()) {
-        Some(len) if len as usize <= SMALL_BODY => {
+        Some(len) if len <= SMALL_BODY as u64 => {
             let bytes = axum::body::to_bytes(body, SMALL_BODY)
                 .await
                 .map_err(std::io::Error::other)?;

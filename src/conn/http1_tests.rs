@@ -47,10 +47,19 @@ fn bodies_are_noticed_and_bad_lengths_refused() {
     assert!(head("PUT /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n").has_body);
     assert!(!head("GET /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n").has_body);
     assert!(head("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").has_body);
-    assert_eq!(
-        parse_head(b"PUT /x HTTP/1.1\r\nContent-Length: lots\r\n\r\n").unwrap_err(),
-        HeadError::Malformed
-    );
+    for bad in [
+        &b"PUT /x HTTP/1.1\r\nContent-Length: lots\r\n\r\n"[..],
+        b"PUT /x HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+        // Two lengths: where does the next request start? (request smuggling)
+        b"GET /x HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 20\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nContent-Length: 0, 20\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse_head(bad).unwrap_err(),
+            HeadError::Malformed,
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -108,4 +117,23 @@ fn response_heads_carry_length_date_and_connection() {
     assert_eq!(text.matches("content-length").count(), 1, "{text}");
     assert!(text.contains("content-length: 300000\r\n"), "{text}");
     assert!(text.ends_with("\r\nconnection: close\r\n\r\n"), "{text}");
+
+    // A 304 gets no length of its own.
+    let text = String::from_utf8(render_head(
+        StatusCode::NOT_MODIFIED,
+        &HeaderMap::new(),
+        0,
+        true,
+    ))
+    .unwrap();
+    assert!(!text.contains("content-length"), "{text}");
+}
+
+#[test]
+fn the_end_of_a_head_is_found_in_either_line_ending() {
+    assert!(ends_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert!(ends_head(b"GET / HTTP/1.1\nHost: a\n\n"));
+    assert!(ends_head(b"\n\r\n"));
+    assert!(!ends_head(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+    assert!(!ends_head(b""));
 }

@@ -32,6 +32,9 @@ listen = "10.201.0.1:8080"
 [tftp]
 max_blksize = 1468
 max_windowsize = 64
+# All the bench's clients share one address, where a storm's machines each have their own:
+# the default cap of 8 sessions per address would turn 50 clients into 8 at a time.
+max_sessions_per_client = 64
 TOML
 
 start_server() {

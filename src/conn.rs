@@ -81,38 +81,36 @@ pub async fn serve<P: Policy>(
     policy: Arc<P>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let slots = Slots::default();
-    let tracker = TaskTracker::new();
-    let refused_log = Throttle::per_second();
-    let mut waiting: FairQueue<Waiter> = FairQueue::new(0, 0);
+    let mut gate = Gate {
+        slots: Slots::default(),
+        waiting: FairQueue::new(0, 0),
+        policy,
+        router,
+        tracker: TaskTracker::new(),
+        cancel,
+        refused_log: Throttle::per_second(),
+    };
     // One ticker for the whole loop: a sleep made anew each pass would never fire while
     // connections keep arriving.
     let mut expiry = tokio::time::interval(Duration::from_secs(1));
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        policy.counters().set_queued(policy.queue(), waiting.len());
+        let queue = gate.policy.queue();
+        gate.policy.counters().set_queued(queue, gate.waiting.len());
+        let waiting = !gate.waiting.is_empty();
         tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = slots.freed(), if !waiting.is_empty() => {
-                admit_waiting(&mut waiting, &slots, &policy, &router, &tracker, &cancel);
-            }
-            _ = expiry.tick(), if !waiting.is_empty() => {
-                let limits = policy.limits();
-                let deadline = Instant::now().checked_sub(limits.stall_timeout);
-                for _ in deadline.map(|d| waiting.expire(d)).unwrap_or_default() {
-                    policy.counters().refuse(Refusal::HttpTimeout);
-                }
-            }
+            _ = gate.cancel.cancelled() => break,
+            _ = gate.slots.freed(), if waiting => gate.admit_waiting(),
+            _ = expiry.tick(), if waiting => gate.expire(),
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let Ok(local) = stream.local_addr() else {
                         continue;
                     };
-                    if policy.refuse(local, peer) {
+                    if gate.policy.refuse(local, peer) {
                         continue;
                     }
-                    let waiter = Waiter { stream, peer, local };
-                    arrive(waiter, &mut waiting, &slots, &policy, &router, &tracker, &cancel, &refused_log);
+                    gate.arrive(Waiter { stream, peer, local });
                 }
                 Err(e) => {
                     // EMFILE and friends: pxed's limits should prevent them; back off anyway.
@@ -122,58 +120,122 @@ pub async fn serve<P: Policy>(
             },
         }
     }
-    tracker.close();
-    tracker.wait().await;
+    gate.tracker.close();
+    gate.tracker.wait().await;
     Ok(())
 }
 
-/// A new connection: served at once if there is a slot for it, else queued behind those
-/// already waiting (admitted in its turn), else refused.
-#[allow(clippy::too_many_arguments)]
-fn arrive<P: Policy>(
-    waiter: Waiter,
-    waiting: &mut FairQueue<Waiter>,
-    slots: &Slots,
-    policy: &Arc<P>,
-    router: &Router,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-    refused_log: &Throttle,
-) {
-    let limits = policy.limits();
-    // The queue follows the limits in force: as many waiters as slots.
-    waiting.resize(limits.max_connections, limits.max_per_client);
-    let peer = waiter.peer;
-    let why = if !waiting.is_empty() {
-        match waiting.push(peer.ip(), Instant::now(), waiter) {
-            Ok(()) => {
-                admit_waiting(waiting, slots, policy, router, tracker, cancel);
-                return;
+/// What the accept loop decides with: who holds a slot, who waits for one, and how to
+/// serve an admitted connection.
+struct Gate<P> {
+    /// The connection slots, shared with the connection tasks.
+    slots: Slots,
+    /// Connections waiting for a slot.
+    waiting: FairQueue<Waiter>,
+    /// The listener's limits and counters.
+    policy: Arc<P>,
+    /// What answers requests.
+    router: Router,
+    /// The connection tasks, waited for at shutdown.
+    tracker: TaskTracker,
+    /// The listener's stop; each slot's token is its child.
+    cancel: CancellationToken,
+    /// Throttles the refusal log.
+    refused_log: Throttle,
+}
+
+impl<P: Policy> Gate<P> {
+    /// A new connection: served at once if there is a slot for it, else queued behind those
+    /// already waiting (admitted in its turn), else refused.
+    fn arrive(&mut self, waiter: Waiter) {
+        let limits = self.policy.limits();
+        // The queue follows the limits in force: as many waiters as slots.
+        self.waiting
+            .resize(limits.max_connections, limits.max_per_client);
+        let peer = waiter.peer;
+        let why = if !self.waiting.is_empty() {
+            match self.waiting.push(peer.ip(), Instant::now(), waiter) {
+                Ok(()) => {
+                    self.admit_waiting();
+                    return;
+                }
+                Err(_) => Refusal::HttpFull,
             }
-            Err(_) => Refusal::HttpFull,
+        } else {
+            match self.take(peer.ip(), &limits) {
+                Ok(g) => {
+                    self.start(waiter, g, limits);
+                    return;
+                }
+                // Every slot is serving a request: wait for one, in turn.
+                Err(Refused::Full) => match self.waiting.push(peer.ip(), Instant::now(), waiter) {
+                    Ok(()) => return,
+                    Err(_) => Refusal::HttpFull,
+                },
+                Err(Refused::PerClient) => Refusal::HttpPerClient,
+            }
+        };
+        self.policy.counters().refuse(why);
+        if let Some(more) = self.refused_log.allow() {
+            warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, queued = self.waiting.len(), suppressed = more, "http connection refused by a limit");
         }
-    } else {
-        match slots.take(
-            peer.ip(),
+    }
+
+    /// Gives freed slots to waiting connections, one client's turn at a time.
+    fn admit_waiting(&mut self) {
+        let limits = self.policy.limits();
+        // Each waiter is looked at once at most: one whose client is at its share goes back.
+        let mut skipped = Vec::new();
+        for _ in 0..self.waiting.len() {
+            let Some((ip, at, waiter)) = self.waiting.pop() else {
+                break;
+            };
+            match self.take(ip, &limits) {
+                Ok(g) => self.start(waiter, g, limits),
+                Err(Refused::Full) => {
+                    self.waiting.unpop(ip, at, waiter);
+                    break;
+                }
+                Err(Refused::PerClient) => skipped.push((ip, at, waiter)),
+            }
+        }
+        for (ip, at, waiter) in skipped.into_iter().rev() {
+            self.waiting.unpop(ip, at, waiter);
+        }
+    }
+
+    /// Closes the connections that waited longer than `stall_timeout`.
+    fn expire(&mut self) {
+        let stall = self.policy.limits().stall_timeout;
+        let deadline = Instant::now().checked_sub(stall);
+        for _ in deadline.map(|d| self.waiting.expire(d)).unwrap_or_default() {
+            self.policy.counters().refuse(Refusal::HttpTimeout);
+        }
+    }
+
+    /// A slot for `ip` within `limits`, evicting the oldest idle one if need be.
+    fn take(&self, ip: std::net::IpAddr, limits: &ConnLimits) -> Result<Granted, Refused> {
+        self.slots.take(
+            ip,
             limits.max_connections,
             limits.max_per_client,
-            cancel,
-        ) {
-            Ok(g) => {
-                start(waiter, g, limits, policy, router, tracker);
-                return;
-            }
-            // Every slot is serving a request: wait for one, in turn.
-            Err(Refused::Full) => match waiting.push(peer.ip(), Instant::now(), waiter) {
-                Ok(()) => return,
-                Err(_) => Refusal::HttpFull,
-            },
-            Err(Refused::PerClient) => Refusal::HttpPerClient,
+            &self.cancel,
+        )
+    }
+
+    /// Serves an admitted connection on its own task, counting the idle one it evicted.
+    fn start(&self, w: Waiter, granted: Granted, limits: ConnLimits) {
+        if granted.evicted {
+            self.policy.counters().refuse(Refusal::HttpEvicted);
         }
-    };
-    policy.counters().refuse(why);
-    if let Some(more) = refused_log.allow() {
-        warn!(%peer, reason = why.labels().1, max_connections = limits.max_connections, max_per_client = limits.max_per_client, queued = waiting.len(), suppressed = more, "http connection refused by a limit");
+        let Granted { slot, token, .. } = granted;
+        let (router, policy) = (self.router.clone(), self.policy.clone());
+        self.tracker.spawn(async move {
+            connection(
+                w.stream, w.peer, w.local, router, slot, token, limits, policy,
+            )
+            .await;
+        });
     }
 }
 
@@ -185,58 +247,6 @@ struct Waiter {
     peer: SocketAddr,
     /// The address it connected to.
     local: SocketAddr,
-}
-
-/// Gives freed slots to waiting connections, one client's turn at a time.
-fn admit_waiting<P: Policy>(
-    waiting: &mut FairQueue<Waiter>,
-    slots: &Slots,
-    policy: &Arc<P>,
-    router: &Router,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) {
-    let limits = policy.limits();
-    // Each waiter is looked at once at most: one whose client is at its share goes back.
-    let mut skipped = Vec::new();
-    for _ in 0..waiting.len() {
-        let Some((ip, at, waiter)) = waiting.pop() else {
-            break;
-        };
-        match slots.take(ip, limits.max_connections, limits.max_per_client, cancel) {
-            Ok(g) => start(waiter, g, limits, policy, router, tracker),
-            Err(Refused::Full) => {
-                waiting.unpop(ip, at, waiter);
-                break;
-            }
-            Err(Refused::PerClient) => skipped.push((ip, at, waiter)),
-        }
-    }
-    for (ip, at, waiter) in skipped.into_iter().rev() {
-        waiting.unpop(ip, at, waiter);
-    }
-}
-
-/// Serves an admitted connection on its own task, counting the idle one it evicted.
-fn start<P: Policy>(
-    w: Waiter,
-    granted: Granted,
-    limits: ConnLimits,
-    policy: &Arc<P>,
-    router: &Router,
-    tracker: &TaskTracker,
-) {
-    if granted.evicted {
-        policy.counters().refuse(Refusal::HttpEvicted);
-    }
-    let Granted { slot, token, .. } = granted;
-    let (router, policy) = (router.clone(), policy.clone());
-    tracker.spawn(async move {
-        connection(
-            w.stream, w.peer, w.local, router, slot, token, limits, policy,
-        )
-        .await;
-    });
 }
 
 /// What the watchdog of one connection looks at.

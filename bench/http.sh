@@ -42,7 +42,7 @@ start_server() {
     case $1 in
     pxed) ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
           server_pid=$!
-          for _ in $(seq 100); do grep -q 'http listener ready' "$work/pxed.log" 2>/dev/null && break; sleep 0.1; done ;;
+          wait_ready "$work/pxed.log" http ;;
     nginx) ip netns exec "$srv" taskset -c 0 "$nginx_bin" -c "$nginx_conf" -p "$work/nginx" &
           server_pid=$!; sleep 0.5 ;;
     esac

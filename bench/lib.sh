@@ -8,6 +8,9 @@
 #   stop_server        stops $server_pid (the server a script started) and clears it
 #   cpu_ticks PID      user + system CPU of PID so far, in clock ticks
 #   peak_rss_kib PID   the most memory PID has held (VmHWM), in KiB
+#   wait_ready LOG WHAT
+#                      waits up to 10 s for pxed's "WHAT listener ready" line in LOG; exits
+#                      with LOG's tail if it never comes
 #   nginx_setup LISTEN ROOT
 #                      unpacks Debian's nginx .deb (apt-get download, cached; never installed)
 #                      into $work/nginx, configured like a tuned static server (sendfile,
@@ -89,4 +92,12 @@ http {
     }
 }
 CONF
+}
+
+wait_ready() {
+    local log=$1 what=$2
+    for _ in $(seq 100); do grep -q "$what listener ready" "$log" 2>/dev/null && return 0; sleep 0.1; done
+    tail "$log" >&2
+    echo "bench: pxed's $what listener never got ready" >&2
+    exit 1
 }

@@ -41,7 +41,7 @@ start_server() {
     case $1 in
     pxed) ip netns exec "$srv" taskset -c 0 "$pxed" serve --config "$work/pxed.toml" 2> "$work/pxed.log" &
           server_pid=$!
-          for _ in $(seq 100); do grep -q 'tftp listener ready' "$work/pxed.log" 2>/dev/null && break; sleep 0.1; done ;;
+          wait_ready "$work/pxed.log" tftp ;;
     dnsmasq) ip netns exec "$srv" taskset -c 0 dnsmasq --keep-in-foreground --port=0 --enable-tftp \
                 --tftp-root="$work/boot" --tftp-max=200 --interface=veth-s --bind-interfaces \
                 --user=root --log-facility="$work/dnsmasq.log" --pid-file="$work/dnsmasq.pid" &

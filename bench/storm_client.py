@@ -21,7 +21,8 @@ HTTP is Python because a thousand curl | sha256sum pipelines on the one client C
 each other past any server's timeouts (a real machine has a CPU of its own), where one
 event loop hashing 40 GB with hashlib (1.8 GB/s here) keeps every connection read.
 
-Writes OUT_JSON: {"machines": [{"mac", "ok", "stage", "error", "boot_s"}...], "wall_s"}.
+Writes OUT_JSON: {"machines": [{"mac", "ok", "stage", "error", "boot_s", "stage_s"}...],
+"wall_s"}, where stage_s has the seconds each stage took.
 """
 import asyncio
 import hashlib
@@ -79,37 +80,88 @@ class HttpError(Exception):
 class Http:
     """What iPXE does over HTTP: GETs one after another on one kept-alive connection from the
     machine's own address, opening a new one when the server closed the old between
-    requests. Bodies go into a sha256 as they arrive, never into memory whole."""
+    requests. Bodies are received into one reusable buffer and go into a sha256 from
+    there, never into memory whole: one copy out of the kernel per byte, so that the one
+    client CPU spends its time on the check, not on copying (asyncio's streams copy twice)."""
 
     def __init__(self, ip):
         self.ip = ip
-        self.conn = None
+        self.sock = None
         self.at = None
+        self.buf = bytearray(1 << 18)
+        self.view = memoryview(self.buf)
+        self.held = b""  # bytes received past the last response's end
 
     async def _open(self, host, port):
         self.close()
-        self.conn = await asyncio.open_connection(host, port, local_addr=(self.ip, 0))
-        self.at = (host, port)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # iPXE's receive window is 256 KiB (TCP_MAX_WINDOW_SIZE in src/include/ipxe/tcp.h).
+        # Left to Linux's autotuning (up to tcp_rmem's 32 MiB here), a thousand machines
+        # sharing the one client kernel would buffer gigabytes and put all of its TCP under
+        # memory pressure (tcp_mem), where a real machine's memory is its own.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+        s.setblocking(False)
+        s.bind((self.ip, 0))
+        try:
+            await asyncio.get_running_loop().sock_connect(s, (host, port))
+        except OSError:
+            s.close()
+            raise
+        self.sock, self.at, self.held = s, (host, port), b""
+
+    async def _recv(self):
+        """The next bytes from the connection (held ones first), b"" once it is closed."""
+        if self.held:
+            data, self.held = self.held, b""
+            return memoryview(data)
+        n = await asyncio.get_running_loop().sock_recv_into(self.sock, self.buf)
+        return self.view[:n]
+
+    async def _head(self):
+        """The response head, or None if the connection closed before a byte of it."""
+        head = b""
+        while b"\r\n\r\n" not in head:
+            if len(head) > 65536:
+                raise HttpError("response head over 64 KiB")
+            data = await self._recv()
+            if not data:
+                if head:
+                    raise HttpError("connection closed inside a response head")
+                return None
+            head += bytes(data)
+        head, _, rest = head.partition(b"\r\n\r\n")
+        self.held = rest
+        return head
 
     async def get(self, url, digest=None):
         u = urllib.parse.urlsplit(url)
         host, port = u.hostname, u.port or 80
-        fresh = self.conn is None or self.at != (host, port)
+        fresh = self.sock is None or self.at != (host, port)
         if fresh:
             await self._open(host, port)
-        request = f"GET {u.path or '/'} HTTP/1.1\r\nHost: {u.netloc}\r\nUser-Agent: storm\r\n\r\n"
-        reader, writer = self.conn
-        writer.write(request.encode())
+        request = f"GET {u.path or '/'} HTTP/1.1\r\nHost: {u.netloc}\r\nUser-Agent: storm\r\n\r\n".encode()
+        loop = asyncio.get_running_loop()
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as e:
-            if fresh or e.partial:
+            await loop.sock_sendall(self.sock, request)
+            head = await self._head()
+        except (ConnectionResetError, BrokenPipeError) as e:
+            if fresh:
+                raise HttpError(f"{u.path}, on a new connection: {e}") from e
+            head = None
+        if head is None:
+            if fresh:
                 raise HttpError(f"connection closed before a response to {u.path}")
-            # A kept-alive connection the server closed meanwhile: once more on a new one.
-            await self._open(host, port)
-            reader, writer = self.conn
-            writer.write(request.encode())
-            head = await reader.readuntil(b"\r\n\r\n")
+            # A kept-alive connection the server closed meanwhile (its FIN, or the RST that
+            # answers a request sent after it): once more on a new one, as HTTP clients do
+            # (RFC 9112 §9.3.1).
+            try:
+                await self._open(host, port)
+                await loop.sock_sendall(self.sock, request)
+                head = await self._head()
+            except OSError as e:
+                raise HttpError(f"{u.path}, retried on a new connection: {e}") from e
+            if head is None:
+                raise HttpError(f"connection closed before a response to {u.path} (retried)")
         lines = head.decode("latin-1").split("\r\n")
         if not lines[0].startswith("HTTP/1.1 200"):
             raise HttpError(f"{u.path}: {lines[0]}")
@@ -120,55 +172,82 @@ class Http:
             raise HttpError(f"{u.path}: no content-length")
         body = [] if digest is None else None
         while left > 0:
-            chunk = await reader.read(min(left, 1 << 18))
-            if not chunk:
+            try:
+                data = await self._recv()
+            except OSError as e:
+                raise HttpError(f"{u.path}: {e} with {left} bytes to go") from e
+            if not data:
                 raise HttpError(f"{u.path}: closed with {left} bytes to go")
-            left -= len(chunk)
+            if len(data) > left:  # a pipelined byte past this body: keep it for the next
+                self.held = bytes(data[left:])
+                data = data[:left]
+            left -= len(data)
             if digest is None:
-                body.append(chunk)
+                body.append(bytes(data))
             else:
-                digest.update(chunk)
+                digest.update(data)
+            # sock_recv_into returns at once while bytes are waiting, so without this one
+            # connection that a fast server keeps full would hold the loop for its whole file
+            # while the others go unread for tens of seconds (into the servers' stall and
+            # idle timeouts). Each machine has a CPU of its own: every connection gets a turn.
+            await asyncio.sleep(0)
         if headers.get("connection", "").lower() == "close":
             self.close()
         return b"".join(body) if body is not None else b""
 
     def close(self):
-        if self.conn is not None:
-            self.conn[1].close()
-            self.conn = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
-class Dhcp(asyncio.DatagramProtocol):
-    """One socket on port 68 for every machine; replies are matched by xid."""
+class Dhcp:
+    """One socket on port 68 for every machine; replies are matched by xid. Each wake-up
+    reads every datagram waiting (asyncio's datagram transport reads one per turn of the
+    loop, which with a thousand busy HTTP connections starves DHCP for seconds), and a
+    reply that comes after a retransmission still counts, as it does for firmware."""
 
-    def __init__(self):
+    def __init__(self, sock):
+        self.sock = sock
         self.waiting = {}
+        asyncio.get_running_loop().add_reader(sock, self._drain)
 
-    def datagram_received(self, data, addr):
-        m = parse(data)
-        if m is None:
-            return
-        kind = m[4].get(53, b"\0")[0]
-        fut = self.waiting.get((m[0], kind))
-        if fut is not None and not fut.done():
-            fut.set_result(m)
+    def _drain(self):
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            m = parse(data)
+            if m is None:
+                continue
+            kind = m[4].get(53, b"\0")[0]
+            fut = self.waiting.get((m[0], kind))
+            if fut is not None and not fut.done():
+                fut.set_result(m)
+
+    def sendto(self, packet, addr):
+        try:
+            self.sock.sendto(packet, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # lost, as on a wire; the retransmission covers it
 
     async def exchange(self, transport, packet, xid, kinds):
         """Sends `packet` until a reply of one of `kinds` (message types) comes back."""
-        loop = asyncio.get_running_loop()
-        for wait in RETRANSMIT_S:
-            fut = loop.create_future()
+        fut = asyncio.get_running_loop().create_future()
+        for kind in kinds:
+            self.waiting[(xid, kind)] = fut
+        try:
+            for wait in RETRANSMIT_S:
+                transport.sendto(packet, ("255.255.255.255", 67))
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), wait)
+                except asyncio.TimeoutError:
+                    continue
+            return None
+        finally:
             for kind in kinds:
-                self.waiting[(xid, kind)] = fut
-            transport.sendto(packet, ("255.255.255.255", 67))
-            try:
-                return await asyncio.wait_for(fut, wait)
-            except asyncio.TimeoutError:
-                continue
-            finally:
-                for kind in kinds:
-                    self.waiting.pop((xid, kind), None)
-        return None
+                self.waiting.pop((xid, kind), None)
 
 
 async def dora(proto, transport, mac, xid, arch, ipxe):
@@ -216,9 +295,18 @@ async def machine(i, args, proto, transport, sem_start, results):
     arch = 7 if (i % 100) < uefi_share * 100 else 0
     rec = {"mac": mac_text, "arch": arch, "ok": False, "stage": None, "error": None}
     t0 = time.monotonic()
+    rec["stage_s"] = {}
+    last = [t0]
+
+    def lap(stage):
+        now = time.monotonic()
+        rec["stage_s"][stage] = now - last[0]
+        last[0] = now
+
     xid = struct.unpack("!I", os.urandom(4))[0]
     try:
         ack, err = await dora(proto, transport, mac, xid, arch, False)
+        lap("dhcp-pxe")
         if ack is None:
             rec.update(stage="dhcp-pxe", error=err)
             return
@@ -235,7 +323,9 @@ async def machine(i, args, proto, transport, sem_start, results):
             rec.update(stage="tftp", error=f"curl {code}: {err.decode(errors='replace').strip()[:200]}")
             return
         rec["first_stage_bytes"] = int(out)
+        lap("tftp")
         ack, err = await dora(proto, transport, mac, xid ^ 0x5A5A5A5A, arch, True)
+        lap("dhcp-ipxe")
         if ack is None:
             rec.update(stage="dhcp-ipxe", error=err)
             return
@@ -257,6 +347,7 @@ async def machine(i, args, proto, transport, sem_start, results):
             if len(urls) != 2:
                 rec.update(error=f"script names {len(urls)} files")
                 return
+            lap("http-script")
             rec["stage"] = "http-files"
             digest = hashlib.sha256()
             for u in urls:
@@ -264,6 +355,7 @@ async def machine(i, args, proto, transport, sem_start, results):
             if digest.hexdigest() != expect:
                 rec.update(error=f"sha256 {digest.hexdigest()[:16]} is not the files'")
                 return
+            lap("http-files")
             rec["stage"] = None
         except (OSError, asyncio.TimeoutError, HttpError) as e:
             rec.update(error=f"{type(e).__name__}: {e}")
@@ -282,14 +374,15 @@ async def machine(i, args, proto, transport, sem_start, results):
 async def main():
     iface, server, n, ramp, uefi_share, prefix, expect, out = sys.argv[1:9]
     n, ramp, uefi_share = int(n), float(ramp), float(uefi_share)
-    loop = asyncio.get_running_loop()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind(("0.0.0.0", 68))
-    transport, proto = await loop.create_datagram_endpoint(Dhcp, sock=s)
+    s.setblocking(False)
+    proto = Dhcp(s)
+    transport = proto
     results = []
     args = (iface, server, n, ramp, uefi_share, prefix, expect)
     t0 = time.monotonic()

@@ -82,7 +82,7 @@ pub async fn serve<P: Policy>(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let mut gate = Gate {
-        slots: Slots::default(),
+        slots: Slots::with_grace(crate::limits::HTTP_EVICTION_GRACE),
         waiting: FairQueue::new(0, 0),
         policy,
         router,
@@ -101,7 +101,11 @@ pub async fn serve<P: Policy>(
         tokio::select! {
             _ = gate.cancel.cancelled() => break,
             _ = gate.slots.freed(), if waiting => gate.admit_waiting(),
-            _ = expiry.tick(), if waiting => gate.expire(),
+            // Each second, too, since an idle slot becomes evictable only after its grace.
+            _ = expiry.tick(), if waiting => {
+                gate.expire();
+                gate.admit_waiting();
+            }
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let Ok(local) = stream.local_addr() else {
@@ -272,18 +276,35 @@ impl Activity {
         self.last_io_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// A connection accepted now, holding `slot`.
+    fn new(slot: Slot) -> Arc<Activity> {
+        Arc::new(Activity {
+            origin: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            slot,
+        })
+    }
+
     fn since(&self, at: &AtomicU64) -> Duration {
         let ms = self.origin.elapsed().as_millis() as u64;
         Duration::from_millis(ms.saturating_sub(at.load(Ordering::Relaxed)))
     }
 
-    fn begin(self: &Arc<Self>) -> InFlight {
+    /// A request starts: its slot is protected until the response is done. None if the slot
+    /// was evicted first (the connection is closing): the request must go unanswered, never
+    /// half answered, so the client retries it on a new connection.
+    fn begin(self: &Arc<Self>) -> Option<InFlight> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.slot.protect();
-        }
+        let first = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+        let guard = InFlight(self.clone());
         self.touch();
-        InFlight(self.clone())
+        if first && !self.slot.protect() {
+            return None;
+        }
+        Some(guard)
     }
 }
 
@@ -328,14 +349,7 @@ async fn connection<P: Policy>(
     policy: Arc<P>,
 ) {
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(Activity {
-        origin: Instant::now(),
-        last_io_ms: AtomicU64::new(0),
-        idle_since_ms: AtomicU64::new(0),
-        in_flight: AtomicUsize::new(0),
-        requests: AtomicU64::new(0),
-        slot,
-    });
+    let activity = Activity::new(slot);
     let engine = policy.engine();
     let act = activity.clone();
     let conn = async move {
@@ -352,8 +366,10 @@ async fn connection<P: Policy>(
         .min(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
+            // An evicted connection stops before it is polled again.
+            biased;
             _ = token.cancelled() => return,
+            _ = conn.as_mut() => return,
             _ = tokio::time::sleep(tick) => {
                 if overdue(&activity, &limits) {
                     policy.counters().refuse(Refusal::HttpTimeout);
@@ -409,8 +425,8 @@ async fn with_hyper(
 struct Guarded {
     /// The real body.
     inner: Body,
-    /// Released with the body.
-    _guard: InFlight,
+    /// Released with the body (none if the slot was evicted as the request came in).
+    _guard: Option<InFlight>,
 }
 
 impl http_body::Body for Guarded {
@@ -523,6 +539,36 @@ mod tests {
             requests: AtomicU64::new(requests),
             slot,
         }
+    }
+
+    #[test]
+    fn a_request_on_an_evicted_connection_is_never_started() {
+        let slots = Slots::default();
+        let stop = CancellationToken::new();
+        let idle = slots.take([10, 0, 0, 1].into(), 1, 8, &stop).unwrap();
+        let evicted = Activity::new(idle.slot);
+        // An arrival evicts the idle connection just as its next request comes in.
+        let newcomer = slots.take([10, 0, 0, 2].into(), 1, 8, &stop).unwrap();
+        assert!(newcomer.evicted && idle.token.is_cancelled());
+        assert!(
+            evicted.begin().is_none(),
+            "half answering an evicted connection"
+        );
+        assert_eq!(evicted.in_flight.load(Ordering::Acquire), 0);
+        // One that still holds its slot starts its request and cannot be evicted meanwhile.
+        let serving = Activity::new(newcomer.slot);
+        let guard = serving.begin().expect("the slot is held");
+        assert_eq!(
+            slots.take([10, 0, 0, 3].into(), 1, 8, &stop).unwrap_err(),
+            Refused::Full
+        );
+        drop(guard);
+        assert!(
+            slots
+                .take([10, 0, 0, 3].into(), 1, 8, &stop)
+                .unwrap()
+                .evicted
+        );
     }
 
     #[test]

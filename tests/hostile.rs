@@ -1093,3 +1093,122 @@ fn when_every_http_slot_is_busy_a_new_connection_waits_its_turn() {
         "{m}"
     );
 }
+
+#[test]
+fn a_connection_that_waits_longer_than_stall_timeout_is_closed_and_counted() {
+    require(&["ip", "curl", "python3"]);
+    let mut lab = Lab::new();
+    let boot = boot_dir(&lab);
+    let big: Vec<u8> = (0..64usize << 20).map(|i| (i as u8) ^ 0xa5).collect();
+    std::fs::write(boot.join("big.bin"), &big).unwrap();
+    let cfg = config(&boot, &lab.path("state"), profiles());
+    let cfg = cfg.replace(
+        "[http]\nlisten = \"0.0.0.0:8080\"",
+        "[http]\nlisten = \"0.0.0.0:8080\"\nmax_connections = 1\nstall_timeout = \"2s\"",
+    );
+    assert!(cfg.contains("stall_timeout = \"2s\""), "{cfg}");
+    let _pxed = Pxed::start(&lab, &cfg);
+    let crowd = lab.client("02:00:00:00:0c:01", Some("10.123.0.72/24"));
+    let legit = lab.client("02:00:00:00:0c:02", Some("10.123.0.73/24"));
+    let url = format!("http://{SERVER_IP}:8080/big.bin");
+    // One reader that keeps reading, slowly, holds the only slot for about 12 s.
+    let mut slow = crowd
+        .cmd("python3")
+        .arg(tool("probe.py"))
+        .args(["http-slow", &url])
+        .arg(lab.path("slow.out"))
+        .arg("12")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("probe.py");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&lab).contains("pxed_requests_total{protocol=\"http\",outcome=\"ok\"} 1\n") {
+        assert!(Instant::now() < deadline, "the slow download did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second connection waits for the slot, longer than stall_timeout: pxed closes it
+    // unanswered (curl: empty reply), not curl's own limit (exit 28).
+    let out = legit
+        .cmd("curl")
+        .args(["-sS", "--max-time", "9", "-o", "/dev/null"])
+        .arg(format!("http://{SERVER_IP}:8080/vmlinuz"))
+        .output()
+        .expect("curl");
+    let code = out.status.code();
+    assert!(
+        code == Some(52) || code == Some(56),
+        "the waiting connection was not closed by pxed: curl exit {code:?}, {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = metrics(&lab);
+    assert!(refused(&m, "http", "timeout") >= 1, "{m}");
+    assert!(
+        m.contains("pxed_queue_depth{queue=\"http_connections\"} 0\n"),
+        "{m}"
+    );
+    // The reader that kept reading was never cut off.
+    assert!(slow.wait().unwrap().success(), "the slow download failed");
+    assert!(
+        std::fs::read(lab.path("slow.out")).unwrap() == big,
+        "the slow download got the wrong bytes"
+    );
+}
+
+/// Logs go through a bounded queue to a writer thread (src/main.rs): a log reader that stops
+/// reading (a stuck journald, a full pipe) costs log lines, counted, never service.
+#[test]
+fn a_log_reader_that_stops_reading_costs_log_lines_not_service() {
+    require(&["ip", "python3", "mkfifo", "curl"]);
+    let mut lab = Lab::new();
+    let boot = boot_dir(&lab);
+    let cfg = lab.path("stuck-log.toml");
+    std::fs::write(&cfg, config(&boot, &lab.path("state"), profiles())).unwrap();
+    let fifo = lab.path("stderr.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Read-write, so opening it waits for no other end; nobody ever reads it, so once its
+    // 64 KiB are full every write(2) to it blocks.
+    let stuck = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let mut cmd = lab.server.cmd(pxed_bin());
+    cmd.args(["serve", "--config"]).arg(&cfg);
+    let _pxed = Pxed::spawn_with_stderr(&lab, &mut cmd, Stdio::from(stuck));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = lab.server.cmd("curl");
+        c.args(["-fsS", "-H", &format!("Authorization: Bearer {TOKEN}")])
+            .arg("http://127.0.0.1:9091/metrics");
+        if run_limited(&mut c, Duration::from_secs(5)).0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pxed never answered /metrics");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Each request logs a line: 50,000 of them overflow the 32,768-line queue.
+    let client = lab.client("02:00:00:00:0d:01", Some("10.123.0.74/24"));
+    let mut probe = client.cmd("python3");
+    probe
+        .arg(tool("probe.py"))
+        .args(["http-many", SERVER_IP, "8080", "/vmlinuz", "50000"]);
+    let (ok, out, err) = run_limited(&mut probe, Duration::from_secs(300));
+    assert!(ok, "probe failed: {err}");
+    assert_eq!(out.trim(), "50000", "not every request was answered: {err}");
+    let m = metrics(&lab);
+    let dropped: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("pxed_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no pxed_log_lines_dropped_total in {m}"))
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "the stuck log dropped no lines: {m}");
+    assert!(
+        m.contains("pxed_requests_total{protocol=\"http\",outcome=\"ok\"} 50000\n"),
+        "{m}"
+    );
+}

@@ -165,8 +165,11 @@ impl Default for RawHttp {
     }
 }
 
+/// Enough for a thousand machines fetching kernels at once, each on its own connection
+/// (bench/storm), before any waits or is evicted; the descriptor budget lowers it where
+/// the limit is smaller.
 pub(super) fn default_http_connections() -> u32 {
-    512
+    2048
 }
 
 pub(super) fn default_http_per_client() -> u32 {

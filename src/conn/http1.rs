@@ -247,7 +247,10 @@ pub(super) async fn serve(
                 return;
             }
         };
-        let guard = activity.begin();
+        let Some(guard) = activity.begin() else {
+            debug!(%peer, "http request on an evicted connection left unanswered");
+            return;
+        };
         let keep = head.keep_alive && !head.has_body;
         let head_only = head.req.method() == Method::HEAD;
         let mut req = head.req;

@@ -48,7 +48,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let slots = Slots::default();
+    let slots = Slots::with_grace(crate::limits::TFTP_EVICTION_GRACE);
     let quiet = Arc::new(Quiet {
         refused: Throttle::per_second(),
         writes: Throttle::per_second(),

@@ -279,6 +279,21 @@ impl Pxed {
         }
     }
 
+    /// Starts `cmd` with its stderr going to `stderr` (a pipe the test holds) instead of a
+    /// log file; [`Pxed::log`] is then empty.
+    pub fn spawn_with_stderr(lab: &Lab, cmd: &mut Command, stderr: Stdio) -> Pxed {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Pxed {
+            child: Some(child),
+            log_path: lab.path("stderr-is-a-pipe"),
+        }
+    }
+
     /// Waits for the process to exit by itself; returns its status and log.
     pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().expect("running");

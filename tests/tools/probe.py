@@ -171,6 +171,33 @@ def http_raw(server, port, request, out):
     print(state)
 
 
+def http_many(server, port, path, count):
+    """`count` HEAD requests for `path` on one kept-alive connection, pipelined 100 at a
+    time; prints how many got a 200."""
+    count = int(count)
+    s = socket.create_connection((server, int(port)), timeout=10)
+    req = f"HEAD {path} HTTP/1.1\r\nHost: {server}\r\n\r\n".encode()
+    ok = 0
+    buf = b""
+    sent = 0
+    while sent < count:
+        batch = min(100, count - sent)
+        s.sendall(req * batch)
+        sent += batch
+        heads = 0
+        while heads < batch:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                print(ok)
+                return
+            buf += chunk
+            while b"\r\n\r\n" in buf:
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                heads += 1
+                ok += head.startswith(b"HTTP/1.1 200")
+    print(ok)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "tftp-abort":
@@ -183,6 +210,8 @@ if __name__ == "__main__":
         dhcp_verify(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "http-raw":
         http_raw(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif cmd == "http-many":
+        http_many(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "dhcp-garbage":
         dhcp_garbage(sys.argv[2])
     else:

@@ -16,8 +16,9 @@
 //! without it, a burst of arrivals into a table of busy slots evicts each other, each one
 //! before its task has read a byte (a boot storm did exactly that to 10% of its HTTP
 //! connections), and a kept-alive connection whose client is still reading the response
-//! out of the socket buffer is cut off. Arrivals within the grace are refused (`Full`): an
-//! HTTP connection then waits in its listener's queue, a TFTP request is retransmitted.
+//! out of the socket buffer is cut off. Arrivals within the grace are refused (`Full`) and
+//! wait in the listener's queue. TFTP has no grace: a forged flood faster than
+//! `max_sessions / grace` a second would take every slot as it aged, and starve real clients.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;

@@ -103,8 +103,8 @@ pub async fn serve<P: Policy>(
             _ = gate.slots.freed(), if waiting => gate.admit_waiting(),
             // Each second, too, since an idle slot becomes evictable only after its grace.
             _ = expiry.tick(), if waiting => {
-                gate.expire();
                 gate.admit_waiting();
+                gate.expire();
             }
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
@@ -399,11 +399,16 @@ async fn with_hyper(
         req.extensions_mut().insert(LocalAddr(local));
         let router = router.clone();
         async move {
+            // Evicted as the request came in: hyper closes without an answer, and the
+            // router (an edit's side effects) never runs.
+            let Some(guard) = guard else {
+                return Err(std::io::Error::other("connection evicted"));
+            };
             let resp: Response = router
                 .oneshot(req.map(Body::new))
                 .await
                 .unwrap_or_else(|e| match e {});
-            Ok::<_, std::convert::Infallible>(resp.map(|b| {
+            Ok::<_, std::io::Error>(resp.map(|b| {
                 Body::new(Guarded {
                     inner: b,
                     _guard: guard,
@@ -425,8 +430,8 @@ async fn with_hyper(
 struct Guarded {
     /// The real body.
     inner: Body,
-    /// Released with the body (none if the slot was evicted as the request came in).
-    _guard: Option<InFlight>,
+    /// Released with the body.
+    _guard: InFlight,
 }
 
 impl http_body::Body for Guarded {

@@ -26,9 +26,6 @@ pub const FDS_PER_ADMIN: u64 = 2;
 /// send its request, and for a client to read the end of a response out of its socket
 /// buffer and ask for the next file.
 pub const HTTP_EVICTION_GRACE: Duration = Duration::from_secs(2);
-/// How long an unanswered TFTP session keeps its slot against arrivals: a real client
-/// answers within a round trip; a forged source never does.
-pub const TFTP_EVICTION_GRACE: Duration = Duration::from_millis(200);
 
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
 pub fn raise_nofile() -> std::io::Result<u64> {

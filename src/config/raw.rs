@@ -165,11 +165,8 @@ impl Default for RawHttp {
     }
 }
 
-/// Enough for a thousand machines fetching kernels at once, each on its own connection
-/// (bench/storm), before any waits or is evicted; the descriptor budget lowers it where
-/// the limit is smaller.
 pub(super) fn default_http_connections() -> u32 {
-    2048
+    512
 }
 
 pub(super) fn default_http_per_client() -> u32 {

@@ -48,7 +48,9 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let slots = Slots::with_grace(crate::limits::TFTP_EVICTION_GRACE);
+    // No grace: a forged flood must not age into the table faster than real clients get
+    // in (a flood above max_sessions / grace a second would starve them).
+    let slots = Slots::default();
     let quiet = Arc::new(Quiet {
         refused: Throttle::per_second(),
         writes: Throttle::per_second(),
@@ -385,6 +387,7 @@ async fn transfer(
         let was_answered = session.answered();
         let event = loop {
             let r = tokio::select! {
+                biased;
                 _ = token.cancelled() => {
                     debug!(%peer, file = %filename, "unanswered tftp session evicted");
                     return;
@@ -418,7 +421,10 @@ async fn transfer(
         };
         step = session.handle(event);
         if !was_answered && session.answered() {
-            slot.protect();
+            if !slot.protect() {
+                debug!(%peer, file = %filename, "tftp session evicted as its peer answered");
+                return;
+            }
             let p = session.params();
             info!(
                 %peer, %mac, file = %filename, size, blksize = p.blksize,

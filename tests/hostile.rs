@@ -1012,6 +1012,33 @@ fn errors_reveal_no_paths_and_private_files_stay_out_of_boot_dir() {
     }
 }
 
+/// Starts `n` readers of `big.bin` from `crowd`, each reading it slowly over about `secs`
+/// seconds into `slow{i}.out`; returns once pxed serves all of them (each has its response
+/// headers), so they hold `n` HTTP slots.
+fn hold_http_slots(lab: &Lab, crowd: &Netns, n: usize, secs: &str) -> Vec<Child> {
+    let url = format!("http://{SERVER_IP}:8080/big.bin");
+    let slow: Vec<Child> = (0..n)
+        .map(|i| {
+            crowd
+                .cmd("python3")
+                .arg(tool("probe.py"))
+                .args(["http-slow", &url])
+                .arg(lab.path(&format!("slow{i}.out")))
+                .arg(secs)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("probe.py")
+        })
+        .collect();
+    let served = format!("pxed_requests_total{{protocol=\"http\",outcome=\"ok\"}} {n}\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(lab).contains(&served) {
+        assert!(Instant::now() < deadline, "slow downloads did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    slow
+}
+
 /// A storm fills every boot HTTP slot with downloads. The next machine's connection is not
 /// refused: it waits, unread, for a slot (shown in `pxed_queue_depth`), and is served when
 /// one frees.
@@ -1032,26 +1059,7 @@ fn when_every_http_slot_is_busy_a_new_connection_waits_its_turn() {
     let _pxed = Pxed::start(&lab, &cfg);
     let crowd = lab.client("02:00:00:00:0b:01", Some("10.123.0.70/24"));
     let legit = lab.client("02:00:00:00:0b:02", Some("10.123.0.71/24"));
-    let url = format!("http://{SERVER_IP}:8080/big.bin");
-    let slow: Vec<Child> = (0..2)
-        .map(|i| {
-            crowd
-                .cmd("python3")
-                .arg(tool("probe.py"))
-                .args(["http-slow", &url])
-                .arg(lab.path(&format!("slow{i}.out")))
-                .arg("8")
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("probe.py")
-        })
-        .collect();
-    // Both slots are serving once each slow reader has its response headers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !metrics(&lab).contains("pxed_requests_total{protocol=\"http\",outcome=\"ok\"} 2\n") {
-        assert!(Instant::now() < deadline, "slow downloads did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let slow = hold_http_slots(&lab, &crowd, 2, "8");
     let out = lab.path("waited.out");
     let mut waiter = legit
         .cmd("curl")
@@ -1110,22 +1118,8 @@ fn a_connection_that_waits_longer_than_stall_timeout_is_closed_and_counted() {
     let _pxed = Pxed::start(&lab, &cfg);
     let crowd = lab.client("02:00:00:00:0c:01", Some("10.123.0.72/24"));
     let legit = lab.client("02:00:00:00:0c:02", Some("10.123.0.73/24"));
-    let url = format!("http://{SERVER_IP}:8080/big.bin");
     // One reader that keeps reading, slowly, holds the only slot for about 12 s.
-    let mut slow = crowd
-        .cmd("python3")
-        .arg(tool("probe.py"))
-        .args(["http-slow", &url])
-        .arg(lab.path("slow.out"))
-        .arg("12")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("probe.py");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !metrics(&lab).contains("pxed_requests_total{protocol=\"http\",outcome=\"ok\"} 1\n") {
-        assert!(Instant::now() < deadline, "the slow download did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut slow = hold_http_slots(&lab, &crowd, 1, "12").remove(0);
     // A second connection waits for the slot, longer than stall_timeout: pxed closes it
     // unanswered (curl: empty reply), not curl's own limit (exit 28).
     let out = legit
@@ -1149,7 +1143,7 @@ fn a_connection_that_waits_longer_than_stall_timeout_is_closed_and_counted() {
     // The reader that kept reading was never cut off.
     assert!(slow.wait().unwrap().success(), "the slow download failed");
     assert!(
-        std::fs::read(lab.path("slow.out")).unwrap() == big,
+        std::fs::read(lab.path("slow0.out")).unwrap() == big,
         "the slow download got the wrong bytes"
     );
 }

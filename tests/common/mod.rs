@@ -267,21 +267,17 @@ impl Pxed {
     pub fn spawn(lab: &Lab, cmd: &mut Command, name: &str) -> Pxed {
         let log_path = lab.path(&format!("{name}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        Pxed {
-            child: Some(child),
-            log_path,
-        }
+        Pxed::spawn_to(cmd, log.into(), log_path)
     }
 
     /// Starts `cmd` with its stderr going to `stderr` (a pipe the test holds) instead of a
     /// log file; [`Pxed::log`] is then empty.
     pub fn spawn_with_stderr(lab: &Lab, cmd: &mut Command, stderr: Stdio) -> Pxed {
+        Pxed::spawn_to(cmd, stderr, lab.path("stderr-is-a-pipe"))
+    }
+
+    /// Starts `cmd` with its stderr to `stderr`, read back from `log_path`.
+    fn spawn_to(cmd: &mut Command, stderr: Stdio, log_path: PathBuf) -> Pxed {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -290,7 +286,7 @@ impl Pxed {
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         Pxed {
             child: Some(child),
-            log_path: lab.path("stderr-is-a-pipe"),
+            log_path,
         }
     }
 

@@ -545,14 +545,14 @@ async fn events_endpoint_returns_the_timeline() {
     f.shared.events.record_at(
         crate::events::Tier::Host,
         mac,
-        "dhcp_discover",
+        crate::events::EventKind::DhcpDiscover,
         json!({"arch": "bios"}),
         1,
     );
     f.shared.events.record_at(
         crate::events::Tier::Host,
         mac,
-        "tftp_done",
+        crate::events::EventKind::TftpDone,
         json!({"file": "undionly.kpxe", "bytes": 70000, "duration_ms": 12}),
         2,
     );

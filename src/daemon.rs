@@ -44,35 +44,152 @@ impl ReloadHook {
 
 /// Where and how to run, from the command line or the environment rather than the TOML file
 /// (which says what to serve).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Overrides `[admin] listen` with one or more addresses, e.g. the pod IP from the
     /// downward API (Service, probes) and loopback (`kubectl port-forward`), so that the
     /// admin API is reachable by the cluster and never on the boot network.
     pub admin_listen: Vec<SocketAddr>,
+    /// The UDP ports DHCP, TFTP and proxyDHCP listen on: 67, 69 and 4011, which firmware
+    /// expects. In-process tests use 0 (any free port) and read the ports from [`Bound`].
+    pub ports: Ports,
+}
+
+/// UDP ports of the boot listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// DHCP (67).
+    pub dhcp: u16,
+    /// TFTP (69).
+    pub tftp: u16,
+    /// proxyDHCP's PXE boot-server port (4011).
+    pub proxy: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            dhcp: 67,
+            tftp: 69,
+            proxy: 4011,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            admin_listen: Vec::new(),
+            ports: Ports::default(),
+        }
+    }
+}
+
+/// One served interface's UDP sockets, each bound to it, so every reply leaves through the
+/// interface its request came in on.
+struct Interface {
+    /// The index of its subnet in `config.dhcp.pools`.
+    home: usize,
+    /// Its name.
+    name: String,
+    /// pxed's address on it.
+    server: std::net::Ipv4Addr,
+    dhcp: tokio::net::UdpSocket,
+    tftp: tokio::net::UdpSocket,
+    /// Port 4011, in proxy mode.
+    pxe: Option<tokio::net::UdpSocket>,
+}
+
+/// Every listener bound, nothing served yet: what [`bind`] hands to [`serve`]. Binding
+/// first lets start-up fail on a port or a token before any state is opened, and lets tests
+/// bind port 0 and read back where pxed listens.
+pub struct Bound {
+    config: Config,
+    abilities: crate::abilities::Report,
+    interfaces: Vec<Interface>,
+    http: tokio::net::TcpListener,
+    admins: Vec<(SocketAddr, tokio::net::TcpListener)>,
+    admin_token: Option<String>,
+}
+
+impl Bound {
+    /// Where the boot HTTP listener is.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// Where the admin API listeners are.
+    pub fn admin_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.admins.iter().map(|(_, l)| l.local_addr()).collect()
+    }
+
+    /// Where the TFTP listeners are, one per served interface.
+    pub fn tftp_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.interfaces
+            .iter()
+            .map(|i| i.tftp.local_addr())
+            .collect()
+    }
+
+    /// Where the DHCP listeners are, one per served interface.
+    pub fn dhcp_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.interfaces
+            .iter()
+            .map(|i| i.dhcp.local_addr())
+            .collect()
+    }
 }
 
 /// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
-pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    run_with(config, Options::default(), cancel, ReloadHook::default()).await
-}
-
-/// [`run`], with run-time options and a hook through which signals can reload the config.
-pub async fn run_with(
+/// `hook` lets signals reload the config once it is up.
+pub async fn run(
     config: Config,
     options: Options,
     cancel: CancellationToken,
     hook: ReloadHook,
 ) -> anyhow::Result<()> {
-    let iface = config.server.interface.clone();
-    let dhcp_addr = SocketAddr::from(([0, 0, 0, 0], 67));
-    let tftp_addr = SocketAddr::from(([0, 0, 0, 0], 69));
+    serve(bind(config, &options).await?, cancel, hook).await
+}
+
+/// Probes and reports what this process may do, reads the admin token, and binds every
+/// listener: per served interface DHCP and TFTP (and 4011 in proxy mode), boot HTTP and the
+/// admin API on each of its addresses.
+pub async fn bind(config: Config, options: &Options) -> anyhow::Result<Bound> {
     let admin_addrs = if options.admin_listen.is_empty() {
         vec![config.admin.listen]
     } else {
         options.admin_listen.clone()
     };
     let abilities = report_abilities(&config, &admin_addrs);
+    let interfaces = bind_interfaces(&config, options.ports, &abilities)?;
+    let http_addr = config.http.listen;
+    let http = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("http listener on {http_addr}"))?;
+    let admin_token = admin_token(&config, &admin_addrs)?;
+    let mut admins = Vec::new();
+    for addr in admin_addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("admin listener on {addr}"))?;
+        admins.push((addr, listener));
+    }
+    Ok(Bound {
+        config,
+        abilities,
+        interfaces,
+        http,
+        admins,
+        admin_token,
+    })
+}
+
+/// The UDP sockets of every pool that names an interface.
+fn bind_interfaces(
+    config: &Config,
+    ports: Ports,
+    abilities: &crate::abilities::Report,
+) -> anyhow::Result<Vec<Interface>> {
     let can_bind_low = abilities.has(crate::abilities::LOW_PORTS);
     let low_ports = move |what: &'static str| {
         let hint = if can_bind_low {
@@ -82,111 +199,58 @@ pub async fn run_with(
         };
         format!("{what}{hint}")
     };
-    // One DHCP and one TFTP socket per served interface, each bound to it, so every reply
-    // leaves through the interface its request came in on.
-    let mut sockets = Vec::new();
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    let mut interfaces = Vec::new();
     for (home, pool) in config.dhcp.pools.iter().enumerate() {
         let Some(name) = &pool.interface else {
             continue;
         };
-        let dhcp = crate::net::udp_on_interface(name, dhcp_addr)
-            .with_context(|| low_ports("dhcp listener"))?;
-        let tftp = crate::net::udp_on_interface(name, tftp_addr)
-            .with_context(|| low_ports("tftp listener"))?;
-        sockets.push((home, name.clone(), pool.server, dhcp, tftp));
+        let on = |port, what| {
+            crate::net::udp_on_interface(name, any(port)).with_context(|| low_ports(what))
+        };
+        let pxe = match config.dhcp.mode {
+            DhcpMode::Server => None,
+            DhcpMode::Proxy => Some(on(ports.proxy, "proxydhcp listener")?),
+        };
+        interfaces.push(Interface {
+            home,
+            name: name.clone(),
+            server: pool.server,
+            dhcp: on(ports.dhcp, "dhcp listener")?,
+            tftp: on(ports.tftp, "tftp listener")?,
+            pxe,
+        });
     }
-    let http_addr = config.http.listen;
-    let http = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("http listener on {http_addr}"))?;
-    let admin_token = admin_token(&config, &admin_addrs)?;
-    let mut admins = Vec::new();
-    for addr in &admin_addrs {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("admin listener on {addr}"))?;
-        admins.push((*addr, listener));
-    }
+    Ok(interfaces)
+}
 
-    let boot_dir = config.server.boot_dir.display().to_string();
-    let mode = config.dhcp.mode;
-    let store = LeaseStore::open(&config.server.state_dir).context("lease store")?;
-    let restored = store.load().context("loading leases")?;
-    info!(store = %store.path().display(), leases = restored.len(), "leases restored");
-    let leases = LeaseTable::restore(&config, restored);
-    let source = config.source.clone();
-    let next_boots =
-        crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
-    let budget = descriptor_budget(&config, (sockets.len(), admin_addrs.len()));
-    let shared = Shared::with_state(config, leases, next_boots);
-    let _ = shared.abilities.set(abilities);
-    let _ = shared.budget.set(budget);
+/// Opens the state (leases, one-shot boots), watches the config file, and serves every
+/// bound listener until `cancel` fires; then stops within [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    bound: Bound,
+    cancel: CancellationToken,
+    hook: ReloadHook,
+) -> anyhow::Result<()> {
+    let listeners = (bound.interfaces.len(), bound.admins.len());
+    let budget = descriptor_budget(&bound.config, listeners);
+    let (shared, store) = open_state(bound.config, bound.abilities, budget)?;
     let _ = hook.0.set(shared.clone());
-    let on_change = hook.clone();
-    let own = shared.clone();
-    crate::watch::spawn(
-        source.clone(),
-        move || on_change.fire("file"),
-        move || *own.self_written.lock().unwrap_or_else(|e| e.into_inner()),
-        cancel.clone(),
-    )?;
-    info!(file = %source.display(), "watching config for changes");
+    watch_config(&shared, hook, &cancel)?;
     let mut tasks = JoinSet::new();
     let (commits, committer) = crate::dhcp::start_commits(store, shared.clone(), cancel.clone());
     let _ = shared.commits.set(commits.clone());
-    for (home, name, server, dhcp, tftp) in sockets {
-        match mode {
-            DhcpMode::Server => {
-                tasks.spawn(crate::dhcp::serve(
-                    dhcp,
-                    name.clone(),
-                    home,
-                    shared.clone(),
-                    commits.clone(),
-                    cancel.clone(),
-                ));
-                info!(interface = %name, addr = %dhcp_addr, %server, mode = "server", "dhcp listener ready");
-            }
-            DhcpMode::Proxy => {
-                let pxe_addr = SocketAddr::from(([0, 0, 0, 0], 4011));
-                let pxe = crate::net::udp_on_interface(&iface, pxe_addr)
-                    .with_context(|| low_ports("proxydhcp listener"))?;
-                tasks.spawn(crate::dhcp::serve_proxy(
-                    dhcp,
-                    pxe,
-                    name.clone(),
-                    shared.clone(),
-                    cancel.clone(),
-                ));
-                info!(interface = %name, addr = %dhcp_addr, proxy_addr = %pxe_addr, mode = "proxy", "dhcp listener ready");
-            }
-        }
-        tasks.spawn(crate::tftp::serve(
-            tftp,
-            name.clone(),
-            server,
-            shared.clone(),
-            cancel.clone(),
-        ));
-        info!(interface = %name, addr = %tftp_addr, %server, %boot_dir, "tftp listener ready");
+    for i in bound.interfaces {
+        spawn_interface(&mut tasks, i, &shared, &commits, &cancel);
     }
     // The commit task ends on the cancel, after committing what is queued.
     drop(commits);
     tasks.spawn(async move {
         let _ = committer.await;
     });
-    let http_shared = shared.clone();
-    let http_cancel = cancel.clone();
-    tasks.spawn(async move {
-        if let Err(e) = crate::http::serve(http, http_shared, http_cancel).await {
-            warn!(error = %e, "http listener failed");
-        }
-    });
-    let token_required = admin_token.is_some();
-    for (addr, listener) in admins {
-        let admin_shared = shared.clone();
-        let admin_cancel = cancel.clone();
-        let token = admin_token.clone();
+    let token_required = bound.admin_token.is_some();
+    for (addr, listener) in bound.admins {
+        let (admin_shared, admin_cancel) = (shared.clone(), cancel.clone());
+        let token = bound.admin_token.clone();
         tasks.spawn(async move {
             if let Err(e) = crate::admin::serve(listener, admin_shared, token, admin_cancel).await {
                 warn!(error = %e, %addr, "admin listener failed");
@@ -194,10 +258,116 @@ pub async fn run_with(
         });
         info!(%addr, token_required, "admin listener ready");
     }
+    let http_addr = bound
+        .http
+        .local_addr()
+        .unwrap_or(shared.config().http.listen);
+    let (http_shared, http_cancel) = (shared.clone(), cancel.clone());
+    tasks.spawn(async move {
+        if let Err(e) = crate::http::serve(bound.http, http_shared, http_cancel).await {
+            warn!(error = %e, "http listener failed");
+        }
+    });
     // Logged last: tests and scripts take it to mean every listener is up.
+    let boot_dir = shared.config().server.boot_dir.display().to_string();
     info!(addr = %http_addr, %boot_dir, "http listener ready");
-
     cancel.cancelled().await;
+    stop(tasks).await;
+    Ok(())
+}
+
+/// The leases restored from the store, the one-shot boots, and the state every listener
+/// shares; and the store, for the commit task.
+fn open_state(
+    config: Config,
+    abilities: crate::abilities::Report,
+    budget: crate::limits::Budget,
+) -> anyhow::Result<(Arc<Shared>, LeaseStore)> {
+    let store = LeaseStore::open(&config.server.state_dir).context("lease store")?;
+    let restored = store.load().context("loading leases")?;
+    info!(store = %store.path().display(), leases = restored.len(), "leases restored");
+    let leases = LeaseTable::restore(&config, restored);
+    let next_boots =
+        crate::nextboot::NextBoots::load(&config.server.state_dir).context("one-shot boots")?;
+    let shared = Shared::with_state(config, leases, next_boots);
+    let _ = shared.abilities.set(abilities);
+    let _ = shared.budget.set(budget);
+    Ok((shared, store))
+}
+
+/// Reloads the config when its file changes, unless pxed itself just wrote it.
+fn watch_config(
+    shared: &Arc<Shared>,
+    hook: ReloadHook,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let source = shared.config().source.clone();
+    let own = shared.clone();
+    crate::watch::spawn(
+        source.clone(),
+        move || hook.fire("file"),
+        move || *own.self_written.lock().unwrap_or_else(|e| e.into_inner()),
+        cancel.clone(),
+    )?;
+    info!(file = %source.display(), "watching config for changes");
+    Ok(())
+}
+
+/// Spawns one interface's DHCP (or proxyDHCP) and TFTP listeners.
+fn spawn_interface(
+    tasks: &mut JoinSet<()>,
+    i: Interface,
+    shared: &Arc<Shared>,
+    commits: &crate::dhcp::CommitQueue,
+    cancel: &CancellationToken,
+) {
+    let (name, server) = (i.name, i.server);
+    let dhcp_addr = shown(i.dhcp.local_addr());
+    match i.pxe {
+        None => {
+            let dhcp = crate::dhcp::serve(
+                i.dhcp,
+                name.clone(),
+                i.home,
+                shared.clone(),
+                commits.clone(),
+                cancel.clone(),
+            );
+            tasks.spawn(dhcp);
+            info!(interface = %name, addr = %dhcp_addr, %server, mode = "server", "dhcp listener ready");
+        }
+        Some(pxe) => {
+            let proxy_addr = shown(pxe.local_addr());
+            tasks.spawn(crate::dhcp::serve_proxy(
+                i.dhcp,
+                pxe,
+                name.clone(),
+                shared.clone(),
+                cancel.clone(),
+            ));
+            info!(interface = %name, addr = %dhcp_addr, %proxy_addr, mode = "proxy", "dhcp listener ready");
+        }
+    }
+    let tftp_addr = shown(i.tftp.local_addr());
+    tasks.spawn(crate::tftp::serve(
+        i.tftp,
+        name.clone(),
+        server,
+        shared.clone(),
+        cancel.clone(),
+    ));
+    let boot_dir = shared.config().server.boot_dir.display().to_string();
+    info!(interface = %name, addr = %tftp_addr, %server, %boot_dir, "tftp listener ready");
+}
+
+/// A socket's address for a log line.
+fn shown(addr: std::io::Result<SocketAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// Waits up to [`SHUTDOWN_GRACE`] for the listeners and their transfers to end, then aborts
+/// what is left.
+async fn stop(mut tasks: JoinSet<()>) {
     info!("shutting down");
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -212,7 +382,6 @@ pub async fn run_with(
         while tasks.join_next().await.is_some() {}
     }
     info!("stopped");
-    Ok(())
 }
 
 /// Raises the soft descriptor limit to the hard one and fits every per-client limit into it,
@@ -407,7 +576,82 @@ pub fn summary(c: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_token, parse_listen, TokenError};
+    use super::{bind, check_token, parse_listen, serve, Options, Ports, ReloadHook, TokenError};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+
+    /// The whole daemon in this process, on loopback ports the kernel picks: a file comes
+    /// back over HTTP and over TFTP, the admin API answers, and a cancel stops it all.
+    #[tokio::test]
+    async fn the_daemon_binds_free_ports_serves_them_and_stops_on_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(boot.join("vmlinuz"), b"kernel bytes").unwrap();
+        let file = dir.path().join("pxed.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\ninterface = \"lo\"\naddress = \"127.0.0.1\"\nboot_dir = \"{}\"\nstate_dir = \"{}\"\n\
+                 [dhcp]\nsubnet = \"127.0.0.0/8\"\nrange = [\"127.0.0.100\", \"127.0.0.200\"]\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [profiles.p]\nkernel = \"vmlinuz\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"p\"\n",
+                boot.display(),
+                dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        let (config, _) = crate::config::load(&file).unwrap();
+        let options = Options {
+            ports: Ports {
+                dhcp: 0,
+                tftp: 0,
+                proxy: 0,
+            },
+            ..Options::default()
+        };
+        let bound = bind(config, &options)
+            .await
+            .expect("binding loopback needs SO_BINDTODEVICE on lo (Linux 5.7 or later, or root)");
+        let http = bound.http_addr().unwrap();
+        let admin = bound.admin_addrs().unwrap()[0];
+        let tftp = bound.tftp_addrs().unwrap()[0].port();
+        let cancel = CancellationToken::new();
+        let daemon = tokio::spawn(serve(bound, cancel.clone(), ReloadHook::default()));
+
+        let get = |addr, path: &'static str| async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            c.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let file = get(http, "/vmlinuz").await;
+        assert!(file.starts_with("HTTP/1.1 200"), "{file}");
+        assert!(file.ends_with("kernel bytes"), "{file}");
+        let health = get(admin, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.send_to(b"\x00\x01vmlinuz\x00octet\x00", ("127.0.0.1", tftp))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 600];
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), udp.recv_from(&mut buf))
+                .await
+                .expect("a TFTP DATA packet")
+                .unwrap();
+        assert_eq!(&buf[..n], b"\x00\x03\x00\x01kernel bytes");
+
+        cancel.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(3), daemon)
+            .await
+            .expect("stopped within 3 s")
+            .unwrap()
+            .unwrap();
+    }
 
     #[test]
     fn placeholder_and_short_tokens_are_refused() {

@@ -32,13 +32,80 @@ pub enum Tier {
     Default,
 }
 
+/// What a timeline event records; the name is the event's `kind` in the JSON API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A DHCP DISCOVER arrived.
+    DhcpDiscover,
+    /// A DHCP REQUEST arrived.
+    DhcpRequest,
+    /// A DHCP RELEASE arrived.
+    DhcpRelease,
+    /// A DHCP DECLINE arrived.
+    DhcpDecline,
+    /// A DHCP INFORM arrived.
+    DhcpInform,
+    /// Another DHCP message type arrived.
+    DhcpOther,
+    /// pxed decided to OFFER.
+    DhcpOffer,
+    /// pxed decided to ACK.
+    DhcpAck,
+    /// pxed decided to NAK.
+    DhcpNak,
+    /// pxed decided to send no reply (with the reason).
+    DhcpNoReply,
+    /// A TFTP transfer's peer answered: the transfer is under way.
+    TftpStart,
+    /// A TFTP transfer completed.
+    TftpDone,
+    /// The client aborted a TFTP transfer (as firmware does after a `tsize` probe).
+    TftpAborted,
+    /// A TFTP request was refused or a transfer failed.
+    TftpError,
+    /// The iPXE script was served.
+    HttpScript,
+    /// A boot file was served over HTTP.
+    HttpFile,
+    /// An HTTP request got a 4xx or 5xx.
+    HttpError,
+    /// A profile was served to a loader (counted as a boot started).
+    BootProfile,
+}
+
+impl EventKind {
+    /// The name in the JSON API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::DhcpDiscover => "dhcp_discover",
+            EventKind::DhcpRequest => "dhcp_request",
+            EventKind::DhcpRelease => "dhcp_release",
+            EventKind::DhcpDecline => "dhcp_decline",
+            EventKind::DhcpInform => "dhcp_inform",
+            EventKind::DhcpOther => "dhcp_other",
+            EventKind::DhcpOffer => "dhcp_offer",
+            EventKind::DhcpAck => "dhcp_ack",
+            EventKind::DhcpNak => "dhcp_nak",
+            EventKind::DhcpNoReply => "dhcp_ignored",
+            EventKind::TftpStart => "tftp_start",
+            EventKind::TftpDone => "tftp_done",
+            EventKind::TftpAborted => "tftp_aborted",
+            EventKind::TftpError => "tftp_error",
+            EventKind::HttpScript => "http_script",
+            EventKind::HttpFile => "http_file",
+            EventKind::HttpError => "http_error",
+            EventKind::BootProfile => "boot_profile",
+        }
+    }
+}
+
 /// One thing a machine did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Unix time in milliseconds.
     pub at_ms: u64,
-    /// What happened: `dhcp_offer`, `tftp_done`, `http_script`, ...
-    pub kind: &'static str,
+    /// What happened.
+    pub kind: EventKind,
     /// Details (file, bytes, duration, arch, ...).
     pub detail: Map<String, Value>,
 }
@@ -48,7 +115,7 @@ impl Event {
     pub fn to_json(&self) -> Value {
         let mut m = self.detail.clone();
         m.insert("at_ms".into(), Value::from(self.at_ms));
-        m.insert("kind".into(), Value::from(self.kind));
+        m.insert("kind".into(), Value::from(self.kind.as_str()));
         Value::Object(m)
     }
 
@@ -147,12 +214,12 @@ fn now_ms() -> u64 {
 
 impl Events {
     /// Records an event for `mac` now.
-    pub fn record(&self, tier: Tier, mac: Mac, kind: &'static str, detail: Value) {
+    pub fn record(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value) {
         self.record_at(tier, mac, kind, detail, now_ms());
     }
 
     /// Records an event at a given time (tests).
-    pub fn record_at(&self, tier: Tier, mac: Mac, kind: &'static str, detail: Value, at_ms: u64) {
+    pub fn record_at(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value, at_ms: u64) {
         let mut detail = match detail {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -237,7 +304,7 @@ mod tests {
     fn timelines_are_ordered_and_bounded() {
         let e = Events::default();
         for i in 0..(PER_MACHINE as u64 + 10) {
-            e.record_at(Tier::Host, mac(1), "http_file", json!({"n": i}), i);
+            e.record_at(Tier::Host, mac(1), EventKind::HttpFile, json!({"n": i}), i);
         }
         let t = e.get(&mac(1));
         assert_eq!(t.len(), PER_MACHINE);
@@ -245,17 +312,17 @@ mod tests {
         assert_eq!(t.last().unwrap().to_json()["kind"], json!("http_file"));
         // The total is bounded too: the quietest machine goes.
         for n in 2..(MACHINES as u32 + 2) {
-            e.record_at(Tier::Host, mac(n), "dhcp_offer", json!({}), 0);
+            e.record_at(Tier::Host, mac(n), EventKind::DhcpOffer, json!({}), 0);
         }
         assert_eq!(e.machines(), MACHINES);
         assert!(e.get(&mac(1)).is_empty(), "the quietest machine was kept");
         assert_eq!(e.get(&mac(MACHINES as u32 + 1)).len(), 1);
         // A machine heard from again moves to the back of the eviction order.
-        e.record_at(Tier::Host, mac(2), "dhcp_offer", json!({}), 0);
+        e.record_at(Tier::Host, mac(2), EventKind::DhcpOffer, json!({}), 0);
         e.record_at(
             Tier::Host,
             mac(MACHINES as u32 + 2),
-            "dhcp_offer",
+            EventKind::DhcpOffer,
             json!({}),
             0,
         );
@@ -273,7 +340,13 @@ mod tests {
     fn long_strings_are_cut_and_bytes_are_bounded() {
         let e = Events::default();
         let long = "/".repeat(60_000);
-        e.record_at(Tier::Host, mac(1), "http_error", json!({"path": long}), 0);
+        e.record_at(
+            Tier::Host,
+            mac(1),
+            EventKind::HttpError,
+            json!({"path": long}),
+            0,
+        );
         let path = e.get(&mac(1))[0].detail["path"]
             .as_str()
             .unwrap()
@@ -288,7 +361,7 @@ mod tests {
             e.record_at(
                 Tier::Host,
                 mac(2),
-                "http_error",
+                EventKind::HttpError,
                 json!({"path": long, "n": i}),
                 i,
             );
@@ -299,7 +372,7 @@ mod tests {
             e.record_at(
                 Tier::Default,
                 mac(100 + n),
-                "dhcp_offer",
+                EventKind::DhcpOffer,
                 json!({"file": long}),
                 0,
             );
@@ -310,9 +383,15 @@ mod tests {
     #[test]
     fn invented_macs_cannot_push_out_hosts() {
         let e = Events::default();
-        e.record_at(Tier::Host, mac(1), "dhcp_offer", json!({}), 0);
+        e.record_at(Tier::Host, mac(1), EventKind::DhcpOffer, json!({}), 0);
         for n in 0..(MACHINES as u32 + 10) {
-            e.record_at(Tier::Default, mac(1000 + n), "dhcp_offer", json!({}), 0);
+            e.record_at(
+                Tier::Default,
+                mac(1000 + n),
+                EventKind::DhcpOffer,
+                json!({}),
+                0,
+            );
         }
         assert_eq!(e.get(&mac(1)).len(), 1, "a host's timeline was pushed out");
     }

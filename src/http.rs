@@ -20,10 +20,20 @@ use tower_http::services::ServeFile;
 use tracing::{info, warn};
 
 use crate::bootfs::{resolve_in, PathError};
+use crate::events::EventKind;
 use crate::mac::Mac;
 use crate::plan::{self, Denied, Loader};
 use crate::profiles::{self, Profile};
 use crate::state::Shared;
+
+/// Where iPXE fetches its script, `/ipxe/{mac}`: the URL contract between the DHCP boot
+/// file ([`script_url`]), the router and the request log.
+pub const SCRIPT_PREFIX: &str = "/ipxe/";
+
+/// The script URL for `mac` under the boot HTTP base `http`.
+pub fn script_url(http: &str, mac: Mac) -> String {
+    format!("{http}{SCRIPT_PREFIX}{mac}")
+}
 
 /// Handler state.
 #[derive(Clone)]
@@ -36,7 +46,7 @@ struct App {
 pub fn router(shared: Arc<Shared>) -> Router {
     let app = App { shared };
     Router::new()
-        .route("/ipxe/{mac}", get(script))
+        .route(&format!("{SCRIPT_PREFIX}{{mac}}"), get(script))
         .fallback(static_file)
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
@@ -284,7 +294,7 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .map(|c| c.0);
     let range = req.headers().get(header::RANGE).cloned();
     let mac = path
-        .strip_prefix("/ipxe/")
+        .strip_prefix(SCRIPT_PREFIX)
         .and_then(|m| percent_encoding::percent_decode_str(m).decode_utf8().ok())
         .and_then(|m| m.parse::<Mac>().ok())
         .or_else(|| match peer {
@@ -301,10 +311,10 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
         .unwrap_or(0);
     count(&app.shared, resp.status(), bytes, &path, mac);
     if let Some(m) = mac {
-        let kind = match (resp.status().as_u16(), path.starts_with("/ipxe/")) {
-            (400.., _) => "http_error",
-            (_, true) => "http_script",
-            (_, false) => "http_file",
+        let kind = match (resp.status().as_u16(), path.starts_with(SCRIPT_PREFIX)) {
+            (400.., _) => EventKind::HttpError,
+            (_, true) => EventKind::HttpScript,
+            (_, false) => EventKind::HttpFile,
         };
         // Bytes and duration are as of the response headers: the body streams afterwards.
         app.shared.record_event(
@@ -346,7 +356,7 @@ fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: Optio
         return;
     }
     let Some(mac) = mac else { return };
-    if plan::completes_boot(&shared.config(), &mac, path) {
+    if plan::completes_boot(shared, &shared.config(), &mac, path) {
         crate::metrics::inc(&c.boots_completed);
     }
 }

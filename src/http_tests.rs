@@ -4,6 +4,7 @@ use http_body_util::BodyExt;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    shared: Arc<Shared>,
     app: Router,
 }
 
@@ -50,8 +51,17 @@ hostname = "c2"
     );
     let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
     let shared = Shared::new(cfg);
-    let app = router(shared).layer(MockConnectInfo(SocketAddr::from(([10, 123, 0, 100], 5000))));
-    Fixture { _dir: dir, app }
+    // Both: the handlers extract ConnectInfo (the mock), and the request log reads the
+    // extension the listener inserts (the Extension layer).
+    let peer = SocketAddr::from(([10, 123, 0, 100], 5000));
+    let app = router(shared.clone())
+        .layer(MockConnectInfo(peer))
+        .layer(axum::Extension(ConnectInfo(peer)));
+    Fixture {
+        _dir: dir,
+        shared,
+        app,
+    }
 }
 
 async fn get_with(
@@ -216,4 +226,45 @@ async fn file_responses_name_the_range_the_engine_sends() {
     // No body to send: HEAD, and a range past the end (416).
     assert_eq!(send("HEAD", None).await, None);
     assert_eq!(send("GET", Some("bytes=100-200")).await, None);
+}
+
+#[tokio::test]
+async fn a_one_shot_boot_completes_with_the_one_shots_last_initrd() {
+    let f = fixture("");
+    // de:00:00:00:00:01 boots its disk; a one-shot of the kernel profile is pending, and
+    // the script comes from the address leased to it, so the one-shot is served.
+    let mac: Mac = "de:00:00:00:00:01".parse().unwrap();
+    f.shared.leases.lock().unwrap().bind(
+        &crate::leases::ClientId::from_mac(mac),
+        mac,
+        "10.123.0.100".parse().unwrap(),
+        crate::leases::State::Bound,
+        u64::MAX / 2,
+    );
+    f.shared.next_boots.set(mac, "fedora".into()).unwrap();
+    let (s, script) = get(&f.app, "/ipxe/de:00:00:00:00:01").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(script.contains("initrd=initrd.gz"), "{script}");
+    let completed = || {
+        f.shared
+            .counters
+            .boots_completed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(completed(), 0);
+    assert_eq!(get(&f.app, "/vmlinuz").await.0, StatusCode::OK);
+    assert_eq!(completed(), 0, "the kernel does not complete a boot");
+    assert_eq!(get(&f.app, "/sub/initrd.gz").await.0, StatusCode::OK);
+    assert_eq!(
+        completed(),
+        1,
+        "the one-shot's last initrd completes its boot"
+    );
+    // The next boot is the host's own profile again: nothing to complete over HTTP.
+    assert!(get(&f.app, "/ipxe/de:00:00:00:00:01")
+        .await
+        .1
+        .contains("local disk"));
+    assert_eq!(get(&f.app, "/sub/initrd.gz").await.0, StatusCode::OK);
+    assert_eq!(completed(), 1);
 }

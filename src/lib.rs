@@ -66,5 +66,7 @@ pub mod profiles;
 pub mod reload;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 pub mod tftp;
 pub mod watch;

@@ -121,7 +121,13 @@ fn main() -> ExitCode {
             admin_listen,
         } => {
             let _log = init_logging(log_format);
-            match serve(config, pxed::daemon::Options { admin_listen }) {
+            match serve(
+                config,
+                pxed::daemon::Options {
+                    admin_listen,
+                    ..Default::default()
+                },
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "pxed failed");
@@ -166,7 +172,7 @@ fn serve(path: PathBuf, options: pxed::daemon::Options) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        pxed::daemon::run_with(config, options, cancel, reload_to).await
+        pxed::daemon::run(config, options, cancel, reload_to).await
     })
 }
 

@@ -139,6 +139,7 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Load
         shared.note_script_peer(ip, mac);
     }
     crate::metrics::inc(&shared.counters.boots_started);
+    shared.note_seen(mac, |s| s.served = Some(name.to_string()));
     if plan.one_shot {
         // Spent now: the machine has its config. Only if it still names the profile served,
         // so one set meanwhile is kept. A failure to save is logged; the worst case is that
@@ -153,7 +154,7 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Load
     }
     shared.record_event(
         mac,
-        "boot_profile",
+        crate::events::EventKind::BootProfile,
         serde_json::json!({"profile": name, "profile_kind": plan.profile.kind(), "one_shot": plan.one_shot, "arch": plan.arch, "loader": loader.name()}),
     );
     let kind = plan.profile.kind();
@@ -168,10 +169,12 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Load
 }
 
 /// Whether `path` (as served over HTTP or TFTP) is the last initrd of the kernel profile
-/// `mac` boots, the file whose delivery completes a boot.
-pub fn completes_boot(cfg: &Config, mac: &Mac, path: &str) -> bool {
-    let last = cfg
-        .profile_for(mac)
+/// last served to `mac` (a one-shot's, when that was served), the file whose delivery
+/// completes a boot. Before any profile was served, the machine's own profile decides.
+pub fn completes_boot(shared: &Shared, cfg: &Config, mac: &Mac, path: &str) -> bool {
+    let served = shared.seen_of(mac).and_then(|s| s.served);
+    let name = served.as_deref().or_else(|| cfg.profile_for(mac));
+    let last = name
         .and_then(|name| cfg.profiles.get(name))
         .and_then(|p| match p {
             Profile::Kernel { initrd, .. } => initrd.last(),

@@ -203,22 +203,6 @@ pub fn render_ipxe(
     }
 }
 
-/// Name for a DHCP option 93 client architecture (RFC 4578, IANA registry).
-pub fn arch_name(code: u16) -> String {
-    match code {
-        0 => "bios".into(),
-        6 => "efi-ia32".into(),
-        7 | 9 => "efi-x64".into(),
-        10 => "efi-arm32".into(),
-        11 => "efi-arm64".into(),
-        15 => "http-efi-ia32".into(),
-        16 => "http-efi-x64".into(),
-        18 => "http-efi-arm32".into(),
-        19 => "http-efi-arm64".into(),
-        n => format!("arch-{n}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,15 +320,5 @@ mod tests {
         assert!(s.ends_with(
             "chain http://other/a%20b%0A%23c%3Bd%7C%7Ce%26%26f%24%7Bnet0/ip%7D%25_.:/-Z9%C3%A9\n"
         ));
-    }
-
-    #[test]
-    fn arch_names() {
-        assert_eq!(arch_name(0), "bios");
-        assert_eq!(arch_name(7), "efi-x64");
-        assert_eq!(arch_name(9), "efi-x64");
-        assert_eq!(arch_name(11), "efi-arm64");
-        assert_eq!(arch_name(16), "http-efi-x64");
-        assert_eq!(arch_name(42), "arch-42");
     }
 }

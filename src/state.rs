@@ -33,6 +33,9 @@ pub struct Seen {
     /// The address it was seen using in proxy mode (its REQUEST to the address server, or
     /// its own source address on port 4011), for script ownership.
     pub proxy_ip: Option<Ipv4Addr>,
+    /// The profile last served to it (script or GRUB config): a one-shot installer's last
+    /// initrd completes that boot, not the host's own profile's.
+    pub served: Option<String>,
 }
 
 /// Clients outside `[hosts]` remembered in [`Shared::seen`]; past this the one first seen
@@ -282,7 +285,12 @@ impl Shared {
 
     /// Records an event in a machine's timeline: in the hosts' tier for a MAC in `[hosts]`,
     /// in the defaults' tier for one booting `[defaults]`, and nowhere for an unmanaged MAC.
-    pub fn record_event(&self, mac: Mac, kind: &'static str, detail: serde_json::Value) {
+    pub fn record_event(
+        &self,
+        mac: Mac,
+        kind: crate::events::EventKind,
+        detail: serde_json::Value,
+    ) {
         let cfg = self.config();
         let tier = if cfg.hosts.contains_key(&mac) {
             Tier::Host
@@ -300,7 +308,7 @@ impl Shared {
     }
 
     /// What DHCP saw of a MAC.
-    fn seen_of(&self, mac: &Mac) -> Option<Seen> {
+    pub(crate) fn seen_of(&self, mac: &Mac) -> Option<Seen> {
         let host = self
             .seen_hosts
             .lock()

@@ -1,150 +1,18 @@
-//! The DHCP decision: one request in, at most one reply out. Pure: the caller passes the
-//! config, the lease table and the time, and sends what comes back.
+//! The DHCP decision in address mode: one request in, at most one reply out. Pure: the
+//! caller passes the config, the lease table and the time, and sends what comes back.
+//!
+//! [`decide_on`] reads the request ([`triage`]: who, which subnet, which message) and hands
+//! it to the handler for its message type: [`discover`], [`request`], [`release`],
+//! [`decline`] or [`inform`]. Replies are built by [`super::reply`], which proxy mode shares.
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 
+use super::client::{classify, Client};
+use super::reply::{self, no_reply, Decision, Destination, Mode, Reason};
 use crate::config::{Config, Pool};
-use crate::leases::{ClientId, LeaseTable, State, OFFER_HOLD_SECS};
-use crate::mac::Mac;
-use crate::profiles::arch_name;
-
-/// BOOTP's minimum message size (RFC 1542 §2.1); some PXE ROMs drop shorter replies.
-pub const MIN_REPLY_LEN: usize = 300;
-
-/// Option 43 for PXE clients: sub-option 6 (PXE_DISCOVERY_CONTROL), length 1, value 8
-/// ("download the boot file named in the reply"), then end.
-pub const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 8, 255];
-
-/// What kind of client sent a request, which decides the boot file it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientKind {
-    /// iPXE (user class `iPXE` or option 175): gets its per-MAC script URL.
-    Ipxe,
-    /// A firmware PXE client (vendor class `PXEClient`): gets a first stage over TFTP.
-    Pxe,
-    /// A UEFI HTTP boot client (vendor class `HTTPClient`): gets a first stage URL.
-    HttpBoot,
-    /// Anything else (an installed OS, udhcpc): gets an address and no boot file.
-    Plain,
-}
-
-/// What pxed learned about a client from one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    /// The hardware address.
-    pub mac: Mac,
-    /// The lease key: option 61 when sent, else derived from the MAC.
-    pub id: ClientId,
-    /// Its kind.
-    pub kind: ClientKind,
-    /// Option 93, if sent.
-    pub arch: Option<u16>,
-    /// Option 77 as text, if sent.
-    pub user_class: Option<String>,
-}
-
-/// Where a reply goes (RFC 2131 §4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Destination {
-    /// To the relay agent at giaddr, port 67.
-    Relay(Ipv4Addr),
-    /// To the client's configured address (ciaddr), port 68.
-    Unicast(Ipv4Addr),
-    /// To 255.255.255.255 port 68, on the interface the request came in on.
-    Broadcast,
-    /// To yiaddr and chaddr, port 68, although the client has no address yet: needs an ARP
-    /// entry, or falls back to broadcast.
-    Hardware(Ipv4Addr, Mac),
-    /// Back to the address and port a request came from (proxyDHCP on port 4011).
-    Peer(std::net::SocketAddr),
-}
-
-/// The outcome of one request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Send `msg` to `to`.
-    Reply {
-        /// The reply.
-        msg: Box<Message>,
-        /// Where it goes.
-        to: Destination,
-        /// The client, for logs and events.
-        client: Client,
-    },
-    /// Send nothing.
-    Ignore {
-        /// Why, as a constant lowercase phrase for logs.
-        reason: &'static str,
-        /// The client, when the request named one.
-        client: Option<Client>,
-    },
-}
-
-/// Reasons for no reply that a policy on the hostile boot network chose; the shell counts
-/// each as a refusal.
-pub mod refused {
-    /// `giaddr` is not inside any served subnet: replying would reflect to any address.
-    pub const GIADDR: &str = "giaddr outside every served subnet";
-    /// `ciaddr` is not inside the client's subnet: replying would reflect to any address.
-    pub const CIADDR: &str = "ciaddr outside the client's subnet";
-    /// A new client outside `[hosts]` beyond `[dhcp] unknown_client_rate`.
-    pub const RATE: &str = "unknown client rate limit";
-    /// A proxyDHCP request on port 4011 from a source no PXE client would use.
-    pub const PROXY_SOURCE: &str = "implausible proxy request source";
-}
-
-fn ignore(reason: &'static str, client: Option<Client>) -> Decision {
-    Decision::Ignore { reason, client }
-}
-
-/// Classifies a request's sender by its options.
-pub fn classify(msg: &Message) -> Option<Client> {
-    let mac = if msg.htype() == HType::Eth && msg.hlen() == 6 {
-        Mac::from_chaddr(msg.chaddr())?
-    } else {
-        return None;
-    };
-    let opts = msg.opts();
-    let user_class = match opts.get(OptionCode::UserClass) {
-        Some(DhcpOption::UserClass(v)) => Some(String::from_utf8_lossy(v).into_owned()),
-        _ => None,
-    };
-    let vendor = match opts.get(OptionCode::ClassIdentifier) {
-        Some(DhcpOption::ClassIdentifier(v)) => v.clone(),
-        _ => Vec::new(),
-    };
-    let arch = match opts.get(OptionCode::ClientSystemArchitecture) {
-        Some(DhcpOption::ClientSystemArchitecture(a)) => Some(u16::from(*a)),
-        _ => None,
-    };
-    let ipxe_option = opts.get(OptionCode::Unknown(175)).is_some();
-    // iPXE's user class is the RFC 3004 list form ("\x04iPXE") or the bare string.
-    let ipxe_class = user_class
-        .as_deref()
-        .is_some_and(|u| u == "iPXE" || u.ends_with("iPXE"));
-    let kind = if ipxe_class || ipxe_option {
-        ClientKind::Ipxe
-    } else if vendor.starts_with(b"PXEClient") {
-        ClientKind::Pxe
-    } else if vendor.starts_with(b"HTTPClient") {
-        ClientKind::HttpBoot
-    } else {
-        ClientKind::Plain
-    };
-    let id = match opts.get(OptionCode::ClientIdentifier) {
-        Some(DhcpOption::ClientIdentifier(v)) if !v.is_empty() => ClientId(v.clone()),
-        _ => ClientId::from_mac(mac),
-    };
-    Some(Client {
-        mac,
-        id,
-        kind,
-        arch,
-        user_class,
-    })
-}
+use crate::leases::{LeaseTable, State, OFFER_HOLD_SECS};
 
 /// Decides the reply to one request that arrived on the served interface.
 pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) -> Decision {
@@ -159,44 +27,55 @@ pub fn decide_on(
     leases: &mut LeaseTable,
     now: u64,
 ) -> Decision {
-    if msg.opcode() != Opcode::BootRequest {
-        return ignore("not a boot request", None);
-    }
-    let Some(client) = classify(msg) else {
-        return ignore("not an ethernet client", None);
+    let (mtype, req) = match triage(msg, cfg, home) {
+        Ok(t) => t,
+        Err(d) => return d,
     };
-    let Some(mtype) = message_type(msg) else {
-        return ignore("no message type", Some(client));
-    };
-    if cfg.profile_for(&client.mac).is_none() {
-        // On a shared VLAN pxed must not hijack machines it doesn't manage.
-        return ignore("unmanaged mac", Some(client));
+    match mtype {
+        MessageType::Discover => discover(&req, leases, now),
+        MessageType::Request => request(&req, leases, now),
+        MessageType::Release => release(req, leases, now),
+        MessageType::Decline => decline(req, leases, now),
+        MessageType::Inform => inform(req),
+        _ => no_reply(Reason::NotClientMessage, Some(req.client)),
     }
+}
+
+/// One request, read: what every handler needs.
+struct Request<'a> {
+    msg: &'a Message,
+    cfg: &'a Config,
+    /// The client's subnet.
+    pool: &'a Pool,
+    client: Client,
+    /// Option 54, if sent.
+    server_id: Option<Ipv4Addr>,
+    /// Option 50, if sent.
+    requested: Option<Ipv4Addr>,
+}
+
+/// Reads who sent `msg`, its message type and its subnet, or decides there is no reply:
+/// a request that is not a boot request, from an unmanaged MAC, or that names addresses
+/// outside the served subnets (replies go to giaddr or ciaddr as given, so anything else
+/// would turn pxed into a reflector toward whoever the request names).
+fn triage<'a>(
+    msg: &'a Message,
+    cfg: &'a Config,
+    home: usize,
+) -> Result<(MessageType, Request<'a>), Decision> {
+    let (client, mtype) = managed_client(msg, cfg)?;
     let giaddr = msg.giaddr();
-    // Replies go to giaddr or ciaddr as given, so both must be addresses of the boot network:
-    // anything else turns pxed into a reflector toward whoever the request names.
     if !giaddr.is_unspecified() && !cfg.dhcp.relay_allowed(giaddr) {
-        return ignore(refused::GIADDR, Some(client));
+        return Err(no_reply(Reason::GiaddrOutside, Some(client)));
     }
-    // The client's subnet: named by the relay, else the served interface's own.
-    let pool = match link_address(msg) {
-        Some(link) => match cfg.dhcp.pool_for(link) {
-            Some(p) => p,
-            None => return ignore("relay from an unserved subnet", Some(client)),
-        },
-        // A unicast RELEASE, INFORM or RENEW from a relayed subnet names its subnet by
-        // its own address.
-        None => {
-            let ciaddr = msg.ciaddr();
-            let own = (!ciaddr.is_unspecified())
-                .then(|| cfg.dhcp.pool_for(ciaddr))
-                .flatten();
-            match own.or_else(|| cfg.dhcp.pools.get(home)) {
-                Some(p) => p,
-                None => return ignore("no subnet on this interface", Some(client)),
-            }
-        }
+    let pool = match client_pool(msg, cfg, home) {
+        Ok(p) => p,
+        Err(reason) => return Err(no_reply(reason, Some(client))),
     };
+    let ciaddr = msg.ciaddr();
+    if !ciaddr.is_unspecified() && !pool.subnet.contains(&ciaddr) {
+        return Err(no_reply(Reason::CiaddrOutside, Some(client)));
+    }
     let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
         _ => None,
@@ -205,133 +84,176 @@ pub fn decide_on(
         Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
         _ => None,
     };
-    let ciaddr = msg.ciaddr();
-    if !ciaddr.is_unspecified() && !pool.subnet.contains(&ciaddr) {
-        return ignore(refused::CIADDR, Some(client));
-    }
-    let mac = client.mac;
-    let id = client.id.clone();
-    let lease_secs = cfg.dhcp.lease_time.as_secs();
+    let req = Request {
+        msg,
+        cfg,
+        pool,
+        client,
+        server_id,
+        requested,
+    };
+    Ok((mtype, req))
+}
 
-    match mtype {
-        MessageType::Discover => {
-            if !admits_new(cfg, leases, &id, mac, now) {
-                return ignore(refused::RATE, Some(client));
-            }
-            leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);
-            let Some(ip) = leases.choose(cfg, pool, &id, mac, requested, now) else {
-                return ignore("pool exhausted", Some(client));
-            };
-            leases.bind(&id, mac, ip, State::Offered, now + OFFER_HOLD_SECS);
-            answer(msg, cfg, pool, client, MessageType::Offer, ip)
-        }
-        MessageType::Request => {
-            let ip = match (server_id, ciaddr.is_unspecified(), requested) {
-                // SELECTING another server's offer: forget ours.
-                (Some(sid), _, _) if sid != pool.server => {
-                    leases.drop_offer(&id);
-                    return ignore("client chose another server", Some(client));
-                }
-                // SELECTING our offer.
-                (Some(_), _, Some(ip)) => ip,
-                (Some(_), _, None) => return nak(msg, pool, client, "no requested address"),
-                // INIT-REBOOT: confirm the address the client believes it has.
-                (None, true, Some(ip)) => {
-                    if !pool.subnet.contains(&ip) {
-                        return nak(msg, pool, client, "address is not on this network");
-                    }
-                    let pinned = cfg
-                        .hosts
-                        .get(&mac)
-                        .and_then(|h| h.ip)
-                        .filter(|p| pool.subnet.contains(p));
-                    match (leases.get(&id), pinned) {
-                        (Some(l), _) if l.ip != ip => {
-                            return nak(msg, pool, client, "that is not your address")
-                        }
-                        (None, Some(p)) if p != ip => {
-                            return nak(msg, pool, client, "that is not your address")
-                        }
-                        // RFC 2131 §4.3.2: with no record of the client, stay silent.
-                        (None, None) => {
-                            return ignore(
-                                "init-reboot from a client without a lease",
-                                Some(client),
-                            )
-                        }
-                        _ => ip,
-                    }
-                }
-                (None, true, None) => return ignore("request without an address", Some(client)),
-                // RENEWING (unicast) or REBINDING (broadcast).
-                (None, false, _) => ciaddr,
-            };
-            // A new unknown client may skip DISCOVER and REQUEST a free address outright:
-            // the same rate limit applies.
-            if !admits_new(cfg, leases, &id, mac, now) {
-                return ignore(refused::RATE, Some(client));
-            }
-            match leases.check(cfg, pool, &id, mac, ip, now) {
-                Ok(()) => {
-                    leases.make_room_for(&id, mac, cfg.dhcp.max_leases_per_mac, now);
-                    leases.bind(&id, mac, ip, State::Bound, now + lease_secs);
-                    answer(msg, cfg, pool, client, MessageType::Ack, ip)
-                }
-                Err(_) => nak(msg, pool, client, "requested address not available"),
-            }
-        }
-        MessageType::Release => {
-            leases.release(&id, msg.ciaddr(), now);
-            ignore("released", Some(client))
-        }
-        MessageType::Decline => {
-            if let Some(ip) = requested {
-                leases.decline(&id, ip, now + cfg.dhcp.decline_time.as_secs());
-            }
-            ignore("declined", Some(client))
-        }
-        MessageType::Inform if ciaddr.is_unspecified() && giaddr.is_unspecified() => {
-            ignore("inform without ciaddr", Some(client))
-        }
-        MessageType::Inform => {
-            let mut reply = build(
-                msg,
-                cfg,
-                pool,
-                &client,
-                MessageType::Ack,
-                Ipv4Addr::UNSPECIFIED,
-            );
-            for code in [
-                OptionCode::AddressLeaseTime,
-                OptionCode::Renewal,
-                OptionCode::Rebinding,
-            ] {
-                reply.opts_mut().remove(code);
-            }
-            let to = if giaddr.is_unspecified() {
-                Destination::Unicast(msg.ciaddr())
-            } else {
-                Destination::Relay(giaddr)
-            };
-            Decision::Reply {
-                msg: Box::new(reply),
-                to,
-                client,
-            }
-        }
-        _ => ignore("not a client message", Some(client)),
+/// The checks both modes make first: a boot request, from an Ethernet client, with a
+/// message type, from a MAC pxed manages.
+pub(crate) fn managed_client(
+    msg: &Message,
+    cfg: &Config,
+) -> Result<(Client, MessageType), Decision> {
+    if msg.opcode() != Opcode::BootRequest {
+        return Err(no_reply(Reason::NotBootRequest, None));
     }
+    let Some(client) = classify(msg) else {
+        return Err(no_reply(Reason::NotEthernet, None));
+    };
+    let Some(mtype) = message_type(msg) else {
+        return Err(no_reply(Reason::NoMessageType, Some(client)));
+    };
+    if cfg.profile_for(&client.mac).is_none() {
+        return Err(no_reply(Reason::UnmanagedMac, Some(client)));
+    }
+    Ok((client, mtype))
+}
+
+/// The client's subnet: the one the relay names, else (for a unicast RELEASE, INFORM or
+/// RENEW from a relayed subnet) the one its own address is in, else the served interface's.
+fn client_pool<'a>(msg: &Message, cfg: &'a Config, home: usize) -> Result<&'a Pool, Reason> {
+    if let Some(link) = link_address(msg) {
+        return cfg.dhcp.pool_for(link).ok_or(Reason::UnservedSubnet);
+    }
+    let ciaddr = msg.ciaddr();
+    let own = (!ciaddr.is_unspecified())
+        .then(|| cfg.dhcp.pool_for(ciaddr))
+        .flatten();
+    own.or_else(|| cfg.dhcp.pools.get(home))
+        .ok_or(Reason::NoSubnet)
+}
+
+/// DISCOVER: hold an address for the client and OFFER it.
+fn discover(req: &Request, leases: &mut LeaseTable, now: u64) -> Decision {
+    let (cfg, c) = (req.cfg, &req.client);
+    if !admits_new(req, leases, now) {
+        return no_reply(Reason::RateLimited, Some(c.clone()));
+    }
+    leases.make_room_for(&c.id, c.mac, cfg.dhcp.max_leases_per_mac, now);
+    let Some(ip) = leases.choose(cfg, req.pool, &c.id, c.mac, req.requested, now) else {
+        return no_reply(Reason::PoolExhausted, Some(c.clone()));
+    };
+    leases.bind(&c.id, c.mac, ip, State::Offered, now + OFFER_HOLD_SECS);
+    offer_or_ack(req, MessageType::Offer, ip)
+}
+
+/// REQUEST: confirm the address the client asks for (SELECTING, INIT-REBOOT, RENEWING or
+/// REBINDING) and ACK it, or NAK.
+fn request(req: &Request, leases: &mut LeaseTable, now: u64) -> Decision {
+    let ip = match requested_address(req, leases) {
+        Ok(ip) => ip,
+        Err(d) => return d,
+    };
+    let (cfg, c) = (req.cfg, &req.client);
+    // A new unknown client may skip DISCOVER and REQUEST a free address outright: the same
+    // rate limit applies.
+    if !admits_new(req, leases, now) {
+        return no_reply(Reason::RateLimited, Some(c.clone()));
+    }
+    if leases.check(cfg, req.pool, &c.id, c.mac, ip, now).is_err() {
+        return nak(req, "requested address not available");
+    }
+    leases.make_room_for(&c.id, c.mac, cfg.dhcp.max_leases_per_mac, now);
+    let expires = now + cfg.dhcp.lease_time.as_secs();
+    leases.bind(&c.id, c.mac, ip, State::Bound, expires);
+    offer_or_ack(req, MessageType::Ack, ip)
+}
+
+/// The address a REQUEST asks to have confirmed, by its RFC 2131 §4.3.2 state; or the
+/// NAK or silence that answers it.
+fn requested_address(req: &Request, leases: &mut LeaseTable) -> Result<Ipv4Addr, Decision> {
+    let (pool, c) = (req.pool, &req.client);
+    let ciaddr = req.msg.ciaddr();
+    match (req.server_id, ciaddr.is_unspecified(), req.requested) {
+        // SELECTING another server's offer: forget ours.
+        (Some(sid), _, _) if sid != pool.server => {
+            leases.drop_offer(&c.id);
+            Err(no_reply(Reason::OtherServer, Some(c.clone())))
+        }
+        // SELECTING our offer.
+        (Some(_), _, Some(ip)) => Ok(ip),
+        (Some(_), _, None) => Err(nak(req, "no requested address")),
+        (None, true, Some(ip)) => init_reboot(req, leases, ip),
+        (None, true, None) => Err(no_reply(Reason::RequestWithoutAddress, Some(c.clone()))),
+        // RENEWING (unicast) or REBINDING (broadcast).
+        (None, false, _) => Ok(ciaddr),
+    }
+}
+
+/// INIT-REBOOT: the client believes it has `ip`; NAK if pxed knows otherwise.
+fn init_reboot(req: &Request, leases: &LeaseTable, ip: Ipv4Addr) -> Result<Ipv4Addr, Decision> {
+    let (pool, c) = (req.pool, &req.client);
+    if !pool.subnet.contains(&ip) {
+        return Err(nak(req, "address is not on this network"));
+    }
+    let pinned = req
+        .cfg
+        .hosts
+        .get(&c.mac)
+        .and_then(|h| h.ip)
+        .filter(|p| pool.subnet.contains(p));
+    match (leases.get(&c.id), pinned) {
+        (Some(l), _) if l.ip != ip => Err(nak(req, "that is not your address")),
+        (None, Some(p)) if p != ip => Err(nak(req, "that is not your address")),
+        // RFC 2131 §4.3.2: with no record of the client, stay silent.
+        (None, None) => Err(no_reply(Reason::InitRebootWithoutLease, Some(c.clone()))),
+        _ => Ok(ip),
+    }
+}
+
+/// RELEASE: free the lease. There is no reply.
+fn release(req: Request, leases: &mut LeaseTable, now: u64) -> Decision {
+    leases.release(&req.client.id, req.msg.ciaddr(), now);
+    no_reply(Reason::Released, Some(req.client))
+}
+
+/// DECLINE: the client found the address in use; set it aside. There is no reply.
+fn decline(req: Request, leases: &mut LeaseTable, now: u64) -> Decision {
+    if let Some(ip) = req.requested {
+        let until = now + req.cfg.dhcp.decline_time.as_secs();
+        leases.decline(&req.client.id, ip, until);
+    }
+    no_reply(Reason::Declined, Some(req.client))
+}
+
+/// INFORM: the client has an address of its own and wants the rest; an ACK without lease
+/// times, to ciaddr or the relay.
+fn inform(req: Request) -> Decision {
+    let giaddr = req.msg.giaddr();
+    let to = if !giaddr.is_unspecified() {
+        Destination::Relay(giaddr)
+    } else if !req.msg.ciaddr().is_unspecified() {
+        Destination::Unicast(req.msg.ciaddr())
+    } else {
+        return no_reply(Reason::InformWithoutCiaddr, Some(req.client));
+    };
+    let mut reply = build(&req, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+    for code in [
+        OptionCode::AddressLeaseTime,
+        OptionCode::Renewal,
+        OptionCode::Rebinding,
+    ] {
+        reply.opts_mut().remove(code);
+    }
+    Decision::reply(reply, to, req.client)
 }
 
 /// Whether `[dhcp] unknown_client_rate` lets this client have a lease now: hosts of the
 /// config always may, and so may a client pxed already has a binding for.
-fn admits_new(cfg: &Config, leases: &mut LeaseTable, id: &ClientId, mac: Mac, now: u64) -> bool {
-    cfg.hosts.contains_key(&mac)
+fn admits_new(req: &Request, leases: &mut LeaseTable, now: u64) -> bool {
+    let d = &req.cfg.dhcp;
+    req.cfg.hosts.contains_key(&req.client.mac)
         || leases.admit_unknown(
-            id,
-            cfg.dhcp.unknown_client_rate,
-            cfg.dhcp.unknown_client_burst,
+            &req.client.id,
+            d.unknown_client_rate,
+            d.unknown_client_burst,
             now,
         )
 }
@@ -354,7 +276,8 @@ pub fn link_address(msg: &Message) -> Option<Ipv4Addr> {
     (!msg.giaddr().is_unspecified()).then_some(msg.giaddr())
 }
 
-fn message_type(msg: &Message) -> Option<MessageType> {
+/// Option 53.
+pub(crate) fn message_type(msg: &Message) -> Option<MessageType> {
     match msg.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(t)) => Some(*t),
         _ => None,
@@ -362,97 +285,39 @@ fn message_type(msg: &Message) -> Option<MessageType> {
 }
 
 /// An OFFER or ACK of `ip`, addressed per RFC 2131 §4.1.
-fn answer(
-    req: &Message,
-    cfg: &Config,
-    pool: &Pool,
-    client: Client,
-    mtype: MessageType,
-    ip: Ipv4Addr,
-) -> Decision {
-    let reply = build(req, cfg, pool, &client, mtype, ip);
-    Decision::Reply {
-        msg: Box::new(reply),
-        to: destination(req, ip, client.mac),
-        client,
-    }
+fn offer_or_ack(req: &Request, mtype: MessageType, ip: Ipv4Addr) -> Decision {
+    let reply = build(req, mtype, ip);
+    let to = reply::destination(req.msg, ip, req.client.mac);
+    Decision::reply(reply, to, req.client.clone())
 }
 
-/// RFC 2131 §4.1: giaddr, then ciaddr, then the broadcast bit, then unicast to yiaddr.
-fn destination(req: &Message, yiaddr: Ipv4Addr, mac: Mac) -> Destination {
-    if !req.giaddr().is_unspecified() {
-        Destination::Relay(req.giaddr())
-    } else if !req.ciaddr().is_unspecified() {
-        Destination::Unicast(req.ciaddr())
-    } else if req.flags().broadcast() {
-        Destination::Broadcast
-    } else {
-        Destination::Hardware(yiaddr, mac)
-    }
+fn nak(req: &Request, why: &str) -> Decision {
+    reply::nak(req.msg, req.pool.server, req.client.clone(), why)
 }
 
-fn nak(req: &Message, pool: &Pool, client: Client, why: &str) -> Decision {
-    let mut reply = base_reply(req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
-    let o = reply.opts_mut();
-    o.insert(DhcpOption::MessageType(MessageType::Nak));
-    o.insert(DhcpOption::ServerIdentifier(pool.server));
-    o.insert(DhcpOption::Message(why.to_string()));
-    let to = if req.giaddr().is_unspecified() {
-        Destination::Broadcast
-    } else {
-        // The relay must broadcast a NAK on the client's segment.
-        reply.set_flags(Flags::default().set_broadcast());
-        Destination::Relay(req.giaddr())
-    };
-    Decision::Reply {
-        msg: Box::new(reply),
-        to,
-        client,
-    }
-}
-
-fn base_reply(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
-    let mut m = Message::new_with_id(
-        req.xid(),
-        req.ciaddr(),
-        yiaddr,
-        siaddr,
-        req.giaddr(),
-        req.chaddr(),
-    );
-    m.set_opcode(Opcode::BootReply);
-    m.set_htype(req.htype());
-    m.set_flags(req.flags());
-    m.set_secs(0);
-    // RFC 3046 §2.2: the relay agent information comes back unchanged.
-    if let Some(o82 @ DhcpOption::RelayAgentInformation(_)) =
-        req.opts().get(OptionCode::RelayAgentInformation)
-    {
-        m.opts_mut().insert(o82.clone());
+/// An OFFER or ACK for `ip`, with the subnet's options and the boot file for this client.
+fn build(req: &Request, mtype: MessageType, ip: Ipv4Addr) -> Message {
+    let (cfg, pool) = (req.cfg, req.pool);
+    let mut m = reply::header(req.msg, ip, pool.server);
+    reply::set_type(&mut m, mtype);
+    add_subnet_options(&mut m, req);
+    if let Some(file) = reply::boot_file(cfg, pool.server, &req.client) {
+        reply::add_boot_options(&mut m, &req.client, Mode::Address, pool.server, &file);
     }
     m
 }
 
-/// An OFFER or ACK for `ip`, with the standard options and the boot file for this client.
-fn build(
-    req: &Message,
-    cfg: &Config,
-    pool: &Pool,
-    client: &Client,
-    mtype: MessageType,
-    ip: Ipv4Addr,
-) -> Message {
-    let mut m = base_reply(req, ip, pool.server);
+/// Server id, mask and lease times always; router, DNS, domain and hostname unless the
+/// client sent a request list without them (RFC 2131 §4.3.1).
+fn add_subnet_options(m: &mut Message, req: &Request) {
+    let (cfg, pool) = (req.cfg, req.pool);
     let lease = cfg.dhcp.lease_time.as_secs() as u32;
-    let prl = match req.opts().get(OptionCode::ParameterRequestList) {
+    let prl = match req.msg.opts().get(OptionCode::ParameterRequestList) {
         Some(DhcpOption::ParameterRequestList(codes)) => Some(codes.clone()),
         _ => None,
     };
-    // Options the client did not ask for are left out when it sent a request list (RFC 2131
-    // §4.3.1); mask, lease times, server id and the boot options are always sent.
     let wants = |code: OptionCode| prl.as_ref().is_none_or(|p| p.contains(&code));
     let o = m.opts_mut();
-    o.insert(DhcpOption::MessageType(mtype));
     o.insert(DhcpOption::ServerIdentifier(pool.server));
     o.insert(DhcpOption::SubnetMask(pool.subnet.netmask()));
     if let Some(r) = pool.router.filter(|_| wants(OptionCode::Router)) {
@@ -471,116 +336,13 @@ fn build(
     o.insert(DhcpOption::AddressLeaseTime(lease));
     o.insert(DhcpOption::Renewal(lease / 2));
     o.insert(DhcpOption::Rebinding(lease / 8 * 7));
-    if let Some(h) = cfg
+    let hostname = cfg
         .hosts
-        .get(&client.mac)
-        .and_then(|h| h.hostname.clone())
-        .filter(|_| wants(OptionCode::Hostname))
-    {
+        .get(&req.client.mac)
+        .and_then(|h| h.hostname.clone());
+    if let Some(h) = hostname.filter(|_| wants(OptionCode::Hostname)) {
         o.insert(DhcpOption::Hostname(h));
     }
-    if let Some(file) = boot_file(cfg, pool.server, client) {
-        match client.kind {
-            ClientKind::Pxe => {
-                o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
-                // PXE_DISCOVERY_CONTROL = 8: boot the file named here. Without it, PXE
-                // firmware such as OVMF goes on to boot-server discovery on port 4011.
-                o.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
-                o.insert(DhcpOption::TFTPServerName(
-                    pool.server.to_string().into_bytes(),
-                ));
-            }
-            ClientKind::HttpBoot => {
-                o.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
-            }
-            ClientKind::Ipxe | ClientKind::Plain => {}
-        }
-        o.insert(DhcpOption::BootfileName(file.clone().into_bytes()));
-        if file.len() < 128 {
-            m.set_fname_str(&file);
-        }
-    }
-    m
-}
-
-/// The boot file a client gets, or `None` for clients that are not network booting. A
-/// Secure Boot host's x86-64 UEFI firmware gets the signed shim, which loads the signed
-/// GRUB; arm64 gets GRUB (Debian has no arm64 iPXE); everything else gets iPXE, and iPXE
-/// gets its script URL. UEFI HTTP Boot gets a URL only to a first stage that can go on over
-/// HTTP: Debian's signed GRUB reads its config over TFTP only, so a Secure Boot host's HTTP
-/// Boot, and arm64's unless `[first_stage] http_arm64` names an arm64 iPXE, get no boot
-/// file and their firmware moves on to its PXE boot option.
-pub fn boot_file(cfg: &Config, server: Ipv4Addr, client: &Client) -> Option<String> {
-    let fs = &cfg.first_stage;
-    let http = cfg.http_base_at(server);
-    let secure = cfg.secure_boot_for(&client.mac);
-    let url = |path: &str| (!path.is_empty()).then(|| crate::profiles::url_for(&http, path));
-    let arch = match client.kind {
-        ClientKind::Ipxe => return Some(format!("{http}/ipxe/{}", client.mac)),
-        ClientKind::Plain => return None,
-        ClientKind::Pxe => client.arch.unwrap_or(0),
-        ClientKind::HttpBoot => match client.arch.unwrap_or(16) {
-            a @ (15 | 19) => a,
-            _ => 16,
-        },
-    };
-    match arch {
-        0 => Some(fs.bios.clone()),
-        6 => Some(fs.efi_ia32.clone()),
-        7 | 9 if secure => Some(fs.secure_boot_x64.clone()),
-        7 | 9 => Some(fs.efi_x64.clone()),
-        11 => Some(fs.efi_arm64.clone()),
-        15 => url(&fs.http_ia32),
-        16 if secure => None,
-        16 => url(&fs.http_x64),
-        19 => url(&fs.http_arm64),
-        _ => None,
-    }
-}
-
-/// The largest reply a request allows (option 57, RFC 2132 §9.10): the client's maximum
-/// IP datagram, never below 576, less 28 bytes of IP and UDP headers.
-pub fn max_reply_len(req: &Message) -> usize {
-    let max_datagram = match req.opts().get(OptionCode::MaxMessageSize) {
-        Some(DhcpOption::MaxMessageSize(n)) => usize::from(*n).max(576),
-        _ => 576,
-    };
-    max_datagram - 28
-}
-
-/// Options dropped, in this order, when a reply does not fit the client's maximum size.
-const TRIMMABLE: [OptionCode; 5] = [
-    OptionCode::DomainName,
-    OptionCode::DomainNameServer,
-    OptionCode::Hostname,
-    OptionCode::TFTPServerName,
-    OptionCode::Router,
-];
-
-/// Encodes a reply within `max_len` bytes (dropping optional options if it must), padded to
-/// the BOOTP minimum of 300 bytes.
-pub fn encode(msg: &Message, max_len: usize) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
-    use dhcproto::Encodable;
-    let mut buf = msg.to_vec()?;
-    if buf.len() > max_len {
-        let mut trimmed = msg.clone();
-        for code in TRIMMABLE {
-            trimmed.opts_mut().remove(code);
-            buf = trimmed.to_vec()?;
-            if buf.len() <= max_len {
-                break;
-            }
-        }
-    }
-    if buf.len() < MIN_REPLY_LEN {
-        buf.resize(MIN_REPLY_LEN, 0);
-    }
-    Ok(buf)
-}
-
-/// The arch name for logs and templates; `bios` when option 93 was absent.
-pub fn client_arch_name(client: &Client) -> String {
-    arch_name(client.arch.unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -2,15 +2,12 @@
 //! reply bytes as they go on the wire.
 
 use super::*;
-use dhcproto::{Decodable, Decoder};
-use std::path::Path;
+use crate::dhcp::client::ClientKind;
+use crate::dhcp::reply::{encode, max_reply_len, Reply, MIN_REPLY_LEN};
+use crate::mac::Mac;
+use crate::testkit::{decode_dhcp as decode, dhcp_request as request};
 
 const CONFIG: &str = r#"
-[server]
-interface = "br1"
-address = "10.123.0.1"
-boot_dir = "/srv/pxed/boot"
-state_dir = "/var/lib/pxed"
 
 [dhcp]
 subnet = "10.123.0.0/24"
@@ -42,40 +39,12 @@ const PINNED: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x07];
 const UNKNOWN: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 fn config(extra: &str) -> Config {
-    crate::config::parse(Path::new("t.toml"), &format!("{CONFIG}{extra}")).unwrap()
+    with_server(&format!("{CONFIG}{extra}"))
 }
 
-/// A BOOTREQUEST as bytes: the fixed 236-byte header, the magic cookie, then `options`.
-fn request(
-    chaddr: [u8; 6],
-    flags: u16,
-    ciaddr: [u8; 4],
-    giaddr: [u8; 4],
-    options: &[&[u8]],
-) -> Vec<u8> {
-    let mut p = vec![
-        0x01, // op: BOOTREQUEST
-        0x01, // htype: Ethernet
-        0x06, // hlen: 6
-        0x00, // hops
-        0x12, 0x34, 0x56, 0x78, // xid
-        0x00, 0x04, // secs: 4
-    ];
-    p.extend(flags.to_be_bytes()); // flags: 0x8000 = broadcast
-    p.extend(ciaddr); // ciaddr
-    p.extend([0, 0, 0, 0]); // yiaddr
-    p.extend([0, 0, 0, 0]); // siaddr
-    p.extend(giaddr); // giaddr
-    p.extend(chaddr); // chaddr
-    p.extend([0u8; 10]); // chaddr padding
-    p.extend([0u8; 64]); // sname
-    p.extend([0u8; 128]); // file
-    p.extend([0x63, 0x82, 0x53, 0x63]); // magic cookie
-    for o in options {
-        p.extend(*o);
-    }
-    p.push(0xff); // end
-    p
+/// `text` after the test kit's `[server]` table.
+fn with_server(text: &str) -> Config {
+    crate::testkit::config(&format!("{}{text}", crate::testkit::SERVER))
 }
 
 const DISCOVER: &[u8] = &[53, 1, 1]; // option 53 message type: DISCOVER
@@ -105,10 +74,6 @@ fn requested(ip: [u8; 4]) -> Vec<u8> {
     v
 }
 
-fn decode(bytes: &[u8]) -> Message {
-    Message::decode(&mut Decoder::new(bytes)).unwrap()
-}
-
 /// Decides, then puts the reply through the encoder and decoder as the wire would.
 fn run(
     cfg: &Config,
@@ -117,11 +82,11 @@ fn run(
 ) -> (Option<(Message, Destination, usize)>, Decision) {
     let d = decide(&decode(bytes), cfg, leases, 1_000);
     let out = match &d {
-        Decision::Reply { msg, to, .. } => {
+        Decision::Reply(Reply { msg, to, .. }) => {
             let wire = encode(msg, 1500).unwrap();
             Some((decode(&wire), *to, wire.len()))
         }
-        Decision::Ignore { .. } => None,
+        Decision::NoReply { .. } => None,
     };
     (out, d)
 }
@@ -206,7 +171,7 @@ fn ipxe_rom_gets_its_own_script_url() {
         Destination::Hardware(Ipv4Addr::new(10, 123, 0, 100), Mac(KNOWN))
     );
     match d {
-        Decision::Reply { client, .. } => assert_eq!(client.kind, ClientKind::Ipxe),
+        Decision::Reply(Reply { client, .. }) => assert_eq!(client.kind, ClientKind::Ipxe),
         _ => unreachable!(),
     }
 }
@@ -350,11 +315,7 @@ fn secure_boot_hosts_get_the_signed_shim_over_tftp_and_no_http_boot() {
         Some("undionly.kpxe")
     );
     // [defaults] secure_boot covers hosts that do not say, and a host can opt out.
-    let cfg = crate::config::parse(
-        Path::new("t.toml"),
-        &format!("[defaults]\nsecure_boot = true\n{CONFIG}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"fedora\"\nsecure_boot = false\n"),
-    )
-    .unwrap();
+    let cfg = with_server(&format!("[defaults]\nsecure_boot = true\n{CONFIG}[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"fedora\"\nsecure_boot = false\n"));
     assert!(cfg.secure_boot_for(&Mac::from_chaddr(&KNOWN).unwrap()));
     assert!(!cfg.secure_boot_for(&Mac::from_chaddr(&SB).unwrap()));
 }
@@ -414,8 +375,8 @@ fn unknown_mac_gets_nothing_unless_there_is_a_default() {
     assert!(reply.is_none());
     assert!(matches!(
         d,
-        Decision::Ignore {
-            reason: "unmanaged mac",
+        Decision::NoReply {
+            reason: Reason::UnmanagedMac,
             ..
         }
     ));
@@ -516,8 +477,8 @@ fn request_to_another_server_drops_our_offer() {
     assert!(reply.is_none());
     assert!(matches!(
         d,
-        Decision::Ignore {
-            reason: "client chose another server",
+        Decision::NoReply {
+            reason: Reason::OtherServer,
             ..
         }
     ));
@@ -701,10 +662,10 @@ fn replies_fit_the_clients_maximum_message_size() {
             "d".repeat(200)
         ),
     );
-    let cfg = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+    let cfg = with_server(&text);
     let mut leases = LeaseTable::new(&cfg);
     let msg = decode(&request(KNOWN, 0, [0; 4], [0; 4], &[DISCOVER]));
-    let Decision::Reply { msg: reply, .. } = decide(&msg, &cfg, &mut leases, 0) else {
+    let Decision::Reply(Reply { msg: reply, .. }) = decide(&msg, &cfg, &mut leases, 0) else {
         panic!()
     };
     let full = encode(&reply, 1472).unwrap();
@@ -745,7 +706,7 @@ fn decline_keeps_the_address_out_for_the_configured_time() {
         &mut leases,
         1_200,
     );
-    let Decision::Reply { msg, .. } = m else {
+    let Decision::Reply(Reply { msg, .. }) = m else {
         panic!()
     };
     assert_ne!(msg.yiaddr(), ip);
@@ -755,7 +716,7 @@ fn decline_keeps_the_address_out_for_the_configured_time() {
         &mut leases,
         1_000 + 301,
     );
-    let Decision::Reply { msg, .. } = m else {
+    let Decision::Reply(Reply { msg, .. }) = m else {
         panic!()
     };
     assert_eq!(msg.yiaddr(), ip, "back in the pool after the quarantine");
@@ -767,11 +728,7 @@ fn exhausted_pool_gets_no_offer_but_leaseholders_keep_renewing() {
         "\"10.123.0.100\", \"10.123.0.200\"",
         "\"10.123.0.100\", \"10.123.0.100\"",
     );
-    let cfg = crate::config::parse(
-        Path::new("t.toml"),
-        &format!("{text}[defaults]\nprofile = \"fedora\"\n"),
-    )
-    .unwrap();
+    let cfg = with_server(&format!("{text}[defaults]\nprofile = \"fedora\"\n"));
     let mut leases = LeaseTable::new(&cfg);
     let ip = dora(&cfg, &mut leases, KNOWN).0.yiaddr();
     let (r, d) = run(
@@ -782,8 +739,8 @@ fn exhausted_pool_gets_no_offer_but_leaseholders_keep_renewing() {
     assert!(r.is_none());
     assert!(matches!(
         d,
-        Decision::Ignore {
-            reason: "pool exhausted",
+        Decision::NoReply {
+            reason: Reason::PoolExhausted,
             ..
         }
     ));
@@ -831,14 +788,10 @@ fn relay_agent_information_is_echoed_and_link_selection_picks_the_subnet() {
     let cfg = config("");
     let mut leases = LeaseTable::new(&cfg);
     assert!(run(&cfg, &mut leases, &bytes).0.is_none());
-    let cfg = crate::config::parse(
-        Path::new("t.toml"),
-        &CONFIG.replace(
-            "dns = [\"10.123.0.53\"]",
-            "dns = [\"10.123.0.53\"]\nrelay_agents = [\"192.168.50.0/24\"]",
-        ),
-    )
-    .unwrap();
+    let cfg = with_server(&CONFIG.replace(
+        "dns = [\"10.123.0.53\"]",
+        "dns = [\"10.123.0.53\"]\nrelay_agents = [\"192.168.50.0/24\"]",
+    ));
     let mut leases = LeaseTable::new(&cfg);
     let (m, to, _) = run(&cfg, &mut leases, &bytes)
         .0
@@ -870,7 +823,7 @@ fn relayed_clients_get_addresses_and_options_of_their_own_subnet() {
         "dns = [\"10.123.0.53\"]\n",
         "dns = [\"10.123.0.53\"]\n[[dhcp.subnets]]\nsubnet = \"10.50.0.0/24\"\nrange = [\"10.50.0.100\", \"10.50.0.150\"]\nrouter = \"10.50.0.1\"\n",
     );
-    let cfg = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+    let cfg = with_server(&text);
     let mut leases = LeaseTable::new(&cfg);
     // The pinned host (10.123.0.7) boots behind the relay: it gets an address there.
     let bytes = request(PINNED, 0, [0; 4], [10, 50, 0, 1], &[DISCOVER]);
@@ -932,8 +885,8 @@ fn rebind_from_a_client_with_an_address_is_acked_or_naked() {
 /// The reason a request got no reply.
 fn ignored(d: &Decision) -> &'static str {
     match d {
-        Decision::Ignore { reason, .. } => reason,
-        Decision::Reply { msg, .. } => panic!("replied: {msg:?}"),
+        Decision::NoReply { reason, .. } => reason.as_str(),
+        Decision::Reply(Reply { msg, .. }) => panic!("replied: {msg:?}"),
     }
 }
 
@@ -948,11 +901,11 @@ fn replies_never_go_to_a_giaddr_or_ciaddr_outside_the_boot_network() {
         &mut leases,
         &request(KNOWN, 0, [0; 4], victim, &[DISCOVER]),
     );
-    assert_eq!(ignored(&d), refused::GIADDR);
+    assert_eq!(ignored(&d), Reason::GiaddrOutside.as_str());
     // INFORM, RENEW and even DISCOVER with a victim's ciaddr: replies would be unicast to it.
     for opts in [&[INFORM][..], &[REQUEST][..], &[DISCOVER][..]] {
         let (_, d) = run(&cfg, &mut leases, &request(KNOWN, 0, victim, [0; 4], opts));
-        assert_eq!(ignored(&d), refused::CIADDR, "{opts:?}");
+        assert_eq!(ignored(&d), Reason::CiaddrOutside.as_str(), "{opts:?}");
     }
     // An INFORM with no ciaddr has nowhere to go.
     let (_, d) = run(
@@ -975,14 +928,12 @@ fn replies_never_go_to_a_giaddr_or_ciaddr_outside_the_boot_network() {
 
 #[test]
 fn new_unknown_clients_are_rate_limited_and_hosts_never_are() {
-    let cfg = crate::config::parse(
-        Path::new("t.toml"),
+    let cfg = with_server(
         &format!("{CONFIG}[defaults]\nprofile = \"fedora\"\n").replace(
             "dns = [\"10.123.0.53\"]",
             "dns = [\"10.123.0.53\"]\nunknown_client_rate = 1\nunknown_client_burst = 2",
         ),
-    )
-    .unwrap();
+    );
     let mut leases = LeaseTable::new(&cfg);
     let stranger = |n: u8| [0x02, 0, 0, 0, 0, n];
     assert!(run(
@@ -1004,7 +955,7 @@ fn new_unknown_clients_are_rate_limited_and_hosts_never_are() {
         &mut leases,
         &request(stranger(3), 0, [0; 4], [0; 4], &[DISCOVER]),
     );
-    assert_eq!(ignored(&d), refused::RATE);
+    assert_eq!(ignored(&d), Reason::RateLimited.as_str());
     // A host of the config is never counted, and a known stranger asking again is not new.
     assert!(run(
         &cfg,

@@ -1,8 +1,10 @@
 //! DHCP: the IO shell around [`decide`]. Receives on UDP 67 bound to the served interface,
 //! drops anything malformed, and sends each reply where RFC 2131 §4.1 says.
 
+pub mod client;
 pub mod decide;
 pub mod proxy;
+pub mod reply;
 mod wire;
 
 pub use wire::{decode, PacketError};
@@ -19,11 +21,12 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
+use crate::events::EventKind;
 use crate::leases::{Batch, Lease};
 use crate::metrics::Refusal;
 use crate::state::{unix_now, Shared};
 use crate::store::LeaseStore;
-use decide::{Decision, Destination};
+use reply::{Decision, Destination, Reason};
 
 /// The socket a reply leaves from: the one its request arrived on.
 #[derive(Clone)]
@@ -305,7 +308,7 @@ fn note_proxy_address(
     peer: SocketAddr,
 ) {
     use dhcproto::v4::{DhcpOption, MessageType, OptionCode};
-    let Some(client) = decide::classify(msg) else {
+    let Some(client) = client::classify(msg) else {
         return;
     };
     if cfg.profile_for(&client.mac).is_none() {
@@ -335,17 +338,8 @@ fn note_proxy_address(
     }
 }
 
-/// The refusal a policy reason counts as, if it is one.
-fn refusal_of(reason: &str) -> Option<Refusal> {
-    match reason {
-        decide::refused::GIADDR | decide::refused::CIADDR => Some(Refusal::DhcpBadAddress),
-        decide::refused::RATE => Some(Refusal::DhcpRateLimited),
-        decide::refused::PROXY_SOURCE => Some(Refusal::DhcpProxyImplausible),
-        _ => None,
-    }
-}
-
-/// Logs a decision and turns a reply (or a lease change without one) into a [`Pending`].
+/// Logs, counts and records a decision, and turns its reply (or a lease change without
+/// one) into a [`Pending`]; `None` when there is nothing to send or commit.
 fn to_pending(
     shared: &Shared,
     cfg: &crate::config::Config,
@@ -356,146 +350,137 @@ fn to_pending(
     outlet: &Outlet,
 ) -> Option<Pending> {
     record_events(shared, msg, &decision);
-    let pending = match decision {
-        Decision::Ignore { reason, client } => {
-            match client {
-                Some(c) if reason == "pool exhausted" => {
-                    let n = shared
-                        .counters
-                        .dhcp_pool_exhausted
-                        .fetch_add(1, Ordering::Relaxed)
-                        + 1;
-                    let link = decide::link_address(msg).unwrap_or(cfg.server.address);
-                    warn!(mac = %c.mac, %link, total = n, "dhcp pool exhausted, no offer sent");
-                }
-                Some(c) => {
-                    crate::metrics::inc(&shared.counters.dhcp_ignored);
-                    let policy = refusal_of(reason);
-                    if let Some(r) = policy {
-                        shared.counters.refuse(r);
-                    }
-                    if policy.is_some() || reason == "unmanaged mac" {
-                        // Anyone can send these at any rate: throttled.
-                        if let Some(more) = shared.quiet.dhcp_refused.allow() {
-                            info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, suppressed = more, "dhcp request ignored");
-                        }
-                    } else {
-                        info!(mac = %c.mac, kind = ?c.kind, arch = c.arch, reason, "dhcp request ignored")
-                    }
-                }
-                None => {
-                    crate::metrics::inc(&shared.counters.dhcp_ignored);
-                    debug!(%peer, reason, "dhcp packet ignored")
-                }
-            }
-            if batch.is_empty() {
-                return None;
-            }
-            Pending {
-                reply: None,
-                batch,
-                done: None,
-            }
+    let reply = match decision {
+        Decision::NoReply { reason, client } => {
+            account_no_reply(shared, cfg, msg, peer, reason, client.as_ref());
+            None
         }
-        Decision::Reply {
-            msg: reply,
-            to,
-            client,
-        } => {
-            let arch = decide::client_arch_name(&client);
-            let a = arch.clone();
-            shared.note_seen(client.mac, |s| s.arch = Some(a));
-            let bytes = match decide::encode(&reply, decide::max_reply_len(msg)) {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(mac = %client.mac, error = %e, "cannot encode dhcp reply");
-                    return None;
-                }
-            };
-            let summary = Summary {
-                mac: client.mac.to_string(),
-                request: message_type_name(msg),
-                reply: message_type_name(&reply),
-                ip: reply.yiaddr(),
-                kind: format!("{:?}", client.kind),
-                arch,
-                user_class: client.user_class.clone().unwrap_or_default(),
-                file: reply
-                    .fname_str()
-                    .and_then(|r| r.ok())
-                    .unwrap_or("")
-                    .trim_end_matches('\0')
-                    .to_string(),
-            };
-            Pending {
-                reply: Some(Reply {
-                    outlet: outlet.clone(),
-                    bytes,
-                    to,
-                    summary,
-                }),
-                batch,
-                done: None,
-            }
+        Decision::Reply(r) => {
+            // iPXE's script needs the arch; its own request to HTTP does not carry it.
+            let arch = r.client.arch_name();
+            shared.note_seen(r.client.mac, |s| s.arch = Some(arch));
+            Some(encode_reply(msg, r, outlet)?)
         }
     };
-    Some(pending)
+    (reply.is_some() || !batch.is_empty()).then_some(Pending {
+        reply,
+        batch,
+        done: None,
+    })
+}
+
+/// Counts and logs a request that gets no reply. Anyone can cause a policy refusal or an
+/// unmanaged MAC at any rate, so those log lines are throttled.
+fn account_no_reply(
+    shared: &Shared,
+    cfg: &crate::config::Config,
+    msg: &Message,
+    peer: SocketAddr,
+    reason: Reason,
+    client: Option<&client::Client>,
+) {
+    let c = &shared.counters;
+    let Some(client) = client else {
+        crate::metrics::inc(&c.dhcp_ignored);
+        debug!(%peer, %reason, "dhcp packet ignored");
+        return;
+    };
+    let (mac, kind, arch) = (client.mac, client.kind, client.arch);
+    if reason == Reason::PoolExhausted {
+        let n = c.dhcp_pool_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
+        let link = decide::link_address(msg).unwrap_or(cfg.server.address);
+        warn!(%mac, %link, total = n, "dhcp pool exhausted, no offer sent");
+    } else if reason.handled() {
+        info!(%mac, ?kind, arch, %reason, "dhcp lease given back");
+    } else if reason.floodable() {
+        crate::metrics::inc(&c.dhcp_ignored);
+        if let Some(r) = reason.refusal() {
+            c.refuse(r);
+        }
+        if let Some(more) = shared.quiet.dhcp_refused.allow() {
+            info!(%mac, ?kind, arch, %reason, suppressed = more, "dhcp request ignored");
+        }
+    } else {
+        crate::metrics::inc(&c.dhcp_ignored);
+        info!(%mac, ?kind, arch, %reason, "dhcp request ignored");
+    }
+}
+
+/// Encodes a reply within the client's maximum message size, with its log summary.
+fn encode_reply(msg: &Message, r: reply::Reply, outlet: &Outlet) -> Option<Reply> {
+    let bytes = match reply::encode(&r.msg, reply::max_reply_len(msg)) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(mac = %r.client.mac, error = %e, "cannot encode dhcp reply");
+            return None;
+        }
+    };
+    let summary = Summary {
+        mac: r.client.mac.to_string(),
+        request: message_type_name(msg),
+        reply: message_type_name(&r.msg),
+        ip: r.msg.yiaddr(),
+        kind: format!("{:?}", r.client.kind),
+        arch: r.client.arch_name(),
+        user_class: r.client.user_class.clone().unwrap_or_default(),
+        file: file_field(&r.msg),
+    };
+    Some(Reply {
+        outlet: outlet.clone(),
+        bytes,
+        to: r.to,
+        summary,
+    })
+}
+
+/// The BOOTP file field as text, without its NUL padding.
+fn file_field(m: &Message) -> String {
+    m.fname_str()
+        .and_then(|r| r.ok())
+        .unwrap_or("")
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 /// Adds the request, and the reply or the reason for none, to the client's timeline.
 fn record_events(shared: &Shared, msg: &Message, decision: &Decision) {
-    let client = match decision {
-        Decision::Reply { client, .. } => client,
-        Decision::Ignore {
-            client: Some(c), ..
-        } => c,
-        Decision::Ignore { client: None, .. } => return,
+    use dhcproto::v4::MessageType as T;
+    let Some(client) = decision.client() else {
+        return;
     };
-    let request = match message_type_name(msg) {
-        "discover" => "dhcp_discover",
-        "request" => "dhcp_request",
-        "release" => "dhcp_release",
-        "decline" => "dhcp_decline",
-        "inform" => "dhcp_inform",
-        _ => "dhcp_other",
+    let request = match decide::message_type(msg) {
+        Some(T::Discover) => EventKind::DhcpDiscover,
+        Some(T::Request) => EventKind::DhcpRequest,
+        Some(T::Release) => EventKind::DhcpRelease,
+        Some(T::Decline) => EventKind::DhcpDecline,
+        Some(T::Inform) => EventKind::DhcpInform,
+        _ => EventKind::DhcpOther,
     };
-    shared.record_event(
-        client.mac,
-        request,
-        serde_json::json!({
-            "arch": decide::client_arch_name(client),
-            "user_class": client.user_class,
-            "client_kind": format!("{:?}", client.kind),
-        }),
-    );
-    match decision {
-        Decision::Reply { msg: reply, .. } => {
-            let kind = match message_type_name(reply) {
-                "offer" => "dhcp_offer",
-                "ack" => "dhcp_ack",
-                "nak" => "dhcp_nak",
-                _ => "dhcp_reply",
+    let detail = serde_json::json!({
+        "arch": client.arch_name(),
+        "user_class": client.user_class,
+        "client_kind": format!("{:?}", client.kind),
+    });
+    shared.record_event(client.mac, request, detail);
+    let (kind, detail) = match decision {
+        Decision::Reply(r) => {
+            let kind = match decide::message_type(&r.msg) {
+                Some(T::Offer) => EventKind::DhcpOffer,
+                Some(T::Nak) => EventKind::DhcpNak,
+                _ => EventKind::DhcpAck,
             };
-            let file = reply
-                .fname_str()
-                .and_then(|r| r.ok())
-                .unwrap_or("")
-                .trim_end_matches('\0')
-                .to_string();
-            shared.record_event(
-                client.mac,
+            let ip = r.msg.yiaddr().to_string();
+            (
                 kind,
-                serde_json::json!({"ip": reply.yiaddr().to_string(), "file": file}),
-            );
+                serde_json::json!({"ip": ip, "file": file_field(&r.msg)}),
+            )
         }
-        Decision::Ignore { reason, .. } => {
-            shared.record_event(
-                client.mac,
-                "dhcp_ignored",
-                serde_json::json!({"reason": reason}),
-            );
-        }
-    }
+        Decision::NoReply { reason, .. } => (
+            EventKind::DhcpNoReply,
+            serde_json::json!({"reason": reason.as_str()}),
+        ),
+    };
+    shared.record_event(client.mac, kind, detail);
 }
 
 /// Commits batches of lease changes, then sends the replies that waited for them. A failed

@@ -5,9 +5,11 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 
-use super::decide::{boot_file, classify, ClientKind, Decision, Destination, PXE_VENDOR_OPTIONS};
+use super::client::{Client, ClientKind};
+use super::decide::managed_client;
+use super::reply::{self, no_reply, Decision, Destination, Mode, Reason};
 use crate::config::Config;
 
 /// Which socket a request arrived on.
@@ -17,10 +19,6 @@ pub enum Port {
     Dhcp,
     /// UDP 4011, the PXE boot-server port.
     Proxy,
-}
-
-fn ignore(reason: &'static str, client: Option<super::decide::Client>) -> Decision {
-    Decision::Ignore { reason, client }
 }
 
 /// Whether a port-4011 request could come from a PXE client: from the DHCP client port (68)
@@ -40,107 +38,85 @@ pub fn plausible_proxy_source(msg: &Message, cfg: &Config, peer: SocketAddr) -> 
 
 /// Decides the proxyDHCP answer to one request.
 pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -> Decision {
-    if msg.opcode() != Opcode::BootRequest {
-        return ignore("not a boot request", None);
-    }
-    let Some(client) = classify(msg) else {
-        return ignore("not an ethernet client", None);
+    let (client, mtype) = match managed_client(msg, cfg) {
+        Ok(c) => c,
+        Err(d) => return d,
     };
     if client.kind == ClientKind::Plain {
-        return ignore("not a pxe client", Some(client));
+        return no_reply(Reason::NotPxeClient, Some(client));
     }
-    if cfg.profile_for(&client.mac).is_none() {
-        return ignore("unmanaged mac", Some(client));
-    }
-    let mtype = match msg.opts().get(OptionCode::MessageType) {
-        Some(DhcpOption::MessageType(t)) => *t,
-        _ => return ignore("no message type", Some(client)),
+    let (reply_type, to) = match answer_to(msg, cfg, port, mtype, peer) {
+        Ok(x) => x,
+        Err(reason) => return no_reply(reason, Some(client)),
     };
-    let (reply_type, to) = match (port, mtype) {
-        (Port::Dhcp, MessageType::Discover) => {
-            if !msg.giaddr().is_unspecified() && !cfg.dhcp.relay_allowed(msg.giaddr()) {
-                return ignore(super::decide::refused::GIADDR, Some(client));
-            }
-            let to = if msg.giaddr().is_unspecified() {
-                Destination::Broadcast
-            } else {
-                Destination::Relay(msg.giaddr())
-            };
-            (MessageType::Offer, to)
+    let Some(file) = reply::boot_file(cfg, cfg.server.address, &client) else {
+        return no_reply(Reason::NoBootFile, Some(client));
+    };
+    let m = proxy_reply(msg, cfg, &client, reply_type, &file);
+    Decision::reply(m, to, client)
+}
+
+/// Which requests proxy mode answers, with what, and where the answer goes: a DISCOVER on
+/// port 67 gets an OFFER, broadcast or to its relay; a REQUEST or INFORM on port 4011 gets
+/// an ACK back to its source.
+fn answer_to(
+    msg: &Message,
+    cfg: &Config,
+    port: Port,
+    mtype: MessageType,
+    peer: SocketAddr,
+) -> Result<(MessageType, Destination), Reason> {
+    let giaddr = msg.giaddr();
+    match (port, mtype) {
+        (Port::Dhcp, MessageType::Discover) if giaddr.is_unspecified() => {
+            Ok((MessageType::Offer, Destination::Broadcast))
         }
+        (Port::Dhcp, MessageType::Discover) if cfg.dhcp.relay_allowed(giaddr) => {
+            Ok((MessageType::Offer, Destination::Relay(giaddr)))
+        }
+        (Port::Dhcp, MessageType::Discover) => Err(Reason::GiaddrOutside),
         (Port::Proxy, MessageType::Request | MessageType::Inform) => {
-            if !plausible_proxy_source(msg, cfg, peer) {
-                return ignore(super::decide::refused::PROXY_SOURCE, Some(client));
+            if plausible_proxy_source(msg, cfg, peer) {
+                Ok((MessageType::Ack, Destination::Peer(peer)))
+            } else {
+                Err(Reason::ImplausibleProxySource)
             }
-            (MessageType::Ack, Destination::Peer(peer))
         }
-        (Port::Dhcp, _) => {
-            return ignore("proxy mode: the address server answers this", Some(client))
-        }
-        (Port::Proxy, _) => return ignore("not a request", Some(client)),
-    };
-    let Some(file) = boot_file(cfg, cfg.server.address, &client) else {
-        return ignore("no boot file for this architecture", Some(client));
-    };
-    let mut m = Message::new_with_id(
-        msg.xid(),
-        msg.ciaddr(),
-        Ipv4Addr::UNSPECIFIED,
-        cfg.server.address,
-        msg.giaddr(),
-        msg.chaddr(),
-    );
-    m.set_opcode(Opcode::BootReply);
-    m.set_htype(msg.htype());
-    m.set_flags(msg.flags());
-    let o = m.opts_mut();
-    o.insert(DhcpOption::MessageType(reply_type));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server.address));
-    // Option 60 is how firmware and iPXE recognise a proxy offer.
-    let class: &[u8] = if client.kind == ClientKind::HttpBoot {
-        b"HTTPClient"
-    } else {
-        b"PXEClient"
-    };
-    o.insert(DhcpOption::ClassIdentifier(class.to_vec()));
-    if client.kind != ClientKind::HttpBoot {
-        o.insert(DhcpOption::VendorExtensions(PXE_VENDOR_OPTIONS.to_vec()));
+        (Port::Dhcp, _) => Err(Reason::AddressServerAnswers),
+        (Port::Proxy, _) => Err(Reason::NotARequest),
     }
-    if client.kind == ClientKind::Pxe {
-        o.insert(DhcpOption::TFTPServerName(
-            cfg.server.address.to_string().into_bytes(),
-        ));
-    }
-    // The PXE spec asks servers to echo the client's UUID (option 97).
+}
+
+/// A proxy OFFER or ACK: no address, no lease, the boot options, and the client's UUID
+/// (option 97) echoed as the PXE spec asks.
+fn proxy_reply(
+    msg: &Message,
+    cfg: &Config,
+    client: &Client,
+    mtype: MessageType,
+    file: &str,
+) -> Message {
+    let server = cfg.server.address;
+    let mut m = reply::header(msg, Ipv4Addr::UNSPECIFIED, server);
+    reply::set_type(&mut m, mtype);
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
     if let Some(DhcpOption::ClientMachineIdentifier(uuid)) =
         msg.opts().get(OptionCode::ClientMachineIdentifier)
     {
-        o.insert(DhcpOption::ClientMachineIdentifier(uuid.clone()));
+        let uuid = DhcpOption::ClientMachineIdentifier(uuid.clone());
+        m.opts_mut().insert(uuid);
     }
-    o.insert(DhcpOption::BootfileName(file.clone().into_bytes()));
-    if file.len() < 128 {
-        m.set_fname_str(&file);
-    }
-    Decision::Reply {
-        msg: Box::new(m),
-        to,
-        client,
-    }
+    reply::add_boot_options(&mut m, client, Mode::Proxy, server, file);
+    m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::decide::encode;
-    use dhcproto::{Decodable, Decoder};
-    use std::path::Path;
+    use crate::dhcp::reply::{encode, Reply};
+    use crate::testkit::{decode_dhcp, dhcp_request};
 
     const CONFIG: &str = r#"
-[server]
-interface = "br1"
-address = "10.123.0.1"
-boot_dir = "/srv/pxed/boot"
-state_dir = "/var/lib/pxed"
 [dhcp]
 mode = "proxy"
 subnet = "10.123.0.0/24"
@@ -151,19 +127,9 @@ initrd = ["initrd.gz"]
 profile = "fedora"
 "#;
 
-    /// A request from `mac` (the same header layout as in decide_tests.rs), then `options`.
+    /// A broadcast request from `mac` with `options`.
     fn request(mac: [u8; 6], ciaddr: [u8; 4], options: &[&[u8]]) -> Message {
-        let mut p = vec![1, 1, 6, 0, 0xca, 0xfe, 0xba, 0xbe, 0, 0, 0x80, 0]; // op htype hlen hops xid secs flags(broadcast)
-        p.extend(ciaddr); // ciaddr
-        p.extend([0u8; 12]); // yiaddr siaddr giaddr
-        p.extend(mac); // chaddr
-        p.extend([0u8; 10 + 64 + 128]); // chaddr padding, sname, file
-        p.extend([0x63, 0x82, 0x53, 0x63]); // magic cookie
-        for o in options {
-            p.extend(*o);
-        }
-        p.push(255);
-        Message::decode(&mut Decoder::new(&p)).unwrap()
+        decode_dhcp(&dhcp_request(mac, 0x8000, ciaddr, [0; 4], options))
     }
 
     const KNOWN: [u8; 6] = [0xde, 0, 0, 0, 0, 0xde];
@@ -176,7 +142,7 @@ profile = "fedora"
     const REQUEST: &[u8] = &[53, 1, 3];
 
     fn cfg() -> Config {
-        crate::config::parse(Path::new("t.toml"), CONFIG).unwrap()
+        crate::testkit::config(&format!("{}{CONFIG}", crate::testkit::SERVER))
     }
 
     fn peer() -> SocketAddr {
@@ -185,9 +151,9 @@ profile = "fedora"
 
     fn reply(d: Decision) -> (Message, Destination) {
         match d {
-            Decision::Reply { msg, to, .. } => {
+            Decision::Reply(Reply { msg, to, .. }) => {
                 let wire = encode(&msg, 1472).unwrap();
-                (Message::decode(&mut Decoder::new(&wire)).unwrap(), to)
+                (decode_dhcp(&wire), to)
             }
             other => panic!("no reply: {other:?}"),
         }
@@ -286,8 +252,8 @@ profile = "fedora"
         let plain = decide_proxy(&request(KNOWN, [0; 4], &[DISCOVER]), &c, Port::Dhcp, peer());
         assert!(matches!(
             plain,
-            Decision::Ignore {
-                reason: "not a pxe client",
+            Decision::NoReply {
+                reason: Reason::NotPxeClient,
                 ..
             }
         ));
@@ -299,8 +265,8 @@ profile = "fedora"
         );
         assert!(matches!(
             stranger,
-            Decision::Ignore {
-                reason: "unmanaged mac",
+            Decision::NoReply {
+                reason: Reason::UnmanagedMac,
                 ..
             }
         ));
@@ -310,15 +276,15 @@ profile = "fedora"
             Port::Dhcp,
             peer(),
         );
-        assert!(matches!(req67, Decision::Ignore { .. }));
+        assert!(matches!(req67, Decision::NoReply { .. }));
     }
 
     #[test]
     fn port_4011_answers_only_plausible_pxe_sources() {
         let req = |ciaddr| request(KNOWN, ciaddr, &[REQUEST, ARCH_X64, OVMF_CLASS]);
         let ignored = |d: Decision| match d {
-            Decision::Ignore { reason, .. } => reason,
-            Decision::Reply { .. } => "replied",
+            Decision::NoReply { reason, .. } => reason.as_str(),
+            Decision::Reply(_) => "replied",
         };
         let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
         let c = cfg();
@@ -331,7 +297,7 @@ profile = "fedora"
         ] {
             assert_eq!(
                 ignored(decide_proxy(&req(ciaddr), &c, Port::Proxy, at(from))),
-                crate::dhcp::decide::refused::PROXY_SOURCE,
+                Reason::ImplausibleProxySource.as_str(),
                 "{from}"
             );
         }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::admission::{Refused, Slot, Slots};
 use crate::bootfs::{resolve_in, PathError};
+use crate::events::EventKind;
 use crate::limits::Throttle;
 use crate::metrics::Refusal;
 use crate::state::Shared;
@@ -237,7 +238,7 @@ async fn transfer(
         SocketAddr::V6(_) => None,
     };
     let mac = machine.map(|m| m.to_string()).unwrap_or_default();
-    let record = |kind: &'static str, detail: serde_json::Value| {
+    let record = |kind: EventKind, detail: serde_json::Value| {
         if let Some(m) = machine {
             shared.record_event(m, kind, detail);
         }
@@ -274,7 +275,7 @@ async fn transfer(
         Err(e) => {
             crate::metrics::inc(&shared.counters.tftp_failed);
             record(
-                "tftp_error",
+                EventKind::TftpError,
                 serde_json::json!({"file": filename, "error": e.to_string()}),
             );
             if let Some(more) = quiet.refused.allow() {
@@ -334,7 +335,8 @@ async fn transfer(
             Status::Running => {}
             Status::Done => {
                 crate::metrics::inc(&shared.counters.tftp_done);
-                if machine.is_some_and(|m| crate::plan::completes_boot(&cfg, &m, filename)) {
+                if machine.is_some_and(|m| crate::plan::completes_boot(&shared, &cfg, &m, filename))
+                {
                     crate::metrics::inc(&shared.counters.boots_completed);
                 }
                 // Only now, with every block ACKed from the transfer's own port, does the
@@ -344,7 +346,7 @@ async fn transfer(
                 }
                 crate::metrics::add(&shared.counters.tftp_bytes, size);
                 record(
-                    "tftp_done",
+                    EventKind::TftpDone,
                     serde_json::json!({"file": filename, "bytes": size, "duration_ms": ms}),
                 );
                 let secs = elapsed.as_secs_f64().max(1e-6);
@@ -358,7 +360,7 @@ async fn transfer(
             Status::AbortedByClient { code, message } => {
                 crate::metrics::inc(&shared.counters.tftp_aborted);
                 record(
-                    "tftp_aborted",
+                    EventKind::TftpAborted,
                     serde_json::json!({"file": filename, "code": code, "message": message, "bytes": session.bytes_acked()}),
                 );
                 info!(
@@ -370,7 +372,7 @@ async fn transfer(
             Status::TimedOut => {
                 crate::metrics::inc(&shared.counters.tftp_failed);
                 record(
-                    "tftp_error",
+                    EventKind::TftpError,
                     serde_json::json!({"file": filename, "error": "timed out", "bytes": session.bytes_acked()}),
                 );
                 warn!(%peer, %mac, file = %filename, bytes = session.bytes_acked(), "tftp transfer timed out");
@@ -431,7 +433,7 @@ async fn transfer(
                 windowsize = p.windowsize, "tftp transfer started"
             );
             record(
-                "tftp_start",
+                EventKind::TftpStart,
                 serde_json::json!({"file": filename, "size": size, "blksize": p.blksize, "windowsize": p.windowsize}),
             );
         }

@@ -44,7 +44,7 @@ impl ReloadHook {
 
 /// Where and how to run, from the command line or the environment rather than the TOML file
 /// (which says what to serve).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Overrides `[admin] listen` with one or more addresses, e.g. the pod IP from the
     /// downward API (Service, probes) and loopback (`kubectl port-forward`), so that the
@@ -72,15 +72,6 @@ impl Default for Ports {
             dhcp: 67,
             tftp: 69,
             proxy: 4011,
-        }
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            admin_listen: Vec::new(),
-            ports: Ports::default(),
         }
     }
 }

@@ -58,11 +58,19 @@ pub async fn serve(
         malformed: Throttle::per_second(),
         unanswered: Throttle::per_second(),
     });
+    let listener = Listener {
+        socket,
+        at: Local { interface, server },
+        shared,
+        slots,
+        quiet,
+        tracker: tracker.clone(),
+    };
     let mut buf = vec![0u8; 1500];
     loop {
         let (len, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
+            r = listener.socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(error = %e, "tftp receive failed");
@@ -70,14 +78,36 @@ pub async fn serve(
                 }
             },
         };
-        match packet::parse(&buf[..len]) {
+        listener.on_packet(&buf[..len], peer, &cancel).await;
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// The listener's socket and what every transfer it starts shares.
+struct Listener {
+    socket: UdpSocket,
+    at: Local,
+    shared: Arc<Shared>,
+    slots: Slots,
+    quiet: Arc<Quiet>,
+    tracker: TaskTracker,
+}
+
+impl Listener {
+    /// Starts a transfer for a read request that gets a slot, refuses writes, and drops
+    /// anything else.
+    async fn on_packet(&self, bytes: &[u8], peer: SocketAddr, cancel: &CancellationToken) {
+        let quiet = &self.quiet;
+        match packet::parse(bytes) {
             Ok(Packet::Rrq {
                 filename,
                 mode,
                 options,
             }) => {
-                let Some((slot, token)) = admit(&slots, &shared, peer, &quiet, &cancel) else {
-                    continue;
+                let Some((slot, token)) = admit(&self.slots, &self.shared, peer, quiet, cancel)
+                else {
+                    return;
                 };
                 let request = Request {
                     peer,
@@ -85,34 +115,30 @@ pub async fn serve(
                     mode,
                     options,
                 };
-                let local = Local {
-                    interface: interface.clone(),
-                    server,
+                let at = Local {
+                    interface: self.at.interface.clone(),
+                    server: self.at.server,
                 };
-                let shared = shared.clone();
-                let quiet = quiet.clone();
-                tracker.spawn(async move {
-                    transfer(request, local, shared, slot, token, quiet).await;
-                });
+                let (shared, quiet) = (self.shared.clone(), quiet.clone());
+                self.tracker
+                    .spawn(transfer(request, at, shared, slot, token, quiet));
             }
             Ok(Packet::Wrq { filename }) => {
                 if let Some(more) = quiet.writes.allow() {
                     warn!(%peer, file = %filename, suppressed = more, "tftp write refused");
                 }
-                let _ = socket
-                    .send_to(&packet::error(code::ACCESS, "pxed is read-only"), peer)
-                    .await;
+                let refusal = packet::error(code::ACCESS, "pxed is read-only");
+                let _ = self.socket.send_to(&refusal, peer).await;
             }
             Ok(other) => debug!(%peer, packet = ?other, "tftp packet outside a transfer ignored"),
             Err(e) => {
                 if let Some(more) = quiet.malformed.allow() {
+                    let len = bytes.len();
                     warn!(%peer, len, error = %e, suppressed = more, "dropping malformed tftp packet");
                 }
             }
         }
     }
-    tracker.close();
-    tracker.wait().await;
 }
 
 /// Gives a request from `peer` a slot (evicting the oldest unanswered session if every slot
@@ -175,7 +201,7 @@ impl Source {
 /// of a machine (see [`crate::grub`]), with the plan to record once it is delivered, or a
 /// regular file inside `boot_dir`. pxed owns the names GRUB asks for under `grub/`: a file
 /// of that name in `boot_dir` is not served.
-fn open(
+fn open_source(
     shared: &Shared,
     filename: &str,
     peer: Option<Ipv4Addr>,
@@ -220,8 +246,10 @@ struct Request {
     options: Vec<(String, String)>,
 }
 
-/// Runs one transfer in its own task: opens its socket (its TID) and the file, then feeds
-/// the session's packets out and the peer's ACKs in until it ends, is evicted or cancelled.
+/// Runs one transfer in its own task: [`Transfer::open`] opens its socket (its TID) and the
+/// file; then the session's packets go out ([`Transfer::send`]), its status is logged and
+/// counted once it ends ([`Transfer::report`]), and the peer's ACKs come in
+/// ([`Transfer::next_event`]) until it ends, is evicted or cancelled.
 async fn transfer(
     req: Request,
     at: Local,
@@ -230,212 +258,302 @@ async fn transfer(
     token: CancellationToken,
     quiet: Arc<Quiet>,
 ) {
-    let cfg = shared.config();
-    let peer = req.peer;
-    let filename = req.filename.as_str();
-    let machine = match peer {
-        SocketAddr::V4(v4) => shared.mac_of(*v4.ip()),
-        SocketAddr::V6(_) => None,
-    };
-    let mac = machine.map(|m| m.to_string()).unwrap_or_default();
-    let record = |kind: EventKind, detail: serde_json::Value| {
-        if let Some(m) = machine {
-            shared.record_event(m, kind, detail);
-        }
-    };
-    let local = SocketAddr::from((at.server, 0));
-    let sock = match crate::net::udp_on_interface(&at.interface, local) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(%peer, error = %e, "cannot open tftp transfer socket");
-            return;
-        }
-    };
-    if let Err(e) = sock.connect(peer).await {
-        warn!(%peer, error = %e, "cannot connect tftp transfer socket");
+    let Some((t, mut session)) = Transfer::open(req, at, shared, quiet).await else {
         return;
-    }
-    // Client-facing messages are generic: paths and OS errors stay in pxed's own log.
-    let refuse = |code: u16, message: &'static str| {
-        let sock = &sock;
-        async move {
-            let _ = sock.send(&packet::error(code, message)).await;
-        }
     };
-    if req.mode != "octet" && req.mode != "netascii" {
-        refuse(code::ILLEGAL, "unsupported mode").await;
-        return;
-    }
-    let peer_ip = match peer {
-        SocketAddr::V4(v4) => Some(*v4.ip()),
-        SocketAddr::V6(_) => None,
-    };
-    let (file, size, grub_plan) = match open(&shared, filename, peer_ip, at.server) {
-        Ok(x) => x,
-        Err(e) => {
-            crate::metrics::inc(&shared.counters.tftp_failed);
-            record(
-                EventKind::TftpError,
-                serde_json::json!({"file": filename, "error": e.to_string()}),
-            );
-            if let Some(more) = quiet.refused.allow() {
-                warn!(%peer, %mac, file = %filename, error = %e, suppressed = more, "tftp request refused");
-            }
-            match e {
-                PathError::NotFound(_) | PathError::NotAFile(_) | PathError::Invalid(_) => {
-                    refuse(code::NOT_FOUND, "file not found").await
-                }
-                _ => refuse(code::ACCESS, "access violation").await,
-            }
-            return;
-        }
-    };
-    let limits = Limits {
-        max_blksize: cfg.tftp.max_blksize,
-        max_windowsize: cfg.tftp.max_windowsize,
-        max_timeout: cfg.tftp.max_timeout,
-        unanswered_timeout: cfg.tftp.unanswered_timeout,
-        unanswered_retries: cfg.tftp.unanswered_retries,
-        ..Limits::default()
-    };
-    let params = session::negotiate(&req.options, size, &limits);
-    debug!(
-        %peer, %mac, file = %filename, size, blksize = params.blksize,
-        windowsize = params.windowsize, "tftp session opened"
-    );
-    let started = Instant::now();
-    let mut session = Session::new(size, params, &limits);
     let mut out = vec![0u8; 4 + usize::from(session.params().blksize)];
     let mut inbuf = vec![0u8; 1024];
     let mut step = session.start();
     loop {
-        for s in &step.send {
+        if !t.send(&step.send, &mut out).await {
+            return;
+        }
+        if t.report(&step.status, &session) {
+            return;
+        }
+        let was_answered = session.answered();
+        let Some(event) = t.next_event(&session, &token, &mut inbuf).await else {
+            return;
+        };
+        step = session.handle(event);
+        if !was_answered && session.answered() && !t.answered(&session, &slot) {
+            return;
+        }
+    }
+}
+
+/// One transfer's context: who asked, for what, and the socket and source it is served
+/// from.
+struct Transfer {
+    shared: Arc<Shared>,
+    quiet: Arc<Quiet>,
+    peer: SocketAddr,
+    peer_ip: Option<Ipv4Addr>,
+    filename: String,
+    /// The machine pxed knows at the peer's address, for timelines and boot counts.
+    machine: Option<crate::mac::Mac>,
+    /// Its MAC as logged (empty when unknown).
+    mac: String,
+    sock: UdpSocket,
+    source: Source,
+    size: u64,
+    /// The GRUB config's plan, recorded with [`crate::plan::served`] once delivered.
+    grub_plan: Option<crate::plan::Plan>,
+    started: Instant,
+}
+
+impl Transfer {
+    /// Opens the transfer's own socket, connected to the peer, and what it asked for; a
+    /// request pxed cannot serve gets an ERROR from that socket, and `None`. Client-facing
+    /// messages are generic: paths and OS errors stay in pxed's own log.
+    async fn open(
+        req: Request,
+        at: Local,
+        shared: Arc<Shared>,
+        quiet: Arc<Quiet>,
+    ) -> Option<(Transfer, Session)> {
+        let peer = req.peer;
+        let sock = match connected_socket(&at, peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot open tftp transfer socket");
+                return None;
+            }
+        };
+        if req.mode != "octet" && req.mode != "netascii" {
+            let _ = sock
+                .send(&packet::error(code::ILLEGAL, "unsupported mode"))
+                .await;
+            return None;
+        }
+        let peer_ip = match peer {
+            SocketAddr::V4(v4) => Some(*v4.ip()),
+            SocketAddr::V6(_) => None,
+        };
+        let machine = peer_ip.and_then(|ip| shared.mac_of(ip));
+        let opened = open_source(&shared, &req.filename, peer_ip, at.server);
+        let mut t = Transfer {
+            mac: machine.map(|m| m.to_string()).unwrap_or_default(),
+            machine,
+            peer,
+            peer_ip,
+            filename: req.filename,
+            sock,
+            source: Source::Rendered(Vec::new()),
+            size: 0,
+            grub_plan: None,
+            started: Instant::now(),
+            shared,
+            quiet,
+        };
+        match opened {
+            Ok((source, size, plan)) => (t.source, t.size, t.grub_plan) = (source, size, plan),
+            Err(e) => {
+                t.refuse(e).await;
+                return None;
+            }
+        }
+        let session = t.negotiate(&req.options);
+        Some((t, session))
+    }
+
+    /// Counts, records and answers a request for something pxed does not serve.
+    async fn refuse(&self, e: PathError) {
+        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
+        crate::metrics::inc(&self.shared.counters.tftp_failed);
+        let detail = serde_json::json!({"file": file, "error": e.to_string()});
+        self.record(EventKind::TftpError, detail);
+        if let Some(more) = self.quiet.refused.allow() {
+            warn!(%peer, %mac, %file, error = %e, suppressed = more, "tftp request refused");
+        }
+        let error = match e {
+            PathError::NotFound(_) | PathError::NotAFile(_) | PathError::Invalid(_) => {
+                packet::error(code::NOT_FOUND, "file not found")
+            }
+            _ => packet::error(code::ACCESS, "access violation"),
+        };
+        let _ = self.sock.send(&error).await;
+    }
+
+    /// The session for the options the client sent, within `[tftp]`'s limits.
+    fn negotiate(&self, options: &[(String, String)]) -> Session {
+        let t = &self.shared.config().tftp;
+        let limits = Limits {
+            max_blksize: t.max_blksize,
+            max_windowsize: t.max_windowsize,
+            max_timeout: t.max_timeout,
+            unanswered_timeout: t.unanswered_timeout,
+            unanswered_retries: t.unanswered_retries,
+            ..Limits::default()
+        };
+        let params = session::negotiate(options, self.size, &limits);
+        debug!(
+            peer = %self.peer, mac = %self.mac, file = %self.filename, size = self.size,
+            blksize = params.blksize, windowsize = params.windowsize, "tftp session opened"
+        );
+        Session::new(self.size, params, &limits)
+    }
+
+    /// Adds an event to the machine's timeline, when pxed knows the machine.
+    fn record(&self, kind: EventKind, detail: serde_json::Value) {
+        if let Some(m) = self.machine {
+            self.shared.record_event(m, kind, detail);
+        }
+    }
+
+    /// Sends what the session asked for, reading DATA blocks from the source into `out`;
+    /// `false` when the transfer must end (a read or send failed).
+    async fn send(&self, sends: &[Send], out: &mut [u8]) -> bool {
+        for s in sends {
             let sent = match s {
-                Send::Oack(o) => sock.send(&packet::oack(o)).await,
-                Send::Error { code, message } => sock.send(&packet::error(*code, message)).await,
+                Send::Oack(o) => self.sock.send(&packet::oack(o)).await,
+                Send::Error { code, message } => {
+                    self.sock.send(&packet::error(*code, message)).await
+                }
                 Send::Data { block, offset, len } => {
-                    packet::data_header(&mut out, *block);
+                    packet::data_header(out, *block);
                     // Reads come from the page cache and are short, so they run inline.
-                    if let Err(e) = file.read_at(&mut out[4..4 + len], *offset) {
-                        warn!(%peer, file = %filename, error = %e, "tftp read failed");
-                        refuse(code::UNDEFINED, "read error").await;
-                        return;
+                    if let Err(e) = self.source.read_at(&mut out[4..4 + len], *offset) {
+                        warn!(peer = %self.peer, file = %self.filename, error = %e, "tftp read failed");
+                        let _ = self
+                            .sock
+                            .send(&packet::error(code::UNDEFINED, "read error"))
+                            .await;
+                        return false;
                     }
-                    sock.send(&out[..4 + len]).await
+                    self.sock.send(&out[..4 + len]).await
                 }
             };
             if let Err(e) = sent {
-                warn!(%peer, %mac, file = %filename, error = %e, "tftp send failed");
-                return;
+                warn!(peer = %self.peer, mac = %self.mac, file = %self.filename, error = %e, "tftp send failed");
+                return false;
             }
         }
-        let elapsed = started.elapsed();
-        let ms = elapsed.as_millis() as u64;
-        match step.status {
-            Status::Running => {}
-            Status::Done => {
-                crate::metrics::inc(&shared.counters.tftp_done);
-                if machine.is_some_and(|m| crate::plan::completes_boot(&shared, &cfg, &m, filename))
-                {
-                    crate::metrics::inc(&shared.counters.boots_completed);
-                }
-                // Only now, with every block ACKed from the transfer's own port, does the
-                // machine have its GRUB config: a forged request never gets here.
-                if let Some(plan) = &grub_plan {
-                    crate::plan::served(&shared, plan, peer_ip, crate::plan::Loader::Grub);
-                }
-                crate::metrics::add(&shared.counters.tftp_bytes, size);
-                record(
-                    EventKind::TftpDone,
-                    serde_json::json!({"file": filename, "bytes": size, "duration_ms": ms}),
-                );
-                let secs = elapsed.as_secs_f64().max(1e-6);
-                info!(
-                    %peer, %mac, file = %filename, bytes = size, duration_ms = ms,
-                    mbytes_per_s = format!("{:.1}", size as f64 / secs / 1e6),
-                    "tftp transfer finished"
-                );
-                return;
-            }
+        true
+    }
+
+    /// Logs, counts and records a session that has ended; `true` if it has.
+    fn report(&self, status: &Status, session: &Session) -> bool {
+        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
+        let c = &self.shared.counters;
+        let bytes = session.bytes_acked();
+        match status {
+            Status::Running => return false,
+            Status::Done => self.done(),
             Status::AbortedByClient { code, message } => {
-                crate::metrics::inc(&shared.counters.tftp_aborted);
-                record(
-                    EventKind::TftpAborted,
-                    serde_json::json!({"file": filename, "code": code, "message": message, "bytes": session.bytes_acked()}),
-                );
-                info!(
-                    %peer, %mac, file = %filename, code, message = %message,
-                    bytes = session.bytes_acked(), "tftp transfer aborted by client"
-                );
-                return;
+                crate::metrics::inc(&c.tftp_aborted);
+                let detail = serde_json::json!({"file": file, "code": code, "message": message, "bytes": bytes});
+                self.record(EventKind::TftpAborted, detail);
+                info!(%peer, %mac, %file, code, message = %message, bytes, "tftp transfer aborted by client");
             }
             Status::TimedOut => {
-                crate::metrics::inc(&shared.counters.tftp_failed);
-                record(
-                    EventKind::TftpError,
-                    serde_json::json!({"file": filename, "error": "timed out", "bytes": session.bytes_acked()}),
-                );
-                warn!(%peer, %mac, file = %filename, bytes = session.bytes_acked(), "tftp transfer timed out");
-                return;
+                crate::metrics::inc(&c.tftp_failed);
+                let detail =
+                    serde_json::json!({"file": file, "error": "timed out", "bytes": bytes});
+                self.record(EventKind::TftpError, detail);
+                warn!(%peer, %mac, %file, bytes, "tftp transfer timed out");
             }
             Status::Unanswered => {
-                shared.counters.refuse(Refusal::TftpUnanswered);
-                if let Some(more) = quiet.unanswered.allow() {
-                    warn!(%peer, file = %filename, suppressed = more, "tftp peer never answered; session closed");
+                c.refuse(Refusal::TftpUnanswered);
+                if let Some(more) = self.quiet.unanswered.allow() {
+                    warn!(%peer, %file, suppressed = more, "tftp peer never answered; session closed");
                 }
-                return;
             }
         }
-        let was_answered = session.answered();
-        let event = loop {
+        true
+    }
+
+    /// A completed transfer: every block was ACKed from the transfer's own port.
+    fn done(&self) {
+        let (shared, file, size) = (&self.shared, &self.filename, self.size);
+        crate::metrics::inc(&shared.counters.tftp_done);
+        let cfg = shared.config();
+        if (self.machine).is_some_and(|m| crate::plan::completes_boot(shared, &cfg, &m, file)) {
+            crate::metrics::inc(&shared.counters.boots_completed);
+        }
+        // Only now does the machine have its GRUB config: a forged request never gets here.
+        if let Some(plan) = &self.grub_plan {
+            crate::plan::served(shared, plan, self.peer_ip, crate::plan::Loader::Grub);
+        }
+        crate::metrics::add(&shared.counters.tftp_bytes, size);
+        let elapsed = self.started.elapsed();
+        let ms = elapsed.as_millis() as u64;
+        let detail = serde_json::json!({"file": file, "bytes": size, "duration_ms": ms});
+        self.record(EventKind::TftpDone, detail);
+        let rate = size as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
+        info!(
+            peer = %self.peer, mac = %self.mac, %file, bytes = size, duration_ms = ms,
+            mbytes_per_s = format!("{rate:.1}"), "tftp transfer finished"
+        );
+    }
+
+    /// The peer's next ACK or ERROR, or the session's timeout; `None` when the transfer
+    /// ends instead (evicted, cancelled, or the client is gone). Stray and malformed packets
+    /// are dropped.
+    async fn next_event(
+        &self,
+        session: &Session,
+        token: &CancellationToken,
+        inbuf: &mut [u8],
+    ) -> Option<Event> {
+        let (peer, file) = (self.peer, &self.filename);
+        loop {
             let r = tokio::select! {
                 biased;
                 _ = token.cancelled() => {
-                    debug!(%peer, file = %filename, "unanswered tftp session evicted");
-                    return;
+                    debug!(%peer, %file, "unanswered tftp session evicted");
+                    return None;
                 }
-                r = tokio::time::timeout(session.timeout(), sock.recv(&mut inbuf)) => r,
+                r = tokio::time::timeout(session.timeout(), self.sock.recv(inbuf)) => r,
             };
-            match r {
-                Err(_) => break Event::Timeout,
+            let n = match r {
+                Err(_) => return Some(Event::Timeout),
                 Ok(Err(e)) => {
                     // ICMP port unreachable: the client is gone.
-                    info!(%peer, %mac, file = %filename, error = %e, "tftp client went away");
-                    return;
+                    info!(%peer, mac = %self.mac, %file, error = %e, "tftp client went away");
+                    return None;
                 }
-                Ok(Ok(n)) => match packet::parse(&inbuf[..n]) {
-                    Ok(Packet::Ack(b)) => break Event::Ack(b),
-                    Ok(Packet::Error { code, message }) => {
-                        // Logged and kept in the timeline: a bounded prefix only.
-                        let message = crate::events::cut_str(&message).to_string();
-                        break Event::Error { code, message };
+                Ok(Ok(n)) => n,
+            };
+            match packet::parse(&inbuf[..n]) {
+                Ok(Packet::Ack(b)) => return Some(Event::Ack(b)),
+                Ok(Packet::Error { code, message }) => {
+                    // Logged and kept in the timeline: a bounded prefix only.
+                    let message = crate::events::cut_str(&message).to_string();
+                    return Some(Event::Error { code, message });
+                }
+                Ok(other) => debug!(%peer, packet = ?other, "unexpected tftp packet in transfer"),
+                Err(e) => {
+                    if let Some(more) = self.quiet.malformed.allow() {
+                        warn!(%peer, error = %e, suppressed = more, "dropping malformed tftp packet");
                     }
-                    Ok(other) => {
-                        debug!(%peer, packet = ?other, "unexpected tftp packet in transfer")
-                    }
-                    Err(e) => {
-                        if let Some(more) = quiet.malformed.allow() {
-                            warn!(%peer, error = %e, suppressed = more, "dropping malformed tftp packet");
-                        }
-                    }
-                },
+                }
             }
-        };
-        step = session.handle(event);
-        if !was_answered && session.answered() {
-            if !slot.protect() {
-                debug!(%peer, file = %filename, "tftp session evicted as its peer answered");
-                return;
-            }
-            let p = session.params();
-            info!(
-                %peer, %mac, file = %filename, size, blksize = p.blksize,
-                windowsize = p.windowsize, "tftp transfer started"
-            );
-            record(
-                EventKind::TftpStart,
-                serde_json::json!({"file": filename, "size": size, "blksize": p.blksize, "windowsize": p.windowsize}),
-            );
         }
     }
+
+    /// The peer answered for the first time: the session now holds a protected slot (it
+    /// can no longer be evicted). `false` if it was evicted just before.
+    fn answered(&self, session: &Session, slot: &Slot) -> bool {
+        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
+        if !slot.protect() {
+            debug!(%peer, %file, "tftp session evicted as its peer answered");
+            return false;
+        }
+        let p = session.params();
+        let (size, blksize, windowsize) = (self.size, p.blksize, p.windowsize);
+        info!(%peer, %mac, %file, size, blksize, windowsize, "tftp transfer started");
+        let detail = serde_json::json!({"file": file, "size": size, "blksize": blksize, "windowsize": windowsize});
+        self.record(EventKind::TftpStart, detail);
+        true
+    }
+}
+
+/// A socket of the transfer's own (its TID) on the listener's interface, connected to the
+/// peer so that nothing from anyone else reaches it.
+async fn connected_socket(at: &Local, peer: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local = SocketAddr::from((at.server, 0));
+    let sock = crate::net::udp_on_interface(&at.interface, local).map_err(std::io::Error::other)?;
+    sock.connect(peer).await?;
+    Ok(sock)
 }

@@ -23,7 +23,7 @@ pub struct Counters {
     pub tftp_failed: AtomicU64,
     /// Bytes of completed TFTP transfers.
     pub tftp_bytes: AtomicU64,
-    /// HTTP responses by class: 2xx/3xx, 4xx, 5xx.
+    /// HTTP responses below 400 (2xx and 3xx, 304 included).
     pub http_ok: AtomicU64,
     /// HTTP 4xx responses.
     pub http_client_error: AtomicU64,
@@ -203,136 +203,124 @@ pub struct PoolGauge {
 }
 
 /// Renders the Prometheus text exposition format.
+#[expect(
+    clippy::too_many_lines,
+    reason = "outside the boot path, where up to 80 lines are allowed"
+)]
 pub fn render(c: &Counters, pools: &[PoolGauge]) -> String {
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut s = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(s, "{name}{labels} {v}");
-        }
-    };
     family(
+        &mut s,
         "pxed_requests_total",
         "counter",
         "Requests by protocol and outcome.",
-        &[
-            (
-                "{protocol=\"dhcp\",outcome=\"replied\"}",
-                get(&c.dhcp_replies),
-            ),
-            (
-                "{protocol=\"dhcp\",outcome=\"ignored\"}",
-                get(&c.dhcp_ignored),
-            ),
-            (
-                "{protocol=\"dhcp\",outcome=\"malformed\"}",
-                get(&c.dhcp_malformed),
-            ),
-            (
-                "{protocol=\"dhcp\",outcome=\"pool_exhausted\"}",
-                get(&c.dhcp_pool_exhausted),
-            ),
-            ("{protocol=\"tftp\",outcome=\"done\"}", get(&c.tftp_done)),
-            (
-                "{protocol=\"tftp\",outcome=\"aborted_by_client\"}",
-                get(&c.tftp_aborted),
-            ),
-            (
-                "{protocol=\"tftp\",outcome=\"failed\"}",
-                get(&c.tftp_failed),
-            ),
-            ("{protocol=\"http\",outcome=\"ok\"}", get(&c.http_ok)),
-            (
-                "{protocol=\"http\",outcome=\"client_error\"}",
-                get(&c.http_client_error),
-            ),
-            (
-                "{protocol=\"http\",outcome=\"server_error\"}",
-                get(&c.http_server_error),
-            ),
-        ],
+        requests(c),
     );
+    let bytes = [("tftp", &c.tftp_bytes), ("http", &c.http_bytes)]
+        .map(|(p, a)| (format!("{{protocol=\"{p}\"}}"), get(a)));
     family(
+        &mut s,
         "pxed_bytes_served_total",
         "counter",
         "Bytes served by protocol.",
-        &[
-            ("{protocol=\"tftp\"}", get(&c.tftp_bytes)),
-            ("{protocol=\"http\"}", get(&c.http_bytes)),
-        ],
+        bytes,
     );
+    let boots = [
+        ("started", &c.boots_started),
+        ("completed", &c.boots_completed),
+    ]
+    .map(|(stage, a)| (format!("{{stage=\"{stage}\"}}"), get(a)));
+    let help = "Network boots started (script served) and completed (last initrd served).";
+    family(&mut s, "pxed_boots_total", "counter", help, boots);
+    let queued = Queue::ALL.iter().map(|q| {
+        (
+            format!("{{queue=\"{}\"}}", q.label()),
+            get(&c.queued[*q as usize]),
+        )
+    });
     family(
-        "pxed_boots_total",
-        "counter",
-        "Network boots started (script served) and completed (last initrd served).",
-        &[
-            ("{stage=\"started\"}", get(&c.boots_started)),
-            ("{stage=\"completed\"}", get(&c.boots_completed)),
-        ],
-    );
-    let queued: Vec<(String, u64)> = Queue::ALL
-        .iter()
-        .map(|q| {
-            (
-                format!("{{queue=\"{}\"}}", q.label()),
-                get(&c.queued[*q as usize]),
-            )
-        })
-        .collect();
-    let queued_refs: Vec<(&str, u64)> = queued.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    family(
+        &mut s,
         "pxed_queue_depth",
         "gauge",
         "Requests waiting for their turn now.",
-        &queued_refs,
+        queued,
     );
+    let help = "Log lines dropped because the log writer fell behind.";
+    let dropped = [(String::new(), crate::logfmt::dropped_lines())];
     family(
+        &mut s,
         "pxed_log_lines_dropped_total",
         "counter",
-        "Log lines dropped because the log writer fell behind.",
-        &[("", crate::logfmt::dropped_lines())],
+        help,
+        dropped,
     );
-    let refusals: Vec<(String, u64)> = Refusal::ALL
-        .iter()
-        .map(|r| {
-            let (protocol, reason) = r.labels();
-            (
-                format!("{{protocol=\"{protocol}\",reason=\"{reason}\"}}"),
-                c.refused(*r),
-            )
-        })
-        .collect();
-    let refusal_refs: Vec<(&str, u64)> = refusals.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let refusals = Refusal::ALL.iter().map(|r| {
+        let (protocol, reason) = r.labels();
+        (
+            format!("{{protocol=\"{protocol}\",reason=\"{reason}\"}}"),
+            c.refused(*r),
+        )
+    });
+    let help = "Requests refused by a limit or policy (see docs/SECURITY.md).";
+    family(&mut s, "pxed_refusals_total", "counter", help, refusals);
+    let by_subnet = |f: fn(&PoolGauge) -> u64| {
+        pools
+            .iter()
+            .map(move |p| (format!("{{subnet=\"{}\"}}", p.subnet), f(p)))
+    };
+    let help = "Pool addresses held by an active lease.";
     family(
-        "pxed_refusals_total",
-        "counter",
-        "Requests refused by a limit or policy (see docs/SECURITY.md).",
-        &refusal_refs,
-    );
-    let in_use: Vec<(String, u64)> = pools
-        .iter()
-        .map(|p| (format!("{{subnet=\"{}\"}}", p.subnet), p.in_use))
-        .collect();
-    let free: Vec<(String, u64)> = pools
-        .iter()
-        .map(|p| (format!("{{subnet=\"{}\"}}", p.subnet), p.free))
-        .collect();
-    let in_use_refs: Vec<(&str, u64)> = in_use.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    let free_refs: Vec<(&str, u64)> = free.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    family(
+        &mut s,
         "pxed_leases_in_use",
         "gauge",
-        "Pool addresses held by an active lease.",
-        &in_use_refs,
+        help,
+        by_subnet(|p| p.in_use),
     );
+    let help = "Pool addresses that can still be handed out.";
     family(
+        &mut s,
         "pxed_leases_free",
         "gauge",
-        "Pool addresses that can still be handed out.",
-        &free_refs,
+        help,
+        by_subnet(|p| p.free),
     );
     s
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// `pxed_requests_total`'s samples.
+fn requests(c: &Counters) -> impl Iterator<Item = (String, u64)> + '_ {
+    [
+        ("dhcp", "replied", &c.dhcp_replies),
+        ("dhcp", "ignored", &c.dhcp_ignored),
+        ("dhcp", "malformed", &c.dhcp_malformed),
+        ("dhcp", "pool_exhausted", &c.dhcp_pool_exhausted),
+        ("tftp", "done", &c.tftp_done),
+        ("tftp", "aborted_by_client", &c.tftp_aborted),
+        ("tftp", "failed", &c.tftp_failed),
+        ("http", "ok", &c.http_ok),
+        ("http", "client_error", &c.http_client_error),
+        ("http", "server_error", &c.http_server_error),
+    ]
+    .into_iter()
+    .map(|(p, o, a)| (format!("{{protocol=\"{p}\",outcome=\"{o}\"}}"), get(a)))
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then a line per labelled sample.
+fn family(
+    s: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(s, "{name}{labels} {v}");
+    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,10 @@ fn target_dir(file: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
 
 /// Watches `file` and calls `reload` when its contents change, until `cancel` fires.
 /// `own_write` returns the hash of what pxed itself last wrote there, which is not reloaded.
+#[expect(
+    clippy::too_many_lines,
+    reason = "outside the boot path, where up to 80 lines are allowed"
+)]
 pub fn spawn(
     file: PathBuf,
     reload: impl Fn() + Send + 'static,

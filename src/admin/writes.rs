@@ -143,6 +143,10 @@ pub(super) async fn get_next_boot(
 
 /// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
 #[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBodyDoc, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)))]
+#[expect(
+    clippy::too_many_lines,
+    reason = "outside the boot path, where up to 80 lines are allowed"
+)]
 pub(super) async fn put_next_boot(
     State(st): State<Admin>,
     Path(mac): Path<String>,

@@ -23,6 +23,22 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
 }
 
+/// The key `k` of the table at `at`, for an error's location.
+fn under<'a>(at: &[&'a str], k: &'a str) -> Vec<&'a str> {
+    let mut v = at.to_vec();
+    v.push(k);
+    v
+}
+
+/// What a host entry is checked against: the validated subnets, server address and
+/// profiles.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    dhcp: &'a Dhcp,
+    server: Ipv4Addr,
+    profiles: &'a BTreeMap<String, Profile>,
+}
+
 impl Validator<'_> {
     pub(super) fn err(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
         let span = span_of(self.text, path);
@@ -42,89 +58,9 @@ impl Validator<'_> {
         let admin = self.admin(raw.admin)?;
         let first_stage = self.first_stage(raw.first_stage)?;
 
-        let mut profiles = BTreeMap::new();
-        for (name, p) in raw.profiles {
-            check_profile_name(&name).map_err(|m| self.err(&["profiles", &name], m))?;
-            profiles.insert(name.clone(), self.profile(&name, p)?);
-        }
-
-        let mut hosts: HashMap<Mac, Host> = HashMap::new();
-        let mut written: HashMap<Mac, String> = HashMap::new();
-        let mut pinned: HashMap<Ipv4Addr, String> = HashMap::new();
-        for (key, h) in raw.hosts {
-            let mac: Mac = key.parse().map_err(|e: crate::mac::MacParseError| {
-                self.err(&["hosts", &key], e.to_string())
-            })?;
-            if let Some(first) = written.get(&mac) {
-                return Err(self.err(
-                    &["hosts", &key],
-                    format!("duplicate MAC: same host as hosts.\"{first}\""),
-                ));
-            }
-            if !profiles.contains_key(&h.profile) {
-                return Err(self.err(
-                    &["hosts", &key, "profile"],
-                    format!(
-                        "no profile named `{}` (define [profiles.{}])",
-                        h.profile, h.profile
-                    ),
-                ));
-            }
-            if let Some(ip) = h.ip {
-                let pool = dhcp.pool_for(ip);
-                if pool.is_none_or(|p| ip == p.subnet.network() || ip == p.subnet.broadcast()) {
-                    return Err(self.err(
-                        &["hosts", &key, "ip"],
-                        format!("{ip} is not a usable address in any served subnet"),
-                    ));
-                }
-                if ip == server.address {
-                    return Err(self.err(&["hosts", &key, "ip"], "is the server's own address"));
-                }
-                if let Some(other) = pinned.insert(ip, key.clone()) {
-                    return Err(self.err(
-                        &["hosts", &key, "ip"],
-                        format!("{ip} is already pinned to hosts.\"{other}\""),
-                    ));
-                }
-            }
-            if let Some(name) = &h.hostname {
-                if !valid_hostname(name) {
-                    return Err(self.err(
-                        &["hosts", &key, "hostname"],
-                        "must be letters, digits, `-` and `.`, at most 253 characters",
-                    ));
-                }
-            }
-            let default_sb = raw.defaults.secure_boot.unwrap_or(false);
-            if h.secure_boot.unwrap_or(default_sb) {
-                let at: &[&str] = match h.secure_boot {
-                    Some(_) => &["hosts", &key, "secure_boot"],
-                    None => &["hosts", &key, "profile"],
-                };
-                self.secure_boot_profile(at, &h.profile, &profiles[&h.profile])?;
-            }
-            written.insert(mac, key.clone());
-            hosts.insert(
-                mac,
-                Host {
-                    profile: h.profile,
-                    ip: h.ip,
-                    hostname: h.hostname,
-                    secure_boot: h.secure_boot,
-                },
-            );
-        }
-
-        if let Some(p) = &raw.defaults.profile {
-            let Some(profile) = profiles.get(p) else {
-                return Err(self.err(&["defaults", "profile"], format!("no profile named `{p}`")));
-            };
-            if raw.defaults.secure_boot == Some(true) {
-                self.secure_boot_profile(&["defaults", "secure_boot"], p, profile)?;
-            }
-        }
-
+        let profiles = self.profiles(raw.profiles)?;
+        let hosts = self.hosts(raw.hosts, &raw.defaults, &dhcp, server.address, &profiles)?;
+        self.defaults(&raw.defaults, &profiles)?;
         let reserved = hosts
             .iter()
             .filter_map(|(mac, h)| h.ip.map(|ip| (ip, *mac)))
@@ -143,6 +79,136 @@ impl Validator<'_> {
             default_secure_boot: raw.defaults.secure_boot.unwrap_or(false),
             reserved,
         })
+    }
+
+    fn profiles(
+        &self,
+        raw: BTreeMap<String, RawProfile>,
+    ) -> Result<BTreeMap<String, Profile>, ConfigError> {
+        let mut profiles = BTreeMap::new();
+        for (name, p) in raw {
+            check_profile_name(&name).map_err(|m| self.err(&["profiles", &name], m))?;
+            profiles.insert(name.clone(), self.profile(&name, p)?);
+        }
+        Ok(profiles)
+    }
+
+    /// `[hosts]`: each MAC once, naming a defined profile, with at most one host pinned to
+    /// each usable address.
+    fn hosts(
+        &self,
+        raw: BTreeMap<String, RawHost>,
+        defaults: &RawDefaults,
+        dhcp: &Dhcp,
+        server: Ipv4Addr,
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<HashMap<Mac, Host>, ConfigError> {
+        let mut hosts: HashMap<Mac, Host> = HashMap::new();
+        let mut written: HashMap<Mac, String> = HashMap::new();
+        let mut pinned: HashMap<Ipv4Addr, String> = HashMap::new();
+        for (key, h) in raw {
+            let mac: Mac = key.parse().map_err(|e: crate::mac::MacParseError| {
+                self.err(&["hosts", &key], e.to_string())
+            })?;
+            if let Some(first) = written.get(&mac) {
+                return Err(self.err(
+                    &["hosts", &key],
+                    format!("duplicate MAC: same host as hosts.\"{first}\""),
+                ));
+            }
+            let at = Place {
+                dhcp,
+                server,
+                profiles,
+            };
+            let host = self.host(&key, h, defaults, &at, &mut pinned)?;
+            written.insert(mac, key);
+            hosts.insert(mac, host);
+        }
+        Ok(hosts)
+    }
+
+    /// One `[hosts."mac"]` entry.
+    fn host(
+        &self,
+        key: &str,
+        h: RawHost,
+        defaults: &RawDefaults,
+        at: &Place,
+        pinned: &mut HashMap<Ipv4Addr, String>,
+    ) -> Result<Host, ConfigError> {
+        let Place {
+            dhcp,
+            server,
+            profiles,
+        } = *at;
+        let Some(profile) = profiles.get(&h.profile) else {
+            return Err(self.err(
+                &["hosts", key, "profile"],
+                format!(
+                    "no profile named `{}` (define [profiles.{}])",
+                    h.profile, h.profile
+                ),
+            ));
+        };
+        if let Some(ip) = h.ip {
+            let pool = dhcp.pool_for(ip);
+            if pool.is_none_or(|p| ip == p.subnet.network() || ip == p.subnet.broadcast()) {
+                return Err(self.err(
+                    &["hosts", key, "ip"],
+                    format!("{ip} is not a usable address in any served subnet"),
+                ));
+            }
+            if ip == server {
+                return Err(self.err(&["hosts", key, "ip"], "is the server's own address"));
+            }
+            if let Some(other) = pinned.insert(ip, key.to_string()) {
+                return Err(self.err(
+                    &["hosts", key, "ip"],
+                    format!("{ip} is already pinned to hosts.\"{other}\""),
+                ));
+            }
+        }
+        if let Some(name) = &h.hostname {
+            if !valid_hostname(name) {
+                return Err(self.err(
+                    &["hosts", key, "hostname"],
+                    "must be letters, digits, `-` and `.`, at most 253 characters",
+                ));
+            }
+        }
+        let default_sb = defaults.secure_boot.unwrap_or(false);
+        if h.secure_boot.unwrap_or(default_sb) {
+            let at: &[&str] = match h.secure_boot {
+                Some(_) => &["hosts", key, "secure_boot"],
+                None => &["hosts", key, "profile"],
+            };
+            self.secure_boot_profile(at, &h.profile, profile)?;
+        }
+        Ok(Host {
+            profile: h.profile,
+            ip: h.ip,
+            hostname: h.hostname,
+            secure_boot: h.secure_boot,
+        })
+    }
+
+    /// `[defaults]`: its profile exists, and can boot Secure Boot when that is on.
+    fn defaults(
+        &self,
+        defaults: &RawDefaults,
+        profiles: &BTreeMap<String, Profile>,
+    ) -> Result<(), ConfigError> {
+        if let Some(p) = &defaults.profile {
+            let Some(profile) = profiles.get(p) else {
+                return Err(self.err(&["defaults", "profile"], format!("no profile named `{p}`")));
+            };
+            if defaults.secure_boot == Some(true) {
+                self.secure_boot_profile(&["defaults", "secure_boot"], p, profile)?;
+            }
+        }
+
+        Ok(())
     }
 
     fn server(&self, s: RawServer) -> Result<Server, ConfigError> {
@@ -169,6 +235,10 @@ impl Validator<'_> {
         })
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "outside the boot path, where up to 80 lines are allowed"
+    )]
     fn dhcp(&self, d: RawDhcp, iface: &str, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
         let mode = match d.mode.as_deref() {
             None | Some("server") => DhcpMode::Server,
@@ -189,29 +259,7 @@ impl Validator<'_> {
             dns: d.dns,
             domain: d.domain,
         };
-        let mut pools = vec![self.pool(&["dhcp"], primary, mode, server)?];
-        for (i, raw) in d.subnets.into_iter().enumerate() {
-            let index = i.to_string();
-            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode, server)?;
-            if let Some(name) = &pool.interface {
-                if pools.iter().any(|p| p.interface.as_ref() == Some(name)) {
-                    return Err(self.err(
-                        &["dhcp", "subnets", &index, "interface"],
-                        format!("interface {name} already serves another subnet"),
-                    ));
-                }
-            }
-            if let Some(other) = pools.iter().find(|p| {
-                p.subnet.contains(&pool.subnet.network())
-                    || pool.subnet.contains(&p.subnet.network())
-            }) {
-                return Err(self.err(
-                    &["dhcp", "subnets", &index, "subnet"],
-                    format!("{} overlaps {}", pool.subnet, other.subnet),
-                ));
-            }
-            pools.push(pool);
-        }
+        let pools = self.pools(primary, d.subnets, mode, server)?;
         if !pools[0].subnet.contains(&server) {
             return Err(self.err(
                 &["server", "address"],
@@ -236,19 +284,7 @@ impl Validator<'_> {
                 format!("`{}`: {e} (try \"10m\")", d.decline_time),
             )
         })?;
-        let mut relay_agents = Vec::new();
-        for r in &d.relay_agents {
-            let net: Ipv4Net = r
-                .parse()
-                .or_else(|_| r.parse::<Ipv4Addr>().map(Ipv4Net::from))
-                .map_err(|_| {
-                    self.err(
-                        &["dhcp", "relay_agents"],
-                        format!("`{r}` is not an IPv4 address or CIDR"),
-                    )
-                })?;
-            relay_agents.push(net.trunc());
-        }
+        let relay_agents = self.relay_agents(&d.relay_agents)?;
         if d.max_leases_per_mac == 0 {
             return Err(self.err(&["dhcp", "max_leases_per_mac"], "must be at least 1"));
         }
@@ -272,6 +308,59 @@ impl Validator<'_> {
         })
     }
 
+    /// `[dhcp]`'s own subnet first, then each `[[dhcp.subnets]]`: no two on one interface,
+    /// none overlapping another.
+    fn pools(
+        &self,
+        primary: RawSubnet,
+        subnets: Vec<RawSubnet>,
+        mode: DhcpMode,
+        server: Ipv4Addr,
+    ) -> Result<Vec<Pool>, ConfigError> {
+        let mut pools = vec![self.pool(&["dhcp"], primary, mode, server)?];
+        for (i, raw) in subnets.into_iter().enumerate() {
+            let index = i.to_string();
+            let pool = self.pool(&["dhcp", "subnets", &index], raw, mode, server)?;
+            if let Some(name) = &pool.interface {
+                if pools.iter().any(|p| p.interface.as_ref() == Some(name)) {
+                    return Err(self.err(
+                        &["dhcp", "subnets", &index, "interface"],
+                        format!("interface {name} already serves another subnet"),
+                    ));
+                }
+            }
+            if let Some(other) = pools.iter().find(|p| {
+                p.subnet.contains(&pool.subnet.network())
+                    || pool.subnet.contains(&p.subnet.network())
+            }) {
+                return Err(self.err(
+                    &["dhcp", "subnets", &index, "subnet"],
+                    format!("{} overlaps {}", pool.subnet, other.subnet),
+                ));
+            }
+            pools.push(pool);
+        }
+        Ok(pools)
+    }
+
+    /// `[dhcp] relay_agents`: addresses or CIDRs, as networks.
+    fn relay_agents(&self, raw: &[String]) -> Result<Vec<Ipv4Net>, ConfigError> {
+        let mut relay_agents = Vec::new();
+        for r in raw {
+            let net: Ipv4Net = r
+                .parse()
+                .or_else(|_| r.parse::<Ipv4Addr>().map(Ipv4Net::from))
+                .map_err(|_| {
+                    self.err(
+                        &["dhcp", "relay_agents"],
+                        format!("`{r}` is not an IPv4 address or CIDR"),
+                    )
+                })?;
+            relay_agents.push(net.trunc());
+        }
+        Ok(relay_agents)
+    }
+
     /// Validates one subnet: `[dhcp]` itself (`at` = `["dhcp"]`) or a `[[dhcp.subnets]]` entry.
     fn pool(
         &self,
@@ -280,89 +369,28 @@ impl Validator<'_> {
         mode: DhcpMode,
         default_server: Ipv4Addr,
     ) -> Result<Pool, ConfigError> {
-        let key = |k: &'static str| -> Vec<&str> {
-            let mut v = at.to_vec();
-            v.push(k);
-            v
-        };
         let subnet: Ipv4Net = d.subnet.parse().map_err(|_| {
             self.err(
-                &key("subnet"),
+                &under(at, "subnet"),
                 format!("`{}` is not an IPv4 CIDR like 10.0.0.0/24", d.subnet),
             )
         })?;
         if subnet.network() != subnet.addr() {
             return Err(self.err(
-                &key("subnet"),
+                &under(at, "subnet"),
                 format!("host bits are set; did you mean {}?", subnet.trunc()),
             ));
         }
-        let range = match (mode, d.range) {
-            (DhcpMode::Server, None) => {
-                return Err(self.err(
-                    at,
-                    "missing field `range` (required unless mode = \"proxy\")",
-                ))
-            }
-            (DhcpMode::Proxy, Some(_)) => {
-                return Err(self.err(
-                    &key("range"),
-                    "proxy mode hands out no addresses; remove `range`",
-                ))
-            }
-            (DhcpMode::Proxy, None) => None,
-            (DhcpMode::Server, Some([start, end])) => {
-                for ip in [start, end] {
-                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                        return Err(self.err(
-                            &key("range"),
-                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
-                        ));
-                    }
-                }
-                if u32::from(start) > u32::from(end) {
-                    return Err(self.err(&key("range"), "first address is after the last"));
-                }
-                Some((start, end))
-            }
-        };
+        let range = self.range(at, subnet, mode, d.range)?;
         if let Some(r) = d.router {
             if !subnet.contains(&r) {
-                return Err(self.err(&key("router"), format!("{r} is not in subnet {subnet}")));
+                return Err(self.err(
+                    &under(at, "router"),
+                    format!("{r} is not in subnet {subnet}"),
+                ));
             }
         }
-        let server = match (&d.interface, d.address) {
-            (None, None) => default_server,
-            (Some(_), None) => {
-                return Err(self.err(
-                    &key("interface"),
-                    "needs `address`, pxed's address on that interface",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(self.err(&key("address"), "only allowed together with `interface`"))
-            }
-            (Some(name), Some(addr)) => {
-                if name.is_empty() || name.len() > 15 || name.contains('/') {
-                    return Err(self.err(
-                        &key("interface"),
-                        "must be a Linux interface name (1 to 15 characters)",
-                    ));
-                }
-                if mode == DhcpMode::Proxy && at.len() > 1 {
-                    return Err(self.err(
-                        &key("interface"),
-                        "proxy mode serves [server] interface only",
-                    ));
-                }
-                if at.len() > 1 && !subnet.contains(&addr) {
-                    return Err(
-                        self.err(&key("address"), format!("{addr} is not in subnet {subnet}"))
-                    );
-                }
-                addr
-            }
-        };
+        let server = self.pool_server(at, &d, subnet, mode, default_server)?;
         Ok(Pool {
             subnet,
             interface: d.interface,
@@ -371,6 +399,94 @@ impl Validator<'_> {
             router: d.router,
             dns: d.dns,
             domain: d.domain,
+        })
+    }
+
+    /// A pool's `range`: required in server mode, refused in proxy mode, inside the
+    /// subnet's usable addresses and in order.
+    fn range(
+        &self,
+        at: &[&str],
+        subnet: Ipv4Net,
+        mode: DhcpMode,
+        range: Option<[Ipv4Addr; 2]>,
+    ) -> Result<Option<(Ipv4Addr, Ipv4Addr)>, ConfigError> {
+        Ok(match (mode, range) {
+            (DhcpMode::Server, None) => {
+                return Err(self.err(
+                    at,
+                    "missing field `range` (required unless mode = \"proxy\")",
+                ))
+            }
+            (DhcpMode::Proxy, Some(_)) => {
+                return Err(self.err(
+                    &under(at, "range"),
+                    "proxy mode hands out no addresses; remove `range`",
+                ))
+            }
+            (DhcpMode::Proxy, None) => None,
+            (DhcpMode::Server, Some([start, end])) => {
+                for ip in [start, end] {
+                    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                        return Err(self.err(
+                            &under(at, "range"),
+                            format!("{ip} is outside the usable addresses of subnet {subnet}"),
+                        ));
+                    }
+                }
+                if u32::from(start) > u32::from(end) {
+                    return Err(self.err(&under(at, "range"), "first address is after the last"));
+                }
+                Some((start, end))
+            }
+        })
+    }
+
+    /// pxed's address in a pool: `[server] address` unless the pool names an interface and
+    /// pxed's address on it.
+    fn pool_server(
+        &self,
+        at: &[&str],
+        d: &RawSubnet,
+        subnet: Ipv4Net,
+        mode: DhcpMode,
+        default_server: Ipv4Addr,
+    ) -> Result<Ipv4Addr, ConfigError> {
+        Ok(match (&d.interface, d.address) {
+            (None, None) => default_server,
+            (Some(_), None) => {
+                return Err(self.err(
+                    &under(at, "interface"),
+                    "needs `address`, pxed's address on that interface",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    &under(at, "address"),
+                    "only allowed together with `interface`",
+                ))
+            }
+            (Some(name), Some(addr)) => {
+                if name.is_empty() || name.len() > 15 || name.contains('/') {
+                    return Err(self.err(
+                        &under(at, "interface"),
+                        "must be a Linux interface name (1 to 15 characters)",
+                    ));
+                }
+                if mode == DhcpMode::Proxy && at.len() > 1 {
+                    return Err(self.err(
+                        &under(at, "interface"),
+                        "proxy mode serves [server] interface only",
+                    ));
+                }
+                if at.len() > 1 && !subnet.contains(&addr) {
+                    return Err(self.err(
+                        &under(at, "address"),
+                        format!("{addr} is not in subnet {subnet}"),
+                    ));
+                }
+                addr
+            }
         })
     }
 
@@ -428,6 +544,10 @@ impl Validator<'_> {
         check_relative(value).map_err(|m| self.err(path, m))
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "outside the boot path, where up to 80 lines are allowed"
+    )]
     fn profile(&self, name: &str, p: RawProfile) -> Result<Profile, ConfigError> {
         let kinds = [
             p.kernel.is_some(),

@@ -333,7 +333,7 @@ async fn respond(
     keep: bool,
     activity: &Activity,
 ) -> std::io::Result<bool> {
-    let (parts, mut body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -376,28 +376,9 @@ async fn respond(
             Ok(keep)
         }
         Some(len) => {
-            write(
-                stream,
-                &render_head(parts.status, &parts.headers, len, keep),
-                activity,
-            )
-            .await?;
-            let mut sent = 0u64;
-            while let Some(frame) =
-                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-            {
-                let frame = frame.map_err(std::io::Error::other)?;
-                if let Ok(data) = frame.into_data() {
-                    sent += data.len() as u64;
-                    if sent > len {
-                        return Err(std::io::Error::other("body longer than its header"));
-                    }
-                    write(stream, &data, activity).await?;
-                }
-            }
-            if sent != len {
-                return Err(std::io::Error::other("body shorter than its header"));
-            }
+            let head = render_head(parts.status, &parts.headers, len, keep);
+            write(stream, &head, activity).await?;
+            stream_body(stream, body, len, activity).await?;
             Ok(keep)
         }
         // Every response pxed's router makes has a known length; anything else is bounded
@@ -412,6 +393,33 @@ async fn respond(
             Ok(keep)
         }
     }
+}
+
+/// Streams a body of a declared `len` frame by frame; a body that turns out longer or
+/// shorter is an error, which closes the connection rather than desynchronise it.
+async fn stream_body(
+    stream: &mut TcpStream,
+    mut body: axum::body::Body,
+    len: u64,
+    activity: &Activity,
+) -> std::io::Result<()> {
+    let mut sent = 0u64;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(std::io::Error::other)?;
+        if let Ok(data) = frame.into_data() {
+            sent += data.len() as u64;
+            if sent > len {
+                return Err(std::io::Error::other("body longer than its header"));
+            }
+            write(stream, &data, activity).await?;
+        }
+    }
+    if sent != len {
+        return Err(std::io::Error::other("body shorter than its header"));
+    }
+    Ok(())
 }
 
 async fn write(stream: &mut TcpStream, bytes: &[u8], activity: &Activity) -> std::io::Result<()> {

@@ -104,26 +104,7 @@ pub fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
         ]))
     };
     match op {
-        RRQ | WRQ => {
-            let mut s = strings(body)?;
-            if s.len() < 2 || s.len() % 2 != 0 {
-                return Err(ParseError::BadString);
-            }
-            let filename = s.remove(0);
-            let mode = s.remove(0).to_ascii_lowercase();
-            if op == WRQ {
-                return Ok(Packet::Wrq { filename });
-            }
-            let options = s
-                .chunks(2)
-                .map(|kv| (kv[0].to_ascii_lowercase(), kv[1].clone()))
-                .collect();
-            Ok(Packet::Rrq {
-                filename,
-                mode,
-                options,
-            })
-        }
+        RRQ | WRQ => request(op, body),
         DATA => Ok(Packet::Data {
             block: u16_at(0)?,
             len: body.len().saturating_sub(2),
@@ -155,6 +136,28 @@ pub fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
         }
         other => Err(ParseError::Opcode(other)),
     }
+}
+
+/// An RRQ or WRQ: file name, mode, then RFC 2347 option pairs (names lowercased).
+fn request(op: u16, body: &[u8]) -> Result<Packet, ParseError> {
+    let mut s = strings(body)?;
+    if s.len() < 2 || s.len() % 2 != 0 {
+        return Err(ParseError::BadString);
+    }
+    let filename = s.remove(0);
+    let mode = s.remove(0).to_ascii_lowercase();
+    if op == WRQ {
+        return Ok(Packet::Wrq { filename });
+    }
+    let options = s
+        .chunks(2)
+        .map(|kv| (kv[0].to_ascii_lowercase(), kv[1].clone()))
+        .collect();
+    Ok(Packet::Rrq {
+        filename,
+        mode,
+        options,
+    })
 }
 
 /// An ERROR packet.

@@ -302,33 +302,36 @@ impl Session {
                 let w = self.window();
                 self.step(w)
             }
-            Event::Ack(wire) => {
-                if self.awaiting_oack_ack {
-                    if wire != 0 {
-                        return self.step(Vec::new());
-                    }
-                    self.awaiting_oack_ack = false;
-                    self.retries = 0;
-                    let w = self.window();
-                    return self.step(w);
-                }
-                let Some(block) = self.unwrap_block(wire) else {
-                    // A stale or duplicate ACK: ignoring it avoids the Sorcerer's Apprentice bug.
-                    return self.step(Vec::new());
-                };
-                self.acked = block;
-                self.retries = 0;
-                if self.acked == self.last_block {
-                    return self.finish(Status::Done);
-                }
-                if self.acked < self.sent {
-                    // RFC 7440: the client lost part of the window; resend from after its ACK.
-                    self.sent = self.acked;
-                }
-                let w = self.window();
-                self.step(w)
-            }
+            Event::Ack(wire) => self.on_ack(wire),
         }
+    }
+
+    /// An ACK: of the OACK (block 0), or of blocks sent; the next window follows.
+    fn on_ack(&mut self, wire: u16) -> Step {
+        if self.awaiting_oack_ack {
+            if wire != 0 {
+                return self.step(Vec::new());
+            }
+            self.awaiting_oack_ack = false;
+            self.retries = 0;
+            let w = self.window();
+            return self.step(w);
+        }
+        let Some(block) = self.unwrap_block(wire) else {
+            // A stale or duplicate ACK: ignoring it avoids the Sorcerer's Apprentice bug.
+            return self.step(Vec::new());
+        };
+        self.acked = block;
+        self.retries = 0;
+        if self.acked == self.last_block {
+            return self.finish(Status::Done);
+        }
+        if self.acked < self.sent {
+            // RFC 7440: the client lost part of the window; resend from after its ACK.
+            self.sent = self.acked;
+        }
+        let w = self.window();
+        self.step(w)
     }
 
     /// Maps a wire block number to the block it acknowledges among those sent and not yet

@@ -64,6 +64,31 @@ impl ApiError {
             field: field.map(str::to_string),
         }
     }
+
+    /// 422: the request names `field` wrongly.
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            message,
+            Some(field),
+        )
+    }
+
+    /// 404: nothing is known by `field`.
+    fn not_found(field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message, Some(field))
+    }
+
+    /// 500: a file or the lease store could not be written.
+    fn write_failed(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            message,
+            None,
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -319,6 +344,30 @@ async fn metrics(State(st): State<Admin>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// The `{mac}` of a route, parsed: a bad one is a 400 naming the field `mac`.
+struct MacPath(Mac);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MacPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_mac",
+                    e.body_text(),
+                    Some("mac"),
+                )
+            })?;
+        parse_mac(&raw).map(MacPath)
+    }
+}
+
 fn parse_mac(s: &str) -> Result<Mac, ApiError> {
     s.parse().map_err(|e: crate::mac::MacParseError| {
         ApiError::new(
@@ -360,8 +409,7 @@ async fn hosts(State(st): State<Admin>) -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path, description = "MAC, `:` or `-`, any case")), responses((status = 200, body = HostDoc), (status = 400, description = "Bad MAC", body = ErrorDoc), (status = 404, body = ErrorDoc)))]
-async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
+async fn host(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<Value>, ApiError> {
     let cfg = st.shared.config();
     match cfg.hosts.get(&mac) {
         Some(h) => Ok(Json(host_json(&mac, h))),
@@ -376,8 +424,7 @@ async fn host(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<V
 
 /// The machine's boot timeline, oldest first.
 #[utoipa::path(get, path = "/api/v1/machines/{mac}/events", params(("mac" = String, Path)), responses((status = 200, description = "Boot timeline, oldest first", body = Object), (status = 400, description = "Bad MAC", body = ErrorDoc)))]
-async fn events(State(st): State<Admin>, Path(mac): Path<String>) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
+async fn events(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<Value>, ApiError> {
     let events: Vec<Value> = st
         .shared
         .events

@@ -48,22 +48,19 @@ pub(super) struct HostBodyDoc {
     secure_boot: Option<bool>,
 }
 
-/// A profile as returned: `kind` is kernel, script, chain or local.
-#[derive(utoipa::ToSchema)]
+/// A profile as returned: `kind` is kernel, script, chain or local, and the keys of that
+/// kind follow.
+#[derive(utoipa::ToSchema, serde::Serialize)]
 #[allow(dead_code)]
 pub(super) struct ProfileDoc {
     name: String,
     kind: String,
-    kernel: Option<String>,
-    initrd: Option<Vec<String>>,
-    cmdline: Option<String>,
-    script: Option<String>,
-    chain: Option<String>,
-    action: Option<String>,
+    #[serde(flatten)]
+    keys: ProfileBodyDoc,
 }
 
 /// `PUT /api/v1/profiles/{name}` body: the keys of exactly one profile kind.
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Serialize)]
 #[allow(dead_code)]
 pub(super) struct ProfileBodyDoc {
     kernel: Option<String>,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use super::{
-    host_json, json_body, parse_mac, profile_json, Admin, ApiError, ErrorDoc, HostBodyDoc, HostDoc,
+    host_json, json_body, profile_json, Admin, ApiError, ErrorDoc, HostBodyDoc, HostDoc, MacPath,
     NextBootBodyDoc, NextBootDoc, ProfileBodyDoc, ProfileDoc,
 };
 use crate::edit::EditError;
@@ -17,12 +17,7 @@ impl From<EditError> for ApiError {
     fn from(e: EditError) -> Self {
         let msg = e.to_string();
         match e {
-            EditError::Field { field, .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                msg,
-                Some(&field),
-            ),
+            EditError::Field { field, .. } => ApiError::invalid(&field, msg),
             EditError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg, None),
             EditError::InUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "in_use", msg, Some("name"))
@@ -32,6 +27,17 @@ impl From<EditError> for ApiError {
             }
         }
     }
+}
+
+/// Applies `edit` (see [`apply_edit`]), then answers with what `view` finds in the config
+/// now live (`null` if nothing).
+fn edited(
+    st: &Admin,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+    view: impl FnOnce(&crate::config::Config) -> Option<Value>,
+) -> Result<Json<Value>, ApiError> {
+    apply_edit(st, edit)?;
+    Ok(Json(view(&st.shared.config()).unwrap_or(Value::Null)))
 }
 
 /// Applies an edit to the config file: the new text must validate before it is written
@@ -57,14 +63,8 @@ pub(super) fn apply_edit(
     })?;
     let new_text = edit(&text)?;
     let new_config = crate::config::parse(&path, &new_text)?;
-    crate::edit::write_atomically(&path, &new_text).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "write_failed",
-            format!("{}: {e}", path.display()),
-            None,
-        )
-    })?;
+    crate::edit::write_atomically(&path, &new_text)
+        .map_err(|e| ApiError::write_failed(format!("{}: {e}", path.display())))?;
     *st.shared
         .self_written
         .lock()
@@ -77,29 +77,28 @@ pub(super) fn apply_edit(
 #[utoipa::path(put, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), request_body = HostBodyDoc, responses((status = 200, description = "Written to the TOML file and live", body = HostDoc), (status = 422, description = "Does not validate; nothing changed", body = ErrorDoc)))]
 pub(super) async fn put_host(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
     let body = json_body(&body)?;
-    apply_edit(&st, |t| crate::edit::put_host(t, &mac, &body))?;
-    let cfg = st.shared.config();
-    Ok(Json(
-        cfg.hosts
-            .get(&mac)
-            .map(|h| host_json(&mac, h))
-            .unwrap_or(Value::Null),
-    ))
+    edited(
+        &st,
+        |t| crate::edit::put_host(t, &mac, &body),
+        |cfg| cfg.hosts.get(&mac).map(|h| host_json(&mac, h)),
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
 pub(super) async fn delete_host(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
-    apply_edit(&st, |t| crate::edit::delete_host(t, &mac))?;
-    Ok(Json(json!({"deleted": mac.to_string()})))
+    let deleted = json!({"deleted": mac.to_string()});
+    edited(
+        &st,
+        |t| crate::edit::delete_host(t, &mac),
+        |_| Some(deleted),
+    )
 }
 
 #[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = ProfileBodyDoc, responses((status = 200, body = ProfileDoc), (status = 422, body = ErrorDoc)))]
@@ -109,14 +108,11 @@ pub(super) async fn put_profile(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(&body)?;
-    apply_edit(&st, |t| crate::edit::put_profile(t, &name, &body))?;
-    let cfg = st.shared.config();
-    Ok(Json(
-        cfg.profiles
-            .get(&name)
-            .map(|p| profile_json(&name, p))
-            .unwrap_or(Value::Null),
-    ))
+    edited(
+        &st,
+        |t| crate::edit::put_profile(t, &name, &body),
+        |cfg| cfg.profiles.get(&name).map(|p| profile_json(&name, p)),
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc), (status = 409, description = "Hosts still use it", body = ErrorDoc)))]
@@ -124,8 +120,12 @@ pub(super) async fn delete_profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    apply_edit(&st, |t| crate::edit::delete_profile(t, &name))?;
-    Ok(Json(json!({"deleted": name})))
+    let deleted = json!({"deleted": name});
+    edited(
+        &st,
+        |t| crate::edit::delete_profile(t, &name),
+        |_| Some(deleted),
+    )
 }
 
 pub(super) fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
@@ -135,87 +135,53 @@ pub(super) fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
 #[utoipa::path(get, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc)))]
 pub(super) async fn get_next_boot(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
     Ok(Json(next_boot_json(&mac, st.shared.next_boots.get(&mac))))
 }
 
 /// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
 #[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBodyDoc, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)))]
-#[expect(
-    clippy::too_many_lines,
-    reason = "outside the boot path, where up to 80 lines are allowed"
-)]
 pub(super) async fn put_next_boot(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
     let body = json_body(&body)?;
-    let obj = body.as_object().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "the body must be a JSON object",
-            Some("body"),
-        )
-    })?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("body", "the body must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "profile") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!("unknown field `{k}`"),
-            Some(k),
-        ));
+        return Err(ApiError::invalid(k, format!("unknown field `{k}`")));
     }
     let Some(profile) = obj.get("profile").and_then(Value::as_str) else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+        return Err(ApiError::invalid(
+            "profile",
             "`profile` (a string) is required",
-            Some("profile"),
         ));
     };
     let cfg = st.shared.config();
     let Some(p) = cfg.profiles.get(profile) else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+        return Err(ApiError::invalid(
+            "profile",
             format!("no profile named `{profile}`"),
-            Some("profile"),
         ));
     };
     if cfg.secure_boot_for(&mac) {
         if let Err(why) = crate::grub::supports(p) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                format!("{mac} boots shim → GRUB → kernel (secure_boot), and profile `{profile}` cannot: {why}"),
-                Some("profile"),
-            ));
+            return Err(ApiError::invalid("profile", format!("{mac} boots shim → GRUB → kernel (secure_boot), and profile `{profile}` cannot: {why}")));
         }
     }
     if cfg.profile_for(&mac).is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        return Err(ApiError::not_found(
+            "mac",
             format!("no host {mac}; add it first"),
-            Some("mac"),
         ));
     }
     st.shared
         .next_boots
         .set(mac, profile.to_string())
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "write_failed",
-                e.to_string(),
-                None,
-            )
-        })?;
+        .map_err(|e| ApiError::write_failed(e.to_string()))?;
     info!(%mac, profile, "one-shot boot set");
     Ok(Json(next_boot_json(&mac, Some(profile.to_string()))))
 }
@@ -223,26 +189,18 @@ pub(super) async fn put_next_boot(
 #[utoipa::path(delete, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc), (status = 404, body = ErrorDoc)))]
 pub(super) async fn delete_next_boot(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
     match st.shared.next_boots.take(&mac) {
         Ok(Some(p)) => {
             info!(%mac, profile = %p, "one-shot boot cancelled");
             Ok(Json(next_boot_json(&mac, None)))
         }
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        Ok(None) => Err(ApiError::not_found(
+            "mac",
             format!("no one-shot boot for {mac}"),
-            Some("mac"),
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "write_failed",
-            e.to_string(),
-            None,
-        )),
+        Err(e) => Err(ApiError::write_failed(e.to_string())),
     }
 }
 
@@ -251,9 +209,8 @@ pub(super) async fn delete_next_boot(
 #[utoipa::path(delete, path = "/api/v1/leases/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
 pub(super) async fn delete_lease(
     State(st): State<Admin>,
-    Path(mac): Path<String>,
+    MacPath(mac): MacPath,
 ) -> Result<Json<Value>, ApiError> {
-    let mac = parse_mac(&mac)?;
     let Some(commits) = st.shared.commits.get() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -269,17 +226,7 @@ pub(super) async fn delete_lease(
                 json!({"deleted": {"mac": mac.to_string(), "ip": lease.ip.to_string()}}),
             ))
         }
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no lease for {mac}"),
-            Some("mac"),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "write_failed",
-            e,
-            None,
-        )),
+        Ok(None) => Err(ApiError::not_found("mac", format!("no lease for {mac}"))),
+        Err(e) => Err(ApiError::write_failed(e)),
     }
 }

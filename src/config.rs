@@ -138,6 +138,7 @@ pub struct Dhcp {
 }
 
 impl Dhcp {
+    #[cfg(test)]
     /// The subnet of the served interface.
     pub fn primary(&self) -> &Pool {
         &self.pools[0]
@@ -339,6 +340,7 @@ impl Config {
         &self.reserved
     }
 
+    #[cfg(test)]
     /// Number of addresses in the pool.
     pub fn pool_size(&self) -> u32 {
         self.dhcp

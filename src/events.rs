@@ -218,7 +218,7 @@ impl Events {
         self.record_at(tier, mac, kind, detail, now_ms());
     }
 
-    /// Records an event at a given time (tests).
+    /// Records an event at `at_ms` (Unix milliseconds).
     pub fn record_at(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value, at_ms: u64) {
         let mut detail = match detail {
             Value::Object(m) => m,

@@ -3,40 +3,44 @@
 //!
 //! # Module map
 //!
-//! Pure cores decide; thin async shells do the IO.
+//! Pure cores decide; thin async shells do the IO. The table follows one boot: DHCP, then
+//! TFTP, then HTTP and the profile it serves, then the state behind them, the admin API that
+//! changes it, and the wiring.
 //!
 //! | module | concept | kind |
 //! |---|---|---|
-//! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
-//! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/browser` (Host, Origin, Content-Type and preflight checks); `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
-//! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
-//! | [`logfmt`] | text logs request data cannot forge: every control character of a record escaped but its final newline | pure |
-//! | [`events`] | per-machine boot timelines, bounded in count and bytes, hosts and `[defaults]` clients in separate tiers | pure |
-//! | [`admission`] | who gets a TFTP session or HTTP connection: caps per client and in total, eviction of the oldest idle or unanswered one (`Admission`); the listener's shared `Slots` and each task's self-freeing `Slot`; `admission/fair` (`FairQueue`: connections waiting for a slot, round-robin by client) | pure (+ lock, cancel tokens) |
-//! | [`limits`] | the file-descriptor budget every limit fits in, log throttles, a token bucket | pure (+ `setrlimit`) |
-//! | [`conn`] | the HTTP accept loop for boot files and the admin API: slots, header/idle/stall timeouts; hyper for the admin API, `conn/http1` for boot files (own HTTP/1.1 framing, bodies by `sendfile`) | shell |
-//! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
-//! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
-//! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
-//! | [`grub`] | the GRUB configs the signed chains load (Secure Boot shim → GRUB, arm64 GRUB): names GRUB asks for, rendering | pure |
-//! | [`plan`] | which profile a machine boots now (host, `[defaults]`, one-shot, who asks), and what serving it records | shared |
-//! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
-//! | [`dhcp::decide`] | one DHCP request in, at most one reply out | pure |
+//! | [`dhcp::client`] | who sent a request: MAC, lease key, client kind (iPXE, PXE, HTTP Boot, plain), and the one table of architectures (option 93) | pure |
+//! | [`dhcp::decide`] | address mode: one request in, at most one reply out; a handler per message type | pure |
 //! | [`dhcp::proxy`] | proxyDHCP: boot information without addresses (ports 67 and 4011) | pure |
+//! | [`dhcp::reply`] | the one reply builder both modes share: `Decision` (`Reply` or `NoReply` with a `Reason`), header, boot options, boot file, destination, encoding | pure |
 //! | `dhcp::wire` | decoding datagrams without ever panicking (option lengths checked first) | pure |
 //! | [`dhcp`] | the DHCP socket loops: decode, decide, commit leases (one bounded queue, rolled back on failure), send per RFC 2131 §4.1 | shell |
 //! | [`tftp::packet`] | TFTP wire format | pure |
 //! | [`tftp::session`] | one read transfer as a state machine (options, windows, retries) | pure |
 //! | [`tftp`] | the TFTP listener and one task per admitted transfer | shell |
-//! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
 //! | [`http`] | scripts at `/ipxe/{mac}` and static files (axum + tower-http) | shell |
-//! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |
+//! | [`conn`] | the HTTP accept loop for boot files and the admin API: slots, header/idle/stall timeouts; hyper for the admin API, `conn/http1` for boot files (own HTTP/1.1 framing, bodies by `sendfile`) | shell |
+//! | [`plan`] | which profile a machine boots now (host, `[defaults]`, one-shot, who asks), and what serving it records | shared |
+//! | [`profiles`] | boot profiles and the iPXE scripts they render to | pure |
+//! | [`grub`] | the GRUB configs the signed chains load (Secure Boot shim → GRUB, arm64 GRUB): names GRUB asks for, rendering | pure |
+//! | [`bootfs`] | resolving client paths inside `boot_dir`, never outside | fs |
+//! | [`leases`] | the address pool and its leases; records the store writes each decision needs | pure |
+//! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
+//! | [`nextboot`] | one-shot boots per MAC, spent when the script is served; saved in `state_dir` | fs |
+//! | [`events`] | per-machine boot timelines, bounded in count and bytes, hosts and `[defaults]` clients in separate tiers | pure |
+//! | [`admin`] | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/browser` (Host, Origin, Content-Type and preflight checks); `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
+//! | [`edit`] | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
+//! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | [`reload`] | re-read, validate and swap the config; refuse a bad file | shell |
 //! | [`watch`] | reload when the config file's contents change (directory watch, hashed) | shell |
-//! | [`nextboot`] | one-shot boots per MAC, spent when the script is served; saved in `state_dir` | fs |
 //! | [`state`] | what the listeners share: live config, leases, client facts | shared |
-//! | [`store`] | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
+//! | [`admission`] | who gets a TFTP session or HTTP connection: caps per client and in total, eviction of the oldest idle or unanswered one (`Admission`); the listener's shared `Slots` and each task's self-freeing `Slot`; `admission/fair` (`FairQueue`: connections waiting for a slot, round-robin by client) | pure (+ lock, cancel tokens) |
+//! | [`limits`] | the file-descriptor budget every limit fits in, log throttles, a token bucket | pure (+ `setrlimit`) |
+//! | [`metrics`] | counters bumped by the listeners; Prometheus text | pure |
+//! | [`logfmt`] | text logs request data cannot forge: every control character of a record escaped but its final newline | pure |
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
+//! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
+//! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
 //! | [`daemon`] | binds the listeners, runs them, stops them within 2 s | wiring |
 //!
 //! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.

@@ -21,11 +21,6 @@ impl Mac {
         let bytes: [u8; 6] = chaddr.get(..6)?.try_into().ok()?;
         Some(Mac(bytes))
     }
-
-    /// The form iPXE's `${mac:hexhyp}` produces, handy in file names.
-    pub fn hyphenated(&self) -> String {
-        self.to_string().replace(':', "-")
-    }
 }
 
 impl FromStr for Mac {
@@ -79,7 +74,6 @@ mod tests {
         assert_eq!("DE-00-00-00-00-DE".parse::<Mac>().unwrap(), want);
         assert_eq!("De:00:00:00:00:dE".parse::<Mac>().unwrap(), want);
         assert_eq!(want.to_string(), "de:00:00:00:00:de");
-        assert_eq!(want.hyphenated(), "de-00-00-00-00-de");
     }
 
     #[test]

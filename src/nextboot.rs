@@ -57,6 +57,7 @@ impl NextBoots {
         })
     }
 
+    #[cfg(test)]
     /// An empty set that is never saved (tests).
     pub fn in_memory() -> NextBoots {
         NextBoots {

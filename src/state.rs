@@ -165,12 +165,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    #[cfg(test)]
     /// Wraps a validated config with an empty lease table.
     pub fn new(config: Config) -> Arc<Shared> {
         let leases = LeaseTable::new(&config);
         Self::with_leases(config, leases)
     }
 
+    #[cfg(test)]
     /// Wraps a validated config and the leases restored from the store.
     pub fn with_leases(config: Config, leases: LeaseTable) -> Arc<Shared> {
         Self::with_state(config, leases, NextBoots::in_memory())

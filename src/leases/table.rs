@@ -180,6 +180,7 @@ impl LeaseTable {
         self.by_client.values()
     }
 
+    #[cfg(test)]
     /// Number of pool addresses held by an active lease at `now`.
     pub fn in_use(&self, now: u64) -> usize {
         self.by_client

@@ -41,7 +41,9 @@
 //! | [`net`] | sockets bound to one interface; ARP entries for DHCP unicast | OS |
 //! | [`mac`] | MAC addresses as written by operators and sent by firmware | pure |
 //! | [`abilities`] | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
-//! | [`daemon`] | binds the listeners, runs them, stops them within 2 s | wiring |
+//! | [`daemon`] | `bind` binds every listener (port 0 in tests), `serve` opens the state, runs them, and stops them within 2 s | wiring |
+//!
+//! Unit tests share `testkit` (base configs, DHCP requests as bytes).
 //!
 //! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.
 //! See docs/ARCHITECTURE.md for the flow of one boot.

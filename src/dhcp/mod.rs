@@ -382,7 +382,7 @@ fn account_no_reply(
     let c = &shared.counters;
     let Some(client) = client else {
         crate::metrics::inc(&c.dhcp_ignored);
-        debug!(%peer, %reason, "dhcp packet ignored");
+        debug!(%peer, reason = reason.as_str(), "dhcp packet ignored");
         return;
     };
     let (mac, kind, arch) = (client.mac, client.kind, client.arch);
@@ -391,18 +391,18 @@ fn account_no_reply(
         let link = decide::link_address(msg).unwrap_or(cfg.server.address);
         warn!(%mac, %link, total = n, "dhcp pool exhausted, no offer sent");
     } else if reason.handled() {
-        info!(%mac, ?kind, arch, %reason, "dhcp lease given back");
+        info!(%mac, ?kind, arch, reason = reason.as_str(), "dhcp lease given back");
     } else if reason.floodable() {
         crate::metrics::inc(&c.dhcp_ignored);
         if let Some(r) = reason.refusal() {
             c.refuse(r);
         }
         if let Some(more) = shared.quiet.dhcp_refused.allow() {
-            info!(%mac, ?kind, arch, %reason, suppressed = more, "dhcp request ignored");
+            info!(%mac, ?kind, arch, reason = reason.as_str(), suppressed = more, "dhcp request ignored");
         }
     } else {
         crate::metrics::inc(&c.dhcp_ignored);
-        info!(%mac, ?kind, arch, %reason, "dhcp request ignored");
+        info!(%mac, ?kind, arch, reason = reason.as_str(), "dhcp request ignored");
     }
 }
 

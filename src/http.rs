@@ -356,7 +356,7 @@ fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: Optio
         return;
     }
     let Some(mac) = mac else { return };
-    if plan::completes_boot(shared, &shared.config(), &mac, path) {
+    if plan::completes_boot(shared, &mac, path) {
         crate::metrics::inc(&c.boots_completed);
     }
 }

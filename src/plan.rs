@@ -171,7 +171,8 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Load
 /// Whether `path` (as served over HTTP or TFTP) is the last initrd of the kernel profile
 /// last served to `mac` (a one-shot's, when that was served), the file whose delivery
 /// completes a boot. Before any profile was served, the machine's own profile decides.
-pub fn completes_boot(shared: &Shared, cfg: &Config, mac: &Mac, path: &str) -> bool {
+pub fn completes_boot(shared: &Shared, mac: &Mac, path: &str) -> bool {
+    let cfg = shared.config();
     let served = shared.seen_of(mac).and_then(|s| s.served);
     let name = served.as_deref().or_else(|| cfg.profile_for(mac));
     let last = name

@@ -298,8 +298,7 @@ fn nak(req: &Request, why: &str) -> Decision {
 /// An OFFER or ACK for `ip`, with the subnet's options and the boot file for this client.
 fn build(req: &Request, mtype: MessageType, ip: Ipv4Addr) -> Message {
     let (cfg, pool) = (req.cfg, req.pool);
-    let mut m = reply::header(req.msg, ip, pool.server);
-    reply::set_type(&mut m, mtype);
+    let mut m = reply::header(req.msg, mtype, ip, pool.server);
     add_subnet_options(&mut m, req);
     if let Some(file) = reply::boot_file(cfg, pool.server, &req.client) {
         reply::add_boot_options(&mut m, &req.client, Mode::Address, pool.server, &file);

@@ -316,10 +316,7 @@ fn note_proxy_address(
     }
     let ip = match port {
         proxy::Port::Dhcp => {
-            let is_request = matches!(
-                msg.opts().get(OptionCode::MessageType),
-                Some(DhcpOption::MessageType(MessageType::Request))
-            );
+            let is_request = decide::message_type(msg) == Some(MessageType::Request);
             let requested = match msg.opts().get(OptionCode::RequestedIpAddress) {
                 Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
                 _ => None,
@@ -567,20 +564,18 @@ async fn send_logged(p: impl Into<Option<Reply>>) {
 }
 
 fn message_type_name(m: &Message) -> &'static str {
-    use dhcproto::v4::{DhcpOption, MessageType, OptionCode};
-    match m.opts().get(OptionCode::MessageType) {
-        Some(DhcpOption::MessageType(t)) => match t {
-            MessageType::Discover => "discover",
-            MessageType::Offer => "offer",
-            MessageType::Request => "request",
-            MessageType::Decline => "decline",
-            MessageType::Ack => "ack",
-            MessageType::Nak => "nak",
-            MessageType::Release => "release",
-            MessageType::Inform => "inform",
-            _ => "other",
-        },
-        _ => "none",
+    use dhcproto::v4::MessageType;
+    match decide::message_type(m) {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Offer) => "offer",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Decline) => "decline",
+        Some(MessageType::Ack) => "ack",
+        Some(MessageType::Nak) => "nak",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Inform) => "inform",
+        Some(_) => "other",
+        None => "none",
     }
 }
 

@@ -97,8 +97,7 @@ fn proxy_reply(
     file: &str,
 ) -> Message {
     let server = cfg.server.address;
-    let mut m = reply::header(msg, Ipv4Addr::UNSPECIFIED, server);
-    reply::set_type(&mut m, mtype);
+    let mut m = reply::header(msg, mtype, Ipv4Addr::UNSPECIFIED, server);
     m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
     if let Some(DhcpOption::ClientMachineIdentifier(uuid)) =
         msg.opts().get(OptionCode::ClientMachineIdentifier)

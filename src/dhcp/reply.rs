@@ -186,15 +186,15 @@ impl Reason {
     }
 }
 
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A reply's header: the request's xid, flags, ciaddr, giaddr and chaddr, with `yiaddr` and
-/// `siaddr`; the relay agent information (option 82) comes back unchanged (RFC 3046 §2.2).
-pub(crate) fn header(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Message {
+/// A reply of type `mtype`: the request's xid, flags, ciaddr, giaddr and chaddr, with
+/// `yiaddr` and `siaddr`; the relay agent information (option 82) comes back unchanged
+/// (RFC 3046 §2.2).
+pub(crate) fn header(
+    req: &Message,
+    mtype: MessageType,
+    yiaddr: Ipv4Addr,
+    siaddr: Ipv4Addr,
+) -> Message {
     let mut m = Message::new_with_id(
         req.xid(),
         req.ciaddr(),
@@ -207,6 +207,7 @@ pub(crate) fn header(req: &Message, yiaddr: Ipv4Addr, siaddr: Ipv4Addr) -> Messa
     m.set_htype(req.htype());
     m.set_flags(req.flags());
     m.set_secs(0);
+    m.opts_mut().insert(DhcpOption::MessageType(mtype));
     if let Some(o82 @ DhcpOption::RelayAgentInformation(_)) =
         req.opts().get(OptionCode::RelayAgentInformation)
     {
@@ -255,11 +256,6 @@ pub(crate) fn add_boot_options(
     if file.len() < 128 {
         m.set_fname_str(file);
     }
-}
-
-/// Sets a reply's message type (option 53).
-pub(crate) fn set_type(m: &mut Message, mtype: MessageType) {
-    m.opts_mut().insert(DhcpOption::MessageType(mtype));
 }
 
 /// The boot file a client gets, or `None` for clients that are not network booting. A
@@ -314,8 +310,12 @@ pub(crate) fn destination(req: &Message, yiaddr: Ipv4Addr, mac: Mac) -> Destinat
 /// A NAK from `server`, with `why` in option 56: broadcast, or to the relay, which must
 /// broadcast it on the client's segment.
 pub(crate) fn nak(req: &Message, server: Ipv4Addr, client: Client, why: &str) -> Decision {
-    let mut reply = header(req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
-    set_type(&mut reply, MessageType::Nak);
+    let mut reply = header(
+        req,
+        MessageType::Nak,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+    );
     let o = reply.opts_mut();
     o.insert(DhcpOption::ServerIdentifier(server));
     o.insert(DhcpOption::Message(why.to_string()));

@@ -467,8 +467,7 @@ impl Transfer {
     fn done(&self) {
         let (shared, file, size) = (&self.shared, &self.filename, self.size);
         crate::metrics::inc(&shared.counters.tftp_done);
-        let cfg = shared.config();
-        if (self.machine).is_some_and(|m| crate::plan::completes_boot(shared, &cfg, &m, file)) {
+        if (self.machine).is_some_and(|m| crate::plan::completes_boot(shared, &m, file)) {
             crate::metrics::inc(&shared.counters.boots_completed);
         }
         // Only now does the machine have its GRUB config: a forged request never gets here.

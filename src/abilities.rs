@@ -29,7 +29,7 @@ pub(crate) struct Facts {
 
 /// One thing pxed may or may not be able to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ability {
+pub(crate) struct Ability {
     /// Stable name, for the status endpoint and tests.
     pub name: &'static str,
     /// Whether this process has it.
@@ -44,7 +44,7 @@ pub struct Ability {
 
 /// The abilities of this process, in a fixed order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Every ability, available or not.
     pub abilities: Vec<Ability>,
 }
@@ -52,7 +52,7 @@ pub struct Report {
 impl Report {
     /// Whether the named ability is available; unknown names count as available, so a
     /// report that was never probed (in-process tests) changes nothing.
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.abilities
             .iter()
             .find(|a| a.name == name)
@@ -60,15 +60,15 @@ impl Report {
     }
 
     /// The abilities this process lacks.
-    pub fn missing(&self) -> impl Iterator<Item = &Ability> {
+    pub(crate) fn missing(&self) -> impl Iterator<Item = &Ability> {
         self.abilities.iter().filter(|a| !a.available)
     }
 }
 
 /// Name of the ability to unicast DHCP replies to clients without an address.
-pub const ARP_UNICAST: &str = "dhcp_unicast";
+pub(crate) const ARP_UNICAST: &str = "dhcp_unicast";
 /// Name of the ability to bind ports below 1024.
-pub const LOW_PORTS: &str = "bind_low_ports";
+pub(crate) const LOW_PORTS: &str = "bind_low_ports";
 
 fn has_cap(effective: u64, cap: u32) -> bool {
     effective & (1 << cap) != 0

@@ -26,7 +26,6 @@ mod browser;
 mod openapi;
 mod writes;
 
-pub use openapi::openapi_json;
 use openapi::*;
 use writes::*;
 
@@ -43,7 +42,7 @@ struct Admin {
 
 /// An API error: HTTP status, stable code, message, and the field at fault.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -119,7 +118,7 @@ impl From<ConfigError> for ApiError {
 }
 
 /// The admin router. `token` is `Some` when requests must carry `Authorization: Bearer`.
-pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
     let state = Admin {
         shared,
         token: token.map(Into::into),
@@ -163,7 +162,7 @@ pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
 
 /// Serves the admin API until `cancel` fires, within `[admin] max_connections` and the
 /// `[http]` timeouts (see [`crate::conn`]).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     token: Option<String>,

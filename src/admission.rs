@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod fair;
-pub use fair::FairQueue;
+pub(crate) use fair::FairQueue;
 
 /// A session's handle.
-pub type SessionId = u64;
+pub(crate) type SessionId = u64;
 
 /// What to do with a new request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Start it; first end `evict` if set.
     Accept {
         /// The new slot.
@@ -60,7 +60,7 @@ struct Entry {
 
 /// Every slot in use, by client.
 #[derive(Debug, Default)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// Slots in use.
     sessions: HashMap<SessionId, Entry>,
     /// Exposed slots, in the order they became exposed (oldest first).
@@ -79,7 +79,7 @@ pub struct Admission {
 
 impl Admission {
     /// Bookkeeping whose exposed slots become evictable after `grace`.
-    pub fn with_grace(grace: Duration) -> Admission {
+    pub(crate) fn with_grace(grace: Duration) -> Admission {
         Admission {
             grace,
             ..Admission::default()
@@ -87,7 +87,7 @@ impl Admission {
     }
 
     /// Decides, at `now`, on a request from `peer` given the limits in force.
-    pub fn admit(
+    pub(crate) fn admit(
         &mut self,
         peer: IpAddr,
         max_total: usize,
@@ -132,7 +132,7 @@ impl Admission {
 
     /// The slot does useful work (a peer answered, a request is being served): it cannot
     /// be evicted. False if it already was: its task must stop rather than start the work.
-    pub fn protect(&mut self, id: SessionId) -> bool {
+    pub(crate) fn protect(&mut self, id: SessionId) -> bool {
         let Some(e) = self.sessions.get_mut(&id) else {
             return false;
         };
@@ -145,7 +145,7 @@ impl Admission {
 
     /// The slot went idle at `now`: it may be evicted again once the grace has passed, after
     /// every slot exposed before it.
-    pub fn expose(&mut self, id: SessionId, now: Instant) {
+    pub(crate) fn expose(&mut self, id: SessionId, now: Instant) {
         if let Some(e) = self.sessions.get_mut(&id) {
             if e.protected {
                 e.protected = false;
@@ -157,7 +157,7 @@ impl Admission {
     }
 
     /// The slot ended (or was evicted); it is free.
-    pub fn finish(&mut self, id: SessionId) {
+    pub(crate) fn finish(&mut self, id: SessionId) {
         let _ = self.protect(id);
         let Some(e) = self.sessions.remove(&id) else {
             return;
@@ -171,19 +171,20 @@ impl Admission {
     }
 
     /// Slots in use.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }
 
+    #[cfg(test)]
     /// Whether none is in use.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
 }
 
 /// A listener's slots, shared with the tasks it spawns.
 #[derive(Debug, Clone, Default)]
-pub struct Slots {
+pub(crate) struct Slots {
     /// The bookkeeping and each slot's cancel token, under one lock held for a few map
     /// operations.
     inner: Arc<Mutex<Table>>,
@@ -202,7 +203,7 @@ struct Table {
 
 /// A slot just taken.
 #[derive(Debug)]
-pub struct Granted {
+pub(crate) struct Granted {
     /// The task's claim on it.
     pub slot: Slot,
     /// Fires when the slot is evicted, or when `parent` (the listener's stop) fires.
@@ -213,7 +214,7 @@ pub struct Granted {
 
 /// Why no slot was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The client already has its share.
     PerClient,
     /// Every slot is protected.
@@ -222,7 +223,7 @@ pub enum Refused {
 
 impl Slots {
     /// Slots whose exposed ones become evictable after `grace` (see the module docs).
-    pub fn with_grace(grace: Duration) -> Slots {
+    pub(crate) fn with_grace(grace: Duration) -> Slots {
         Slots {
             inner: Arc::new(Mutex::new(Table {
                 admission: Admission::with_grace(grace),
@@ -238,7 +239,7 @@ impl Slots {
 
     /// Takes a slot for `peer` within the limits, evicting (cancelling) the oldest exposed
     /// one if every slot is taken. The new slot starts exposed.
-    pub fn take(
+    pub(crate) fn take(
         &self,
         peer: IpAddr,
         max_total: usize,
@@ -274,25 +275,26 @@ impl Slots {
     }
 
     /// Slots in use.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().admission.len()
     }
 
     /// Resolves once a slot has been freed or exposed since the last call returned (a permit
     /// is kept if none was waiting).
-    pub async fn freed(&self) {
+    pub(crate) async fn freed(&self) {
         self.freed.notified().await;
     }
 
+    #[cfg(test)]
     /// Whether none is in use.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// A task's claim on a slot; freed when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// Its handle.
     id: SessionId,
     /// The slots it belongs to.
@@ -302,12 +304,12 @@ pub struct Slot {
 impl Slot {
     /// It does useful work now: it cannot be evicted. False if it was evicted already (its
     /// token is cancelled): the task must stop instead.
-    pub fn protect(&self) -> bool {
+    pub(crate) fn protect(&self) -> bool {
         self.slots.lock().admission.protect(self.id)
     }
 
     /// It went idle: it may be evicted again, so an arrival waiting for a slot may take it.
-    pub fn expose(&self) {
+    pub(crate) fn expose(&self) {
         self.slots.lock().admission.expose(self.id, Instant::now());
         self.slots.freed.notify_one();
     }

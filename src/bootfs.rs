@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Why a requested path is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// Empty, NUL, or otherwise not a file name.
     #[error("invalid path `{0}`")]
     Invalid(String),
@@ -32,28 +32,23 @@ pub enum PathError {
 
 /// A canonicalised boot directory.
 #[derive(Debug, Clone)]
-pub struct BootDir {
+pub(crate) struct BootDir {
     /// `boot_dir` with every symlink resolved, the prefix every served file must have.
     root: PathBuf,
 }
 
 impl BootDir {
     /// Resolves `boot_dir` itself; fails if it does not exist.
-    pub fn new(path: &Path) -> io::Result<BootDir> {
+    pub(crate) fn new(path: &Path) -> io::Result<BootDir> {
         Ok(BootDir {
             root: path.canonicalize()?,
         })
     }
 
-    /// The canonical root.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Maps a client's path (TFTP file name or decoded URL path) to a regular file inside
     /// the boot directory. Leading `/` are ignored and `\` counts as `/` (some PXE ROMs
     /// send DOS-style names).
-    pub fn resolve(&self, requested: &str) -> Result<PathBuf, PathError> {
+    pub(crate) fn resolve(&self, requested: &str) -> Result<PathBuf, PathError> {
         let rel = lexical(requested)?;
         let joined = self.root.join(&rel);
         let real = match joined.canonicalize() {
@@ -93,7 +88,7 @@ impl BootDir {
 
 /// Resolves `requested` inside `boot_dir` (canonicalised on every call, so a config reload
 /// that changes `boot_dir` takes effect at once).
-pub fn resolve_in(boot_dir: &Path, requested: &str) -> Result<PathBuf, PathError> {
+pub(crate) fn resolve_in(boot_dir: &Path, requested: &str) -> Result<PathBuf, PathError> {
     let root = BootDir::new(boot_dir).map_err(|source| PathError::Io {
         path: boot_dir.display().to_string(),
         source,
@@ -102,7 +97,7 @@ pub fn resolve_in(boot_dir: &Path, requested: &str) -> Result<PathBuf, PathError
 }
 
 /// Checks a requested path without touching the filesystem: relative, no `..`, no NUL.
-pub fn lexical(requested: &str) -> Result<PathBuf, PathError> {
+pub(crate) fn lexical(requested: &str) -> Result<PathBuf, PathError> {
     let cleaned = requested.replace('\\', "/");
     let trimmed = cleaned.trim_start_matches('/');
     if trimmed.is_empty() || trimmed.contains('\0') {

@@ -19,7 +19,6 @@ mod raw;
 mod validate;
 
 pub(crate) use checks::check_profile_name;
-pub use checks::check_relative;
 use checks::{check_script_templates, missing_files, private_paths};
 use locate::{invalid, key_at};
 use raw::RawConfig;
@@ -73,27 +72,27 @@ pub struct Warning {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from, for messages.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// Where and as whom pxed serves.
-    pub server: Server,
+    pub(crate) server: Server,
     /// The DHCP pool and options.
-    pub dhcp: Dhcp,
+    pub(crate) dhcp: Dhcp,
     /// The boot HTTP listener.
-    pub http: Http,
+    pub(crate) http: Http,
     /// TFTP limits.
-    pub tftp: Tftp,
+    pub(crate) tftp: Tftp,
     /// The admin API listener.
-    pub admin: Admin,
+    pub(crate) admin: Admin,
     /// First-stage boot file per client architecture.
-    pub first_stage: FirstStage,
+    pub(crate) first_stage: FirstStage,
     /// Boot profiles by name.
-    pub profiles: BTreeMap<String, Profile>,
+    pub(crate) profiles: BTreeMap<String, Profile>,
     /// Managed hosts by MAC.
-    pub hosts: HashMap<Mac, Host>,
+    pub(crate) hosts: HashMap<Mac, Host>,
     /// Profile for MACs that are not in `hosts`; `None` means unknown MACs are ignored.
-    pub default_profile: Option<String>,
+    pub(crate) default_profile: Option<String>,
     /// `[defaults] secure_boot`: whether hosts that do not say boot the signed chain.
-    pub default_secure_boot: bool,
+    pub(crate) default_secure_boot: bool,
     /// Every address pinned to a host, derived from `hosts` once at validation because the
     /// pool consults it on every DHCP request.
     reserved: HashMap<Ipv4Addr, Mac>,
@@ -101,83 +100,83 @@ pub struct Config {
 
 /// `[server]`.
 #[derive(Debug, Clone)]
-pub struct Server {
+pub(crate) struct Server {
     /// Interface DHCP and TFTP are bound to (`SO_BINDTODEVICE`).
-    pub interface: String,
+    pub(crate) interface: String,
     /// This server's address on that interface: server id, next-server, URL host.
-    pub address: Ipv4Addr,
+    pub(crate) address: Ipv4Addr,
     /// Root of everything TFTP and HTTP serve.
-    pub boot_dir: PathBuf,
+    pub(crate) boot_dir: PathBuf,
     /// Where pxed keeps state (leases, one-shot boots).
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
 }
 
 /// `[dhcp]`.
 #[derive(Debug, Clone)]
-pub struct Dhcp {
+pub(crate) struct Dhcp {
     /// Full DHCP server, or proxyDHCP (boot information only, no addresses).
-    pub mode: DhcpMode,
+    pub(crate) mode: DhcpMode,
     /// Option 51; T1 and T2 are 1/2 and 7/8 of it.
-    pub lease_time: Duration,
+    pub(crate) lease_time: Duration,
     /// How long a DECLINEd address stays out of the pool.
-    pub decline_time: Duration,
+    pub(crate) decline_time: Duration,
     /// `[dhcp]`'s own subnet first (the one on `[server] interface`), then each
     /// `[[dhcp.subnets]]` entry (reached through DHCP relays), in file order.
-    pub pools: Vec<Pool>,
+    pub(crate) pools: Vec<Pool>,
     /// Relay agents allowed to set a `giaddr` outside every served subnet (an RFC 3527 relay
     /// that names the client's link with option 82.5 or 118 and is reached on another
     /// network). Replies go to giaddr, so any other such giaddr is refused.
-    pub relay_agents: Vec<Ipv4Net>,
+    pub(crate) relay_agents: Vec<Ipv4Net>,
     /// Leases one MAC may hold at once, whatever client identifiers it sends; a new one
     /// beyond this takes over the MAC's oldest.
-    pub max_leases_per_mac: usize,
+    pub(crate) max_leases_per_mac: usize,
     /// New leases per second for MACs not in `[hosts]` (matters with `[defaults]`).
-    pub unknown_client_rate: u32,
+    pub(crate) unknown_client_rate: u32,
     /// Burst allowance of that rate.
-    pub unknown_client_burst: u32,
+    pub(crate) unknown_client_burst: u32,
 }
 
 impl Dhcp {
     #[cfg(test)]
     /// The subnet of the served interface.
-    pub fn primary(&self) -> &Pool {
+    pub(crate) fn primary(&self) -> &Pool {
         &self.pools[0]
     }
 
     /// Whether replies may go to `giaddr`: it is in a served subnet or a configured relay.
-    pub fn relay_allowed(&self, giaddr: Ipv4Addr) -> bool {
+    pub(crate) fn relay_allowed(&self, giaddr: Ipv4Addr) -> bool {
         self.pool_for(giaddr).is_some() || self.relay_agents.iter().any(|n| n.contains(&giaddr))
     }
 
     /// The pool whose subnet holds `ip`.
-    pub fn pool_for(&self, ip: Ipv4Addr) -> Option<&Pool> {
+    pub(crate) fn pool_for(&self, ip: Ipv4Addr) -> Option<&Pool> {
         self.pools.iter().find(|p| p.subnet.contains(&ip))
     }
 }
 
 /// One subnet pxed serves, with its address range and options.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// The subnet.
-    pub subnet: Ipv4Net,
+    pub(crate) subnet: Ipv4Net,
     /// The interface pxed serves this subnet on directly; `None` for a subnet reached through
     /// relays.
-    pub interface: Option<String>,
+    pub(crate) interface: Option<String>,
     /// The address this subnet's clients reach pxed at: server id, next-server, URL host.
-    pub server: Ipv4Addr,
+    pub(crate) server: Ipv4Addr,
     /// First and last pool address, inclusive; `None` in proxy mode.
-    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub(crate) range: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Option 3.
-    pub router: Option<Ipv4Addr>,
+    pub(crate) router: Option<Ipv4Addr>,
     /// Option 6.
-    pub dns: Vec<Ipv4Addr>,
+    pub(crate) dns: Vec<Ipv4Addr>,
     /// Option 15.
-    pub domain: Option<String>,
+    pub(crate) domain: Option<String>,
 }
 
 /// `[dhcp] mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DhcpMode {
+pub(crate) enum DhcpMode {
     /// pxed hands out addresses and boot information (the default).
     Server,
     /// Another server hands out addresses; pxed answers PXE clients with boot information
@@ -187,34 +186,34 @@ pub enum DhcpMode {
 
 /// `[http]`.
 #[derive(Debug, Clone)]
-pub struct Http {
+pub(crate) struct Http {
     /// Socket address the boot HTTP listener binds.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// How many connections, and for how long, any neighbour on the boot network may hold.
-    pub limits: ConnLimits,
+    pub(crate) limits: ConnLimits,
     /// Who may fetch a machine's iPXE script.
-    pub script_access: ScriptAccess,
+    pub(crate) script_access: ScriptAccess,
 }
 
 /// Bounds on one HTTP listener's connections, so that no client, or crowd of forged
 /// clients, can hold the sockets a legitimate client needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Connections open at once, from everyone (further capped by the descriptor budget).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Connections open at once from one client address.
-    pub max_per_client: usize,
+    pub(crate) max_per_client: usize,
     /// Time from connect to a complete first request header.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Time a kept-alive connection may wait between requests.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Time a response may go without the client reading any of it.
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
 }
 
 /// `[http] script_access`: who may read the script at `/ipxe/{mac}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptAccess {
+pub(crate) enum ScriptAccess {
     /// Only the address pxed leased to that MAC (or saw it use in proxy mode), once pxed
     /// knows one; before that, anyone, without spending a one-shot.
     Owner,
@@ -224,60 +223,60 @@ pub enum ScriptAccess {
 
 /// `[admin]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admin {
+pub(crate) struct Admin {
     /// Where the admin API listens; loopback by default.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// File holding the bearer token; `PXED_ADMIN_TOKEN` is used when unset. A token is
     /// required whenever `listen` is not a loopback address.
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// Connections open at once on each admin address.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Host names (besides `localhost` and the listen address) a request's `Host` header may
     /// carry, such as a Service name; anything else is refused, which stops DNS rebinding.
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 /// `[tftp]`.
 #[derive(Debug, Clone)]
-pub struct Tftp {
+pub(crate) struct Tftp {
     /// Largest block size granted (RFC 2348); keeps blocks inside one Ethernet frame.
-    pub max_blksize: u16,
+    pub(crate) max_blksize: u16,
     /// Largest window granted (RFC 7440).
-    pub max_windowsize: u16,
+    pub(crate) max_windowsize: u16,
     /// Transfers at once, from everyone (further capped by the descriptor budget).
-    pub max_sessions: usize,
+    pub(crate) max_sessions: usize,
     /// Transfers at once from one client address.
-    pub max_sessions_per_client: usize,
+    pub(crate) max_sessions_per_client: usize,
     /// Largest retransmission timeout a client may negotiate (RFC 2349 allows 255 s).
-    pub max_timeout: Duration,
+    pub(crate) max_timeout: Duration,
     /// Wait for the first answer of a peer that has not answered yet: a forged source never
     /// answers, so its session must not live long.
-    pub unanswered_timeout: Duration,
+    pub(crate) unanswered_timeout: Duration,
     /// Retransmissions to a peer that has never answered.
-    pub unanswered_retries: u32,
+    pub(crate) unanswered_retries: u32,
 }
 
 /// `[first_stage]`: file (relative to `boot_dir`) handed to non-iPXE PXE clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirstStage {
+pub(crate) struct FirstStage {
     /// Arch 0, over TFTP.
-    pub bios: String,
+    pub(crate) bios: String,
     /// Arch 6, over TFTP.
-    pub efi_ia32: String,
+    pub(crate) efi_ia32: String,
     /// Arch 7 and 9, over TFTP.
-    pub efi_x64: String,
+    pub(crate) efi_x64: String,
     /// Arch 11, over TFTP.
-    pub efi_arm64: String,
+    pub(crate) efi_arm64: String,
     /// Arch 15, as an HTTP URL.
-    pub http_ia32: String,
+    pub(crate) http_ia32: String,
     /// Arch 16, as an HTTP URL.
-    pub http_x64: String,
+    pub(crate) http_x64: String,
     /// Arch 19, as an HTTP URL; empty (the default) offers none, since Debian's arm64 GRUB
     /// cannot go on over HTTP.
-    pub http_arm64: String,
+    pub(crate) http_arm64: String,
     /// Arch 7 and 9 on a Secure Boot host, over TFTP: the signed shim, which loads
     /// `grubx64.efi` from the same directory.
-    pub secure_boot_x64: String,
+    pub(crate) secure_boot_x64: String,
 }
 
 impl Default for FirstStage {
@@ -297,30 +296,30 @@ impl Default for FirstStage {
 
 /// One `[hosts."MAC"]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
+pub(crate) struct Host {
     /// Name of the profile this host boots.
-    pub profile: String,
+    pub(crate) profile: String,
     /// A pinned address, inside or outside the pool.
-    pub ip: Option<Ipv4Addr>,
+    pub(crate) ip: Option<Ipv4Addr>,
     /// Option 12 and `{{ hostname }}`.
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// Boots shim → GRUB → kernel on x86-64 UEFI; `None` takes `[defaults] secure_boot`.
-    pub secure_boot: Option<bool>,
+    pub(crate) secure_boot: Option<bool>,
 }
 
 impl Config {
     /// Base URL of the boot HTTP listener as clients of the served interface reach it.
-    pub fn http_base(&self) -> String {
+    pub(crate) fn http_base(&self) -> String {
         self.http_base_at(self.server.address)
     }
 
     /// Base URL of the boot HTTP listener at one of pxed's addresses.
-    pub fn http_base_at(&self, server: Ipv4Addr) -> String {
+    pub(crate) fn http_base_at(&self, server: Ipv4Addr) -> String {
         format!("http://{}:{}", server, self.http.listen.port())
     }
 
     /// The profile name a MAC boots, if pxed manages it.
-    pub fn profile_for(&self, mac: &Mac) -> Option<&str> {
+    pub(crate) fn profile_for(&self, mac: &Mac) -> Option<&str> {
         match self.hosts.get(mac) {
             Some(h) => Some(h.profile.as_str()),
             None => self.default_profile.as_deref(),
@@ -328,7 +327,7 @@ impl Config {
     }
 
     /// Whether `mac` boots the signed chain (shim → GRUB → kernel) on x86-64 UEFI.
-    pub fn secure_boot_for(&self, mac: &Mac) -> bool {
+    pub(crate) fn secure_boot_for(&self, mac: &Mac) -> bool {
         self.hosts
             .get(mac)
             .and_then(|h| h.secure_boot)
@@ -336,13 +335,13 @@ impl Config {
     }
 
     /// Every address pinned to a host, which the pool must never hand to anyone else.
-    pub fn reserved(&self) -> &HashMap<Ipv4Addr, Mac> {
+    pub(crate) fn reserved(&self) -> &HashMap<Ipv4Addr, Mac> {
         &self.reserved
     }
 
     #[cfg(test)]
     /// Number of addresses in the pool.
-    pub fn pool_size(&self) -> u32 {
+    pub(crate) fn pool_size(&self) -> u32 {
         self.dhcp
             .pools
             .iter()
@@ -366,7 +365,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
 }
 
 /// Parses and validates config text. Pure: `file` is only used in messages.
-pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let key = key_at(text, span.start).unwrap_or_else(|| "(document)".into());

@@ -15,7 +15,7 @@
 //! [`http1`] for boot files, which sends them with `sendfile(2)`.
 
 mod http1;
-pub use http1::SendFile;
+pub(crate) use http1::SendFile;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -43,11 +43,11 @@ use crate::metrics::{Counters, Queue, Refusal};
 
 /// The address a connection came in on, for handlers that check the `Host` header.
 #[derive(Debug, Clone, Copy)]
-pub struct LocalAddr(pub SocketAddr);
+pub(crate) struct LocalAddr(pub SocketAddr);
 
 /// What one listener needs to know about its limits, read at every accept so that a reload
 /// takes effect for new connections.
-pub trait Policy: Send + Sync + 'static {
+pub(crate) trait Policy: Send + Sync + 'static {
     /// The limits in force now.
     fn limits(&self) -> ConnLimits;
     /// Whether to refuse a connection from `peer` to `local` outright; the policy counts and
@@ -65,7 +65,7 @@ pub trait Policy: Send + Sync + 'static {
 
 /// What speaks HTTP on a connection, once the accept loop has admitted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     /// hyper: whole HTTP/1.1, request bodies included (the admin API).
     Hyper,
     /// [`http1`]: GET and HEAD without bodies, static files by `sendfile` (boot files).
@@ -75,7 +75,7 @@ pub enum Engine {
 /// Serves `router` on `listener` until `cancel` fires, within `policy`'s limits. On the
 /// cancel every connection is closed at once, requests in flight included (the daemon's
 /// shutdown is bounded to 2 s).
-pub async fn serve<P: Policy>(
+pub(crate) async fn serve<P: Policy>(
     listener: TcpListener,
     router: Router,
     policy: Arc<P>,

@@ -16,7 +16,7 @@ use crate::state::Shared;
 use crate::store::LeaseStore;
 
 /// How long running transfers get to finish after a stop before they are aborted.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Lets a signal handler reload the config once the daemon is up (SIGHUP).
 #[derive(Clone, Default)]
@@ -51,7 +51,7 @@ pub struct Options {
     /// admin API is reachable by the cluster and never on the boot network.
     pub admin_listen: Vec<SocketAddr>,
     /// The UDP ports DHCP, TFTP and proxyDHCP listen on: 67, 69 and 4011, which firmware
-    /// expects. In-process tests use 0 (any free port) and read the ports from [`Bound`].
+    /// expects. In-process tests use 0 (any free port) and read the ports from `Bound`.
     pub ports: Ports,
 }
 
@@ -94,7 +94,7 @@ struct Interface {
 /// Every listener bound, nothing served yet: what [`bind`] hands to [`serve`]. Binding
 /// first lets start-up fail on a port or a token before any state is opened, and lets tests
 /// bind port 0 and read back where pxed listens.
-pub struct Bound {
+pub(crate) struct Bound {
     config: Config,
     abilities: crate::abilities::Report,
     interfaces: Vec<Interface>,
@@ -103,35 +103,29 @@ pub struct Bound {
     admin_token: Option<String>,
 }
 
+// Where pxed listens, read back by the in-process tests, which bind port 0.
+#[cfg(test)]
 impl Bound {
     /// Where the boot HTTP listener is.
-    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn http_addr(&self) -> std::io::Result<SocketAddr> {
         self.http.local_addr()
     }
 
     /// Where the admin API listeners are.
-    pub fn admin_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+    pub(crate) fn admin_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
         self.admins.iter().map(|(_, l)| l.local_addr()).collect()
     }
 
     /// Where the TFTP listeners are, one per served interface.
-    pub fn tftp_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+    pub(crate) fn tftp_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
         self.interfaces
             .iter()
             .map(|i| i.tftp.local_addr())
             .collect()
     }
-
-    /// Where the DHCP listeners are, one per served interface.
-    pub fn dhcp_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
-        self.interfaces
-            .iter()
-            .map(|i| i.dhcp.local_addr())
-            .collect()
-    }
 }
 
-/// Binds every listener, serves until `cancel` fires, then stops within [`SHUTDOWN_GRACE`].
+/// Binds every listener, serves until `cancel` fires, then stops within `SHUTDOWN_GRACE` (1.5 s).
 /// `hook` lets signals reload the config once it is up.
 pub async fn run(
     config: Config,
@@ -145,7 +139,7 @@ pub async fn run(
 /// Probes and reports what this process may do, reads the admin token, and binds every
 /// listener: per served interface DHCP and TFTP (and 4011 in proxy mode), boot HTTP and the
 /// admin API on each of its addresses.
-pub async fn bind(config: Config, options: &Options) -> anyhow::Result<Bound> {
+pub(crate) async fn bind(config: Config, options: &Options) -> anyhow::Result<Bound> {
     let admin_addrs = if options.admin_listen.is_empty() {
         vec![config.admin.listen]
     } else {
@@ -217,7 +211,7 @@ fn bind_interfaces(
 
 /// Opens the state (leases, one-shot boots), watches the config file, and serves every
 /// bound listener until `cancel` fires; then stops within [`SHUTDOWN_GRACE`].
-pub async fn serve(
+pub(crate) async fn serve(
     bound: Bound,
     cancel: CancellationToken,
     hook: ReloadHook,
@@ -442,7 +436,7 @@ const MIN_TOKEN_LEN: usize = 16;
 
 /// Why an admin token is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Anyone who read the docs knows it.
     #[error("is a documented placeholder; generate one with `openssl rand -hex 32`")]
     Placeholder,

@@ -8,11 +8,11 @@ use toml_edit::{value, Array, DocumentMut, Item, Table};
 use crate::mac::Mac;
 
 mod atomic;
-pub use atomic::write_atomically;
+pub(crate) use atomic::write_atomically;
 
 /// Why an edit cannot be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EditError {
+pub(crate) enum EditError {
     /// The file on disk is not TOML any more.
     #[error("the config file does not parse: {0}")]
     Unparsable(String),
@@ -87,7 +87,11 @@ fn only_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), EditError
 /// Sets `[hosts."MAC"]` from a body like
 /// `{"profile": "p", "ip": "10.0.0.5", "hostname": "h", "secure_boot": true}`.
 /// An existing entry keeps its key spelling, comments and position; a new one is appended.
-pub fn put_host(text: &str, mac: &Mac, body: &serde_json::Value) -> Result<String, EditError> {
+pub(crate) fn put_host(
+    text: &str,
+    mac: &Mac,
+    body: &serde_json::Value,
+) -> Result<String, EditError> {
     only_keys(body, &["profile", "ip", "hostname", "secure_boot"])?;
     let secure_boot = match body.get("secure_boot") {
         None | Some(serde_json::Value::Null) => None,
@@ -156,7 +160,7 @@ fn set_keeping_comment(
 }
 
 /// Removes `[hosts."MAC"]`.
-pub fn delete_host(text: &str, mac: &Mac) -> Result<String, EditError> {
+pub(crate) fn delete_host(text: &str, mac: &Mac) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let key = host_key(&doc, mac).ok_or_else(|| EditError::NotFound(format!("host {mac}")))?;
     if let Some(hosts) = doc.get_mut("hosts").and_then(Item::as_table_like_mut) {
@@ -167,7 +171,11 @@ pub fn delete_host(text: &str, mac: &Mac) -> Result<String, EditError> {
 
 /// Sets `[profiles.NAME]` from a body with exactly the keys of one profile kind:
 /// `kernel`/`initrd`/`cmdline`, `script`, `chain`, or `action`.
-pub fn put_profile(text: &str, name: &str, body: &serde_json::Value) -> Result<String, EditError> {
+pub(crate) fn put_profile(
+    text: &str,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<String, EditError> {
     only_keys(
         body,
         &["kernel", "initrd", "cmdline", "script", "chain", "action"],
@@ -228,7 +236,7 @@ pub fn put_profile(text: &str, name: &str, body: &serde_json::Value) -> Result<S
 }
 
 /// Removes `[profiles.NAME]`, unless a host or `[defaults]` uses it.
-pub fn delete_profile(text: &str, name: &str) -> Result<String, EditError> {
+pub(crate) fn delete_profile(text: &str, name: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let mut users = Vec::new();
     if let Some(hosts) = doc.get("hosts").and_then(Item::as_table_like) {

@@ -15,17 +15,17 @@ use serde_json::{Map, Value};
 use crate::mac::Mac;
 
 /// Events kept per machine.
-pub const PER_MACHINE: usize = 256;
+pub(crate) const PER_MACHINE: usize = 256;
 /// Machines kept per tier.
-pub const MACHINES: usize = 4096;
+pub(crate) const MACHINES: usize = 4096;
 /// Longest string kept in an event's details, in bytes; longer ones are cut.
-pub const MAX_STRING: usize = 256;
+pub(crate) const MAX_STRING: usize = 256;
 /// Bytes of event details kept per tier (about; see [`Event::weight`]).
-pub const TIER_BYTES: usize = 16 << 20;
+pub(crate) const TIER_BYTES: usize = 16 << 20;
 
 /// Which set of timelines a machine's belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
+pub(crate) enum Tier {
     /// A MAC in `[hosts]`.
     Host,
     /// A MAC booting the `[defaults]` profile.
@@ -34,7 +34,7 @@ pub enum Tier {
 
 /// What a timeline event records; the name is the event's `kind` in the JSON API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A DHCP DISCOVER arrived.
     DhcpDiscover,
     /// A DHCP REQUEST arrived.
@@ -75,7 +75,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The name in the JSON API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::DhcpDiscover => "dhcp_discover",
             EventKind::DhcpRequest => "dhcp_request",
@@ -101,7 +101,7 @@ impl EventKind {
 
 /// One thing a machine did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     /// Unix time in milliseconds.
     pub at_ms: u64,
     /// What happened.
@@ -112,7 +112,7 @@ pub struct Event {
 
 impl Event {
     /// As JSON: `{"at_ms": ..., "kind": ..., ...detail}`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut m = self.detail.clone();
         m.insert("at_ms".into(), Value::from(self.at_ms));
         m.insert("kind".into(), Value::from(self.kind.as_str()));
@@ -145,7 +145,7 @@ fn prefix(s: &str, max: usize) -> &str {
 }
 
 /// At most [`MAX_STRING`] bytes of `s`, cut on a character boundary.
-pub fn cut_str(s: &str) -> &str {
+pub(crate) fn cut_str(s: &str) -> &str {
     prefix(s, MAX_STRING)
 }
 
@@ -200,7 +200,7 @@ impl TierTimelines {
 
 /// Every machine's timeline.
 #[derive(Debug, Default)]
-pub struct Events {
+pub(crate) struct Events {
     /// Both tiers and a sequence counter, under one lock held for a few operations.
     inner: Mutex<(TierTimelines, TierTimelines, u64)>,
 }
@@ -214,12 +214,19 @@ fn now_ms() -> u64 {
 
 impl Events {
     /// Records an event for `mac` now.
-    pub fn record(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value) {
+    pub(crate) fn record(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value) {
         self.record_at(tier, mac, kind, detail, now_ms());
     }
 
     /// Records an event at `at_ms` (Unix milliseconds).
-    pub fn record_at(&self, tier: Tier, mac: Mac, kind: EventKind, detail: Value, at_ms: u64) {
+    pub(crate) fn record_at(
+        &self,
+        tier: Tier,
+        mac: Mac,
+        kind: EventKind,
+        detail: Value,
+        at_ms: u64,
+    ) {
         let mut detail = match detail {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -267,7 +274,7 @@ impl Events {
     }
 
     /// A machine's timeline, oldest first.
-    pub fn get(&self, mac: &Mac) -> Vec<Event> {
+    pub(crate) fn get(&self, mac: &Mac) -> Vec<Event> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (hosts, defaults, _) = &*guard;
         hosts
@@ -278,14 +285,16 @@ impl Events {
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// Number of machines with a timeline.
-    pub fn machines(&self) -> usize {
+    pub(crate) fn machines(&self) -> usize {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.machines.len() + guard.1.machines.len()
     }
 
+    #[cfg(test)]
     /// Bytes held by the timelines, both tiers.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.bytes + guard.1.bytes
     }

@@ -14,7 +14,7 @@ use crate::profiles::{is_url, render_template, Profile, TemplateError, Vars};
 
 /// A request for a GRUB config that pxed renders rather than reads from `boot_dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asked {
+pub(crate) enum Asked {
     /// `grub/grub.cfg-01-aa-bb-cc-dd-ee-ff`: the config of that MAC.
     Mac(Mac),
     /// `grub/grub.cfg`: the config of the machine at the requesting address.
@@ -25,7 +25,7 @@ pub enum Asked {
 }
 
 /// Recognises the config names GRUB's network search asks for, with or without leading `/`.
-pub fn asked(path: &str) -> Option<Asked> {
+pub(crate) fn asked(path: &str) -> Option<Asked> {
     let path = path.trim_start_matches('/');
     let name = path.strip_prefix("grub/")?;
     if name == "grub.cfg" {
@@ -44,7 +44,7 @@ pub fn asked(path: &str) -> Option<Asked> {
 /// Whether a profile can boot through GRUB; `Err` says why not. Debian's signed network
 /// GRUB has no HTTP module (its `tftp` is the only network file system), so a kernel profile
 /// must name files under `boot_dir`, which GRUB loads from pxed over TFTP.
-pub fn supports(profile: &Profile) -> Result<(), &'static str> {
+pub(crate) fn supports(profile: &Profile) -> Result<(), &'static str> {
     match profile {
         Profile::Kernel { kernel, initrd, .. } => {
             if std::iter::once(kernel).chain(initrd).any(|p| is_url(p)) {
@@ -67,7 +67,7 @@ fn quote(word: &str) -> String {
 /// loaded from: `(tftp,ADDR)`, pxed's address as the machine reached it. Every way out that
 /// is not the kernel (a `local` profile, a failed boot, a profile GRUB cannot run) boots the
 /// local disk ([`local_disk`]).
-pub fn render(
+pub(crate) fn render(
     name: &str,
     profile: &Profile,
     vars: &Vars<'_>,
@@ -155,7 +155,7 @@ const LOCAL_LOADERS_ARM64: &[&str] = &[
 /// local disk (verified through shim under Secure Boot), and only exits when there is none.
 /// The list is chosen by GRUB's own `$grub_cpu`, so it is right even when pxed has not seen
 /// the machine's architecture.
-pub fn local_disk() -> String {
+pub(crate) fn local_disk() -> String {
     let search = |loaders: &[&str]| {
         format!(
             "  for loader in {}; do\n\
@@ -181,7 +181,7 @@ pub fn local_disk() -> String {
 /// The config served at `grub/grub.cfg` to an address pxed cannot tie to a machine with a
 /// profile (in proxy mode pxed leases no addresses): it asks again by the MAC GRUB booted
 /// from, and if that names no machine either, boots the local disk.
-pub fn unknown_machine() -> String {
+pub(crate) fn unknown_machine() -> String {
     "# pxed: no machine known at this address; ask by this machine's MAC\n\
      set timeout=0\n\
      configfile \"$prefix/grub.cfg-01-$net_default_mac\"\n"
@@ -190,7 +190,7 @@ pub fn unknown_machine() -> String {
 }
 
 /// The config for a machine whose profile cannot be rendered: it boots the local disk.
-pub fn cannot_render(name: &str) -> String {
+pub(crate) fn cannot_render(name: &str) -> String {
     format!("# pxed: profile {name} cannot be rendered\nset timeout=0\n")
         + &to_disk(&format!(
             "pxed: profile {name} cannot be rendered; booting the local disk"

@@ -28,10 +28,10 @@ use crate::state::Shared;
 
 /// Where iPXE fetches its script, `/ipxe/{mac}`: the URL contract between the DHCP boot
 /// file ([`script_url`]), the router and the request log.
-pub const SCRIPT_PREFIX: &str = "/ipxe/";
+pub(crate) const SCRIPT_PREFIX: &str = "/ipxe/";
 
 /// The script URL for `mac` under the boot HTTP base `http`.
-pub fn script_url(http: &str, mac: Mac) -> String {
+pub(crate) fn script_url(http: &str, mac: Mac) -> String {
     format!("{http}{SCRIPT_PREFIX}{mac}")
 }
 
@@ -43,7 +43,7 @@ struct App {
 }
 
 /// The boot HTTP router. Callers must serve it with `ConnectInfo<SocketAddr>`.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let app = App { shared };
     Router::new()
         .route(&format!("{SCRIPT_PREFIX}{{mac}}"), get(script))
@@ -55,7 +55,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// Serves until `cancel` fires, within `[http]`'s connection limits and timeouts (see
 /// [`crate::conn`]). In-flight downloads are given no grace here: the daemon bounds shutdown
 /// and aborts what is left.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     cancel: tokio_util::sync::CancellationToken,

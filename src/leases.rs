@@ -10,36 +10,36 @@
 
 mod table;
 
-pub use table::LeaseTable;
+pub(crate) use table::LeaseTable;
 
 use std::net::Ipv4Addr;
 
 use crate::mac::Mac;
 
 /// How long an OFFER holds an address for the client that was offered it.
-pub const OFFER_HOLD_SECS: u64 = 60;
+pub(crate) const OFFER_HOLD_SECS: u64 = 60;
 
 /// The key a lease is stored under: option 61 as sent, or `01` + MAC without it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(pub Vec<u8>);
+pub(crate) struct ClientId(pub Vec<u8>);
 
 impl ClientId {
     /// The identifier RFC 2132 suggests for Ethernet: hardware type 1, then the MAC.
-    pub fn from_mac(mac: Mac) -> ClientId {
+    pub(crate) fn from_mac(mac: Mac) -> ClientId {
         let mut v = vec![1];
         v.extend(mac.0);
         ClientId(v)
     }
 
     /// Lowercase hex, for logs and the lease store.
-    pub fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
 /// Where a lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Offered, not yet requested; held until `expires`.
     Offered,
     /// ACKed; the client owns it until `expires`.
@@ -50,7 +50,7 @@ pub enum State {
 
 impl State {
     /// Stable number for the lease store.
-    pub fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             State::Offered => 0,
             State::Bound => 1,
@@ -59,7 +59,7 @@ impl State {
     }
 
     /// Inverse of [`State::code`].
-    pub fn from_code(c: i64) -> Option<State> {
+    pub(crate) fn from_code(c: i64) -> Option<State> {
         match c {
             0 => Some(State::Offered),
             1 => Some(State::Bound),
@@ -71,7 +71,7 @@ impl State {
 
 /// One client's binding to an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// The lease key.
     pub client: ClientId,
     /// The client's hardware address.
@@ -86,14 +86,14 @@ pub struct Lease {
 
 impl Lease {
     /// Whether the address is still held for this client at `now`.
-    pub fn active(&self, now: u64) -> bool {
+    pub(crate) fn active(&self, now: u64) -> bool {
         self.state != State::Released && self.expires > now
     }
 }
 
 /// What must be written to the lease store before the reply that caused it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Insert or replace this lease.
     Upsert(Lease),
     /// Forget this client's lease (its address went to someone else, or it DECLINEd).
@@ -103,7 +103,7 @@ pub enum Change {
 /// The store writes one decision (or one commit) carries, and for each the lease it replaced,
 /// so that memory can be rolled back if the store refuses them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// What to write.
     pub changes: Vec<Change>,
     /// For each change, the lease it replaced in memory.
@@ -112,12 +112,12 @@ pub struct Batch {
 
 impl Batch {
     /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
     /// Appends another batch.
-    pub fn extend(&mut self, other: Batch) {
+    pub(crate) fn extend(&mut self, other: Batch) {
         self.changes.extend(other.changes);
         self.undo.extend(other.undo);
     }
@@ -125,7 +125,7 @@ impl Batch {
 
 /// Why a REQUEST cannot be ACKed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The address is not in the served subnet.
     #[error("{0} is not in the served subnet")]
     WrongSubnet(Ipv4Addr),

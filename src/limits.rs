@@ -10,25 +10,25 @@ use std::time::{Duration, Instant};
 
 /// Descriptors kept for everything that is not a client's: listeners, the lease store and
 /// its WAL, the config watch, the runtime, standard streams.
-pub const RESERVED_FDS: u64 = 64;
+pub(crate) const RESERVED_FDS: u64 = 64;
 
 /// Descriptors a TFTP transfer holds: its own socket and the open file.
-pub const FDS_PER_TFTP: u64 = 2;
+pub(crate) const FDS_PER_TFTP: u64 = 2;
 /// Descriptors a boot HTTP connection holds: its socket and, while serving, a file (open
 /// twice for a moment: tower-http's and the one `sendfile` reads), plus the socket of one
 /// connection waiting for a slot (`conn`'s queue holds as many as there are slots).
-pub const FDS_PER_HTTP: u64 = 4;
+pub(crate) const FDS_PER_HTTP: u64 = 4;
 /// Descriptors an admin connection holds, plus one waiting for a slot.
-pub const FDS_PER_ADMIN: u64 = 2;
+pub(crate) const FDS_PER_ADMIN: u64 = 2;
 
 /// How long an idle HTTP connection (a new one without a whole request yet, or a kept-alive
 /// one between requests) keeps its slot against arrivals: long enough for a new client to
 /// send its request, and for a client to read the end of a response out of its socket
 /// buffer and ask for the next file.
-pub const HTTP_EVICTION_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const HTTP_EVICTION_GRACE: Duration = Duration::from_secs(2);
 
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
-pub fn raise_nofile() -> std::io::Result<u64> {
+pub(crate) fn raise_nofile() -> std::io::Result<u64> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -53,7 +53,7 @@ pub fn raise_nofile() -> std::io::Result<u64> {
 
 /// How many of each per-client resource the descriptor limit allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// The descriptor limit it was computed from.
     pub nofile: u64,
     /// TFTP transfers at once, per TFTP listener (one per served interface).
@@ -66,7 +66,7 @@ pub struct Budget {
 
 impl Budget {
     /// No cap beyond the configured limits (tests that build state by hand).
-    pub fn unlimited() -> Budget {
+    pub(crate) fn unlimited() -> Budget {
         Budget {
             nofile: u64::MAX,
             tftp_sessions: usize::MAX,
@@ -79,7 +79,7 @@ impl Budget {
     /// `listeners.0` TFTP listeners, `http` boot connections, `admin` connections on each of
     /// `listeners.1` admin addresses. If they need more than there are, each is scaled down
     /// by the same factor (never below 1). Pure.
-    pub fn fit(
+    pub(crate) fn fit(
         nofile: u64,
         tftp: usize,
         http: usize,
@@ -110,7 +110,7 @@ impl Budget {
     }
 
     /// Whether the configured limits had to be lowered.
-    pub fn lowered(&self, tftp: usize, http: usize, admin: usize) -> bool {
+    pub(crate) fn lowered(&self, tftp: usize, http: usize, admin: usize) -> bool {
         self.tftp_sessions < tftp || self.http_connections < http || self.admin_connections < admin
     }
 }
@@ -119,7 +119,7 @@ impl Budget {
 /// let the flood fill the disk. Lock-free; the count of suppressed events is reported with
 /// the next one let through.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     /// When the last event was let through, in milliseconds since `origin`, plus one (0: never).
     last_ms: AtomicU64,
     /// Events suppressed since then.
@@ -132,12 +132,12 @@ pub struct Throttle {
 
 impl Throttle {
     /// A throttle that lets one event through a second: what every refusal log uses.
-    pub fn per_second() -> Throttle {
+    pub(crate) fn per_second() -> Throttle {
         Throttle::new(Duration::from_secs(1))
     }
 
     /// A throttle that lets one event through per `every`.
-    pub fn new(every: Duration) -> Throttle {
+    pub(crate) fn new(every: Duration) -> Throttle {
         Throttle {
             last_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
@@ -147,12 +147,12 @@ impl Throttle {
     }
 
     /// `Some(suppressed since the last one)` if this event may be logged now.
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         self.allow_at(Instant::now())
     }
 
     /// [`Throttle::allow`] at a given time (tests).
-    pub fn allow_at(&self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow_at(&self, now: Instant) -> Option<u64> {
         let now_ms = now.saturating_duration_since(self.origin).as_millis() as u64 + 1;
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == 0 || now_ms >= last + self.every.as_millis() as u64;
@@ -172,7 +172,7 @@ impl Throttle {
 /// A token bucket: `rate` tokens a second, at most `burst` saved up. Pure: the caller
 /// passes the time.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     /// Tokens available, in thousandths.
     milli_tokens: u64,
     /// When the bucket was last refilled, in milliseconds (the caller's clock).
@@ -181,7 +181,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(burst: u32, now_ms: u64) -> TokenBucket {
+    pub(crate) fn new(burst: u32, now_ms: u64) -> TokenBucket {
         TokenBucket {
             milli_tokens: u64::from(burst) * 1000,
             last_ms: now_ms,
@@ -189,7 +189,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one, refilling at `rate` per second up to `burst`.
-    pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
+    pub(crate) fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
         let elapsed = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
         let cap = u64::from(burst) * 1000;

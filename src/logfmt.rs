@@ -21,13 +21,13 @@ pub const QUEUED_LINES: usize = 32 * 1024;
 /// The writer thread's count of dropped lines, once logging is set up.
 static DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
 
-/// Makes [`dropped_lines`] report `counter` (the binary's non-blocking writer).
+/// Makes `counter` (the binary's non-blocking writer) the source of the dropped-lines metric.
 pub fn count_dropped(counter: tracing_appender::non_blocking::ErrorCounter) {
     let _ = DROPPED.set(counter);
 }
 
 /// Log lines dropped because the writer fell behind, for `/metrics`.
-pub fn dropped_lines() -> u64 {
+pub(crate) fn dropped_lines() -> u64 {
     DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
 }
 

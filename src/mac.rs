@@ -8,16 +8,16 @@ use std::str::FromStr;
 
 /// A 48-bit Ethernet hardware address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
+pub(crate) struct Mac(pub [u8; 6]);
 
 /// Why a string is not a MAC address.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{0}` is not a MAC address (expected six hex pairs separated by `:` or `-`)")]
-pub struct MacParseError(pub String);
+pub(crate) struct MacParseError(pub String);
 
 impl Mac {
     /// Takes the first six bytes of a DHCP `chaddr`; `None` if it is shorter.
-    pub fn from_chaddr(chaddr: &[u8]) -> Option<Mac> {
+    pub(crate) fn from_chaddr(chaddr: &[u8]) -> Option<Mac> {
         let bytes: [u8; 6] = chaddr.get(..6)?.try_into().ok()?;
         Some(Mac(bytes))
     }

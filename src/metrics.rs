@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every counter pxed exports.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// DHCP replies sent.
     pub dhcp_replies: AtomicU64,
     /// DHCP requests answered with nothing (unmanaged, another server's, and so on).
@@ -43,7 +43,7 @@ pub struct Counters {
 
 /// Where requests wait for their turn in a storm, exported as `pxed_queue_depth{queue}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queue {
+pub(crate) enum Queue {
     /// Boot HTTP connections waiting for a connection slot.
     Http,
     /// Admin API connections waiting for a connection slot.
@@ -54,10 +54,10 @@ pub enum Queue {
 
 impl Queue {
     /// Every queue, in index order.
-    pub const ALL: [Queue; 3] = [Queue::Http, Queue::Admin, Queue::DhcpCommit];
+    pub(crate) const ALL: [Queue; 3] = [Queue::Http, Queue::Admin, Queue::DhcpCommit];
 
     /// The `queue` label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Queue::Http => "http_connections",
             Queue::Admin => "admin_connections",
@@ -69,7 +69,7 @@ impl Queue {
 /// Why pxed refused to serve something: every limit and policy that protects it on a hostile
 /// boot network has one, exported as `pxed_refusals_total{protocol, reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A TFTP request beyond `[tftp] max_sessions_per_client`.
     TftpPerClient,
     /// A TFTP request while every session slot held a transfer in progress.
@@ -112,7 +112,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, in export order.
-    pub const ALL: [Refusal; 19] = [
+    pub(crate) const ALL: [Refusal; 19] = [
         Refusal::TftpPerClient,
         Refusal::TftpFull,
         Refusal::TftpEvicted,
@@ -135,7 +135,7 @@ impl Refusal {
     ];
 
     /// `(protocol, reason)` labels.
-    pub fn labels(self) -> (&'static str, &'static str) {
+    pub(crate) fn labels(self) -> (&'static str, &'static str) {
         match self {
             Refusal::TftpPerClient => ("tftp", "per_client_limit"),
             Refusal::TftpFull => ("tftp", "session_limit"),
@@ -166,34 +166,34 @@ impl Refusal {
 
 impl Counters {
     /// Counts one refusal.
-    pub fn refuse(&self, why: Refusal) {
+    pub(crate) fn refuse(&self, why: Refusal) {
         inc(&self.refusals[why.index()]);
     }
 
     /// Refusals counted so far for one reason.
-    pub fn refused(&self, why: Refusal) -> u64 {
+    pub(crate) fn refused(&self, why: Refusal) -> u64 {
         self.refusals[why.index()].load(Ordering::Relaxed)
     }
 
     /// Sets how many requests wait in `queue` now.
-    pub fn set_queued(&self, queue: Queue, depth: usize) {
+    pub(crate) fn set_queued(&self, queue: Queue, depth: usize) {
         self.queued[queue as usize].store(depth as u64, Ordering::Relaxed);
     }
 }
 
 /// Adds one.
-pub fn inc(c: &AtomicU64) {
+pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Adds `n`.
-pub fn add(c: &AtomicU64, n: u64) {
+pub(crate) fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Leases in use and free for one subnet, measured when rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolGauge {
+pub(crate) struct PoolGauge {
     /// The subnet, as CIDR text.
     pub subnet: String,
     /// Addresses held by an active lease.
@@ -207,7 +207,7 @@ pub struct PoolGauge {
     clippy::too_many_lines,
     reason = "outside the boot path, where up to 80 lines are allowed"
 )]
-pub fn render(c: &Counters, pools: &[PoolGauge]) -> String {
+pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     let mut s = String::new();
     family(
         &mut s,

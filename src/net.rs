@@ -11,7 +11,7 @@ use crate::mac::Mac;
 /// A socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("{what} {addr} on interface {interface}: {source}")]
-pub struct SocketError {
+pub(crate) struct SocketError {
     /// What was being done.
     pub what: &'static str,
     /// The address.
@@ -23,7 +23,7 @@ pub struct SocketError {
 }
 
 /// A UDP socket bound to `addr` and to `interface` (`SO_BINDTODEVICE`), with broadcast on.
-pub fn udp_on_interface(
+pub(crate) fn udp_on_interface(
     interface: &str,
     addr: SocketAddr,
 ) -> Result<tokio::net::UdpSocket, SocketError> {
@@ -54,7 +54,7 @@ pub fn udp_on_interface(
 /// Receive buffer asked for on DHCP and TFTP sockets: with the default (about 200 KiB, some
 /// 170 DHCP datagrams) a few milliseconds' pause in a 10,000/s storm overflows it and the
 /// kernel drops requests (dnsmasq's failure in ipxe/ipxe#643).
-pub const RECEIVE_BUFFER: usize = 4 << 20;
+pub(crate) const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// Raises a socket's receive buffer to [`RECEIVE_BUFFER`]: past `net.core.rmem_max` with
 /// CAP_NET_ADMIN, else up to it. Failing leaves the default, which still works.
@@ -69,7 +69,7 @@ const ATF_COM: libc::c_int = 0x02;
 
 /// Adds a complete ARP entry `ip -> mac` on `interface`, so that a DHCP reply can be
 /// unicast to a client that has no address yet (RFC 2131 §4.1). Needs CAP_NET_ADMIN.
-pub fn inject_arp(
+pub(crate) fn inject_arp(
     socket: &impl AsRawFd,
     interface: &str,
     ip: Ipv4Addr,

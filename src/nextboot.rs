@@ -12,7 +12,7 @@ use crate::mac::Mac;
 /// A one-shot store failure.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct NextBootError {
+pub(crate) struct NextBootError {
     /// The state file.
     pub path: PathBuf,
     /// What went wrong.
@@ -21,7 +21,7 @@ pub struct NextBootError {
 
 /// Pending one-shot boots, MAC → profile name, mirrored to a file on every change.
 #[derive(Debug)]
-pub struct NextBoots {
+pub(crate) struct NextBoots {
     /// `state_dir/next-boot.json`.
     path: PathBuf,
     /// The pending one-shots.
@@ -30,7 +30,7 @@ pub struct NextBoots {
 
 impl NextBoots {
     /// Loads the one-shots saved in `state_dir` (none if the file does not exist).
-    pub fn load(state_dir: &Path) -> Result<NextBoots, NextBootError> {
+    pub(crate) fn load(state_dir: &Path) -> Result<NextBoots, NextBootError> {
         let path = state_dir.join("next-boot.json");
         let err = |message: String| NextBootError {
             path: path.clone(),
@@ -59,7 +59,7 @@ impl NextBoots {
 
     #[cfg(test)]
     /// An empty set that is never saved (tests).
-    pub fn in_memory() -> NextBoots {
+    pub(crate) fn in_memory() -> NextBoots {
         NextBoots {
             path: PathBuf::new(),
             pending: Mutex::new(BTreeMap::new()),
@@ -83,7 +83,7 @@ impl NextBoots {
     }
 
     /// The pending one-shot of a MAC.
-    pub fn get(&self, mac: &Mac) -> Option<String> {
+    pub(crate) fn get(&self, mac: &Mac) -> Option<String> {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -92,7 +92,7 @@ impl NextBoots {
     }
 
     /// Sets a one-shot; on disk before this returns.
-    pub fn set(&self, mac: Mac, profile: String) -> Result<(), NextBootError> {
+    pub(crate) fn set(&self, mac: Mac, profile: String) -> Result<(), NextBootError> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let before = p.insert(mac, profile);
         if let Err(e) = self.save(&p) {
@@ -108,7 +108,7 @@ impl NextBoots {
     /// Spends the one-shot of `mac` if it still names `profile`: one set again between the
     /// moment a script was rendered and this call is kept, not lost. Returns whether it
     /// was spent.
-    pub fn spend(&self, mac: &Mac, profile: &str) -> Result<bool, NextBootError> {
+    pub(crate) fn spend(&self, mac: &Mac, profile: &str) -> Result<bool, NextBootError> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.get(mac).map(String::as_str) != Some(profile) {
             return Ok(false);
@@ -119,7 +119,7 @@ impl NextBoots {
     }
 
     /// Cancels or spends a one-shot; returns the profile it named.
-    pub fn take(&self, mac: &Mac) -> Result<Option<String>, NextBootError> {
+    pub(crate) fn take(&self, mac: &Mac) -> Result<Option<String>, NextBootError> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(profile) = p.remove(mac) else {
             return Ok(None);

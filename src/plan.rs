@@ -28,7 +28,7 @@ enum Asker {
 
 /// Which boot loader asks: what it can run decides which one-shot applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loader {
+pub(crate) enum Loader {
     /// iPXE, for its script at `/ipxe/{mac}`.
     Ipxe,
     /// GRUB of the signed chains, for `grub/grub.cfg`.
@@ -37,7 +37,7 @@ pub enum Loader {
 
 impl Loader {
     /// The name in logs and timeline events.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Loader::Ipxe => "ipxe",
             Loader::Grub => "grub",
@@ -47,7 +47,7 @@ impl Loader {
 
 /// Why a machine gets no boot config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// Neither a host entry nor `[defaults] profile`.
     NoProfile,
     /// `script_access = "owner"` and the request came from another address.
@@ -56,7 +56,7 @@ pub enum Denied {
 
 /// What a machine boots now.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The machine.
     pub mac: Mac,
     /// The profile's name.
@@ -73,7 +73,7 @@ pub struct Plan {
 
 impl Plan {
     /// Template values for rendering this plan; `http` is the boot HTTP base URL.
-    pub fn vars<'a>(&'a self, cfg: &'a Config, http: &'a str) -> Vars<'a> {
+    pub(crate) fn vars<'a>(&'a self, cfg: &'a Config, http: &'a str) -> Vars<'a> {
         Vars {
             mac: self.mac,
             ip: self.ip,
@@ -86,7 +86,7 @@ impl Plan {
 }
 
 /// Decides what `mac` boots when `peer` asks for it through `loader`.
-pub fn plan(
+pub(crate) fn plan(
     shared: &Shared,
     cfg: &Config,
     mac: Mac,
@@ -132,7 +132,7 @@ pub fn plan(
 /// Records that `plan` was served to `peer` by `loader`: counts the boot, spends a one-shot,
 /// adds the timeline event and logs it. TFTP calls it only once the transfer completed, so a
 /// forged request cannot spend a one-shot.
-pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Loader) {
+pub(crate) fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Loader) {
     let mac = plan.mac;
     let name = plan.name.as_str();
     if let Some(ip) = peer {
@@ -171,7 +171,7 @@ pub fn served(shared: &Shared, plan: &Plan, peer: Option<Ipv4Addr>, loader: Load
 /// Whether `path` (as served over HTTP or TFTP) is the last initrd of the kernel profile
 /// last served to `mac` (a one-shot's, when that was served), the file whose delivery
 /// completes a boot. Before any profile was served, the machine's own profile decides.
-pub fn completes_boot(shared: &Shared, mac: &Mac, path: &str) -> bool {
+pub(crate) fn completes_boot(shared: &Shared, mac: &Mac, path: &str) -> bool {
     let cfg = shared.config();
     let served = shared.seen_of(mac).and_then(|s| s.served);
     let name = served.as_deref().or_else(|| cfg.profile_for(mac));
@@ -187,7 +187,7 @@ pub fn completes_boot(shared: &Shared, mac: &Mac, path: &str) -> bool {
 /// A GRUB config to send, and the plan to record with [`served`] once it has been delivered
 /// (`None`: nothing to count, such as the bootstrap or a profile GRUB cannot run).
 #[derive(Debug)]
-pub struct GrubConfig {
+pub(crate) struct GrubConfig {
     /// The config text.
     pub body: String,
     /// What it boots.
@@ -199,7 +199,7 @@ pub struct GrubConfig {
 /// `grub/grub.cfg` names the machine only through a bound, active lease of the requesting
 /// address (not a script peer, which a forged request could plant); anything else gets the
 /// bootstrap that asks by MAC. Kernel and initrd load over TFTP from `server`.
-pub fn grub_config(
+pub(crate) fn grub_config(
     shared: &Shared,
     asked: crate::grub::Asked,
     peer: Option<Ipv4Addr>,

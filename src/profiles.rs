@@ -12,7 +12,7 @@ use crate::mac::Mac;
 
 /// What a profile boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Profile {
+pub(crate) enum Profile {
     /// Load a kernel and initrds over HTTP and boot them with a command line.
     Kernel {
         /// Kernel path relative to `boot_dir`, or an absolute `http(s)://` URL.
@@ -38,7 +38,7 @@ pub enum Profile {
 
 impl Profile {
     /// Short name of the profile kind, for logs and `pxed check`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Profile::Kernel { .. } => "kernel",
             Profile::Script { .. } => "script",
@@ -50,7 +50,7 @@ impl Profile {
 
 /// Values a template may refer to.
 #[derive(Debug, Clone)]
-pub struct Vars<'a> {
+pub(crate) struct Vars<'a> {
     /// The client's MAC (`{{ mac }}`, lowercase with colons).
     pub mac: Mac,
     /// The client's leased address, when pxed knows it (`{{ ip }}`).
@@ -66,11 +66,11 @@ pub struct Vars<'a> {
 }
 
 /// Names accepted inside `{{ }}`.
-pub const VARIABLES: &[&str] = &["mac", "ip", "hostname", "server", "http", "arch"];
+pub(crate) const VARIABLES: &[&str] = &["mac", "ip", "hostname", "server", "http", "arch"];
 
 /// A template that cannot be rendered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TemplateError {
+pub(crate) enum TemplateError {
     /// `{{ name }}` names no known variable.
     #[error("unknown template variable `{0}` (known: mac, ip, hostname, server, http, arch)")]
     UnknownVariable(String),
@@ -80,7 +80,7 @@ pub enum TemplateError {
 }
 
 /// Checks that a template only uses known variables, without rendering it.
-pub fn check_template(tpl: &str) -> Result<(), TemplateError> {
+pub(crate) fn check_template(tpl: &str) -> Result<(), TemplateError> {
     let mut rest = tpl;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
@@ -109,7 +109,7 @@ const KEPT_IN_SCRIPT: &AsciiSet = &NON_ALPHANUMERIC
 /// `[A-Za-z0-9._:/-]` (so a value stays inside the word it was written in and cannot start an
 /// iPXE command, comment or `${setting}`). Unknown values (an `ip` not yet leased, a host
 /// without a hostname) render as the empty string.
-pub fn render_template(tpl: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
+pub(crate) fn render_template(tpl: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(tpl.len());
     let mut rest = tpl;
     while let Some(start) = rest.find("{{") {
@@ -133,7 +133,7 @@ pub fn render_template(tpl: &str, vars: &Vars<'_>) -> Result<String, TemplateErr
 }
 
 /// `path` as a URL on pxed's HTTP listener, unless it already is a URL.
-pub fn url_for(http_base: &str, path: &str) -> String {
+pub(crate) fn url_for(http_base: &str, path: &str) -> String {
     if is_url(path) {
         path.to_string()
     } else {
@@ -142,7 +142,7 @@ pub fn url_for(http_base: &str, path: &str) -> String {
 }
 
 /// Whether a profile path is an absolute HTTP(S) URL rather than a file under `boot_dir`.
-pub fn is_url(path: &str) -> bool {
+pub(crate) fn is_url(path: &str) -> bool {
     path.starts_with("http://") || path.starts_with("https://")
 }
 
@@ -154,7 +154,7 @@ fn image_name(path: &str) -> &str {
 
 /// Renders the iPXE script for `profile`. `script_text` is the template file's contents
 /// for [`Profile::Script`] (the shell reads it; this function does no IO).
-pub fn render_ipxe(
+pub(crate) fn render_ipxe(
     name: &str,
     profile: &Profile,
     vars: &Vars<'_>,

@@ -6,7 +6,7 @@ use crate::state::Shared;
 
 /// What a successful reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     /// Profiles in the new config.
     pub profiles: usize,
     /// Hosts in the new config.
@@ -18,7 +18,7 @@ pub struct Reloaded {
 }
 
 /// Settings whose change needs a restart, because they decide which sockets are bound.
-pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+pub(crate) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     if old.server.interface != new.server.interface {
         out.push("server.interface");
@@ -52,7 +52,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Re-reads the config file the server was started with and makes it live.
-pub fn reload(shared: &Shared) -> Result<Reloaded, ConfigError> {
+pub(crate) fn reload(shared: &Shared) -> Result<Reloaded, ConfigError> {
     let old = shared.config();
     let (new, warnings) = config::load(&old.source)?;
     let summary = Reloaded {

@@ -18,7 +18,7 @@ use crate::metrics::{Counters, PoolGauge};
 use crate::nextboot::NextBoots;
 
 /// Unix time in seconds, the clock leases and expiries are measured by.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -27,7 +27,7 @@ pub fn unix_now() -> u64 {
 
 /// What DHCP last saw of a client.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// Architecture name from option 93, for `{{ arch }}`.
     pub arch: Option<String>,
     /// The address it was seen using in proxy mode (its REQUEST to the address server, or
@@ -41,11 +41,11 @@ pub struct Seen {
 /// Clients outside `[hosts]` remembered in [`Shared::seen`]; past this the one first seen
 /// longest ago goes. Hosts of the config are kept apart (`seen_hosts`), so a flood of
 /// invented MACs never pushes them out.
-pub const SEEN_CLIENTS: usize = 65_536;
+pub(crate) const SEEN_CLIENTS: usize = 65_536;
 
 /// A map that keeps at most `cap` entries, dropping the one first written longest ago.
 #[derive(Debug)]
-pub struct Recent<K, V> {
+pub(crate) struct Recent<K, V> {
     /// The entries.
     map: HashMap<K, V>,
     /// Keys in the order they were first written, oldest first. Keys leave only by eviction,
@@ -57,7 +57,7 @@ pub struct Recent<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
     /// An empty map of at most `cap` entries.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Recent {
             map: HashMap::new(),
             order: Default::default(),
@@ -67,7 +67,7 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
 
     /// Changes the entry for `k`, starting from `V::default()` for a new key. A new key is
     /// the newest; when the map is full, the key first written longest ago goes.
-    pub fn update(&mut self, k: K, f: impl FnOnce(&mut V))
+    pub(crate) fn update(&mut self, k: K, f: impl FnOnce(&mut V))
     where
         V: Default,
     {
@@ -90,24 +90,20 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
     }
 
     /// The entry for `k`.
-    pub fn get(&self, k: &K) -> Option<&V> {
+    pub(crate) fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k)
     }
 
+    #[cfg(test)]
     /// Entries kept.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
 /// One log line a second at most for each kind of event a neighbour can trigger at will.
 #[derive(Debug)]
-pub struct Quiet {
+pub(crate) struct Quiet {
     /// Malformed DHCP datagrams.
     pub dhcp_malformed: Throttle,
     /// DHCP requests refused by a policy, or from unmanaged MACs.
@@ -128,7 +124,7 @@ impl Default for Quiet {
 
 /// Everything the listeners share.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The live config; replaced whole on reload so readers see one consistent version.
     config: RwLock<Arc<Config>>,
     /// The address pool.
@@ -167,19 +163,23 @@ pub struct Shared {
 impl Shared {
     #[cfg(test)]
     /// Wraps a validated config with an empty lease table.
-    pub fn new(config: Config) -> Arc<Shared> {
+    pub(crate) fn new(config: Config) -> Arc<Shared> {
         let leases = LeaseTable::new(&config);
         Self::with_leases(config, leases)
     }
 
     #[cfg(test)]
     /// Wraps a validated config and the leases restored from the store.
-    pub fn with_leases(config: Config, leases: LeaseTable) -> Arc<Shared> {
+    pub(crate) fn with_leases(config: Config, leases: LeaseTable) -> Arc<Shared> {
         Self::with_state(config, leases, NextBoots::in_memory())
     }
 
     /// Wraps a validated config with the leases and one-shot boots restored from disk.
-    pub fn with_state(config: Config, leases: LeaseTable, next_boots: NextBoots) -> Arc<Shared> {
+    pub(crate) fn with_state(
+        config: Config,
+        leases: LeaseTable,
+        next_boots: NextBoots,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             leases: Mutex::new(leases),
@@ -199,7 +199,7 @@ impl Shared {
     }
 
     /// The current config.
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -208,7 +208,7 @@ impl Shared {
 
     /// Makes `config` live: later requests see it whole, and the lease table is fitted to its
     /// pools. Requests and transfers already running keep the config they started with.
-    pub fn replace_config(&self, config: Config) {
+    pub(crate) fn replace_config(&self, config: Config) {
         let config = Arc::new(config);
         self.leases
             .lock()
@@ -218,7 +218,7 @@ impl Shared {
     }
 
     /// Leases in use and free per pool, for `/metrics`.
-    pub fn pool_gauges(&self, now: u64) -> Vec<PoolGauge> {
+    pub(crate) fn pool_gauges(&self, now: u64) -> Vec<PoolGauge> {
         let cfg = self.config();
         let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         cfg.dhcp
@@ -238,7 +238,7 @@ impl Shared {
 
     /// The MAC behind an address (our lease, else the last script fetched from it), for
     /// logging HTTP and TFTP requests by machine.
-    pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
+    pub(crate) fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
         let leased = self
             .leases
             .lock()
@@ -254,7 +254,7 @@ impl Shared {
     }
 
     /// The MAC whose bound, active pxed lease holds `ip` (never a script peer or an offer).
-    pub fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
+    pub(crate) fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -262,7 +262,7 @@ impl Shared {
     }
 
     /// Remembers that `ip` fetched the script of `mac`.
-    pub fn note_script_peer(&self, ip: Ipv4Addr, mac: Mac) {
+    pub(crate) fn note_script_peer(&self, ip: Ipv4Addr, mac: Mac) {
         let mut peers = self.script_peers.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded: a stale entry only mislabels a log line, so forgetting all is fine.
         if peers.len() >= 65_536 {
@@ -272,7 +272,7 @@ impl Shared {
     }
 
     /// The address leased to a MAC.
-    pub fn ip_of(&self, mac: &Mac) -> Option<Ipv4Addr> {
+    pub(crate) fn ip_of(&self, mac: &Mac) -> Option<Ipv4Addr> {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -281,13 +281,13 @@ impl Shared {
     }
 
     /// Whether this process has the named ability (see [`crate::abilities`]).
-    pub fn can(&self, ability: &str) -> bool {
+    pub(crate) fn can(&self, ability: &str) -> bool {
         self.abilities.get().is_none_or(|r| r.has(ability))
     }
 
     /// Records an event in a machine's timeline: in the hosts' tier for a MAC in `[hosts]`,
     /// in the defaults' tier for one booting `[defaults]`, and nowhere for an unmanaged MAC.
-    pub fn record_event(
+    pub(crate) fn record_event(
         &self,
         mac: Mac,
         kind: crate::events::EventKind,
@@ -305,7 +305,7 @@ impl Shared {
     }
 
     /// The descriptor budget every per-client limit is capped by.
-    pub fn budget(&self) -> Budget {
+    pub(crate) fn budget(&self) -> Budget {
         self.budget.get().copied().unwrap_or_else(Budget::unlimited)
     }
 
@@ -327,12 +327,12 @@ impl Shared {
     }
 
     /// The architecture DHCP last saw for a MAC.
-    pub fn arch_of(&self, mac: &Mac) -> Option<String> {
+    pub(crate) fn arch_of(&self, mac: &Mac) -> Option<String> {
         self.seen_of(mac).and_then(|s| s.arch)
     }
 
     /// Remembers what DHCP saw of a client.
-    pub fn note_seen(&self, mac: Mac, f: impl FnOnce(&mut Seen)) {
+    pub(crate) fn note_seen(&self, mac: Mac, f: impl FnOnce(&mut Seen)) {
         if self.config().hosts.contains_key(&mac) {
             f(self
                 .seen_hosts
@@ -351,7 +351,7 @@ impl Shared {
     /// The addresses that own a MAC's script and one-shot: those of its bound, active leases
     /// from pxed (never a mere offer, which anyone can get by sending a DISCOVER), else the
     /// address it was seen using in proxy mode. Empty when pxed knows of none.
-    pub fn owners_of(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
+    pub(crate) fn owners_of(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
         let leased = self
             .leases
             .lock()

@@ -12,7 +12,7 @@ use crate::mac::Mac;
 
 /// A lease store failure.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The state directory could not be created.
     #[error("cannot create state dir {path}: {source}")]
     Dir {
@@ -42,7 +42,7 @@ pub enum StoreError {
 }
 
 /// An open lease database.
-pub struct LeaseStore {
+pub(crate) struct LeaseStore {
     /// The connection; only the DHCP commit task uses it.
     conn: Connection,
     /// `state_dir/leases.db`, for messages.
@@ -59,7 +59,7 @@ impl std::fmt::Debug for LeaseStore {
 
 impl LeaseStore {
     /// Opens (creating if needed) `state_dir/leases.db`.
-    pub fn open(state_dir: &Path) -> Result<LeaseStore, StoreError> {
+    pub(crate) fn open(state_dir: &Path) -> Result<LeaseStore, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
             path: state_dir.to_path_buf(),
             source,
@@ -91,12 +91,12 @@ impl LeaseStore {
     }
 
     /// The file behind the store.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Every stored lease.
-    pub fn load(&self) -> Result<Vec<Lease>, StoreError> {
+    pub(crate) fn load(&self) -> Result<Vec<Lease>, StoreError> {
         let sql = |source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -140,7 +140,7 @@ impl LeaseStore {
     }
 
     /// Applies `changes` in one transaction; when this returns `Ok`, they are on disk.
-    pub fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+    pub(crate) fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sqlite {
             path: path.clone(),

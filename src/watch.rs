@@ -32,7 +32,7 @@ const MAX_SETTLE: Duration = Duration::from_secs(2);
 /// Why the watch could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch {dir} for changes to the config: {source}")]
-pub struct WatchError {
+pub(crate) struct WatchError {
     /// The watched directory.
     dir: PathBuf,
     /// The error.
@@ -40,7 +40,7 @@ pub struct WatchError {
 }
 
 /// The hash the watcher compares file contents by.
-pub fn digest_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn digest_bytes(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
@@ -94,7 +94,7 @@ fn target_dir(file: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
     clippy::too_many_lines,
     reason = "outside the boot path, where up to 80 lines are allowed"
 )]
-pub fn spawn(
+pub(crate) fn spawn(
     file: PathBuf,
     reload: impl Fn() + Send + 'static,
     own_write: impl Fn() -> Option<u64> + Send + 'static,

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use dhcproto::v4::{DhcpOption, MessageType, OptionCode};
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder};
 
 /// DHCP replies (source port 67) in a pcap file, as (message type, chaddr, yiaddr).
 fn replies_in_pcap(path: &Path) -> Vec<(MessageType, String, String)> {
@@ -36,7 +37,8 @@ fn replies_in_pcap(path: &Path) -> Vec<(MessageType, String, String)> {
         if u16::from_be_bytes([udp[0], udp[1]]) != 67 || udp.len() < 8 {
             continue;
         }
-        let Ok(msg) = pxed::dhcp::decode(&udp[8..]) else {
+        // pxed's own replies, so dhcproto's decoder is safe on them.
+        let Ok(msg) = Message::decode(&mut Decoder::new(&udp[8..])) else {
             continue;
         };
         if msg.opcode() != dhcproto::v4::Opcode::BootReply {
@@ -45,9 +47,11 @@ fn replies_in_pcap(path: &Path) -> Vec<(MessageType, String, String)> {
         let Some(DhcpOption::MessageType(t)) = msg.opts().get(OptionCode::MessageType) else {
             continue;
         };
-        let mac = pxed::mac::Mac::from_chaddr(msg.chaddr())
-            .unwrap()
-            .to_string();
+        let mac = msg.chaddr()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
         out.push((*t, mac, msg.yiaddr().to_string()));
     }
     out

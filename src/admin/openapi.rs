@@ -139,7 +139,7 @@ pub(super) struct LeaseDoc {
 struct ApiDoc;
 
 /// The OpenAPI document of this API.
-pub fn openapi_json() -> Value {
+pub(crate) fn openapi_json() -> Value {
     serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or(Value::Null)
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Waiting arrivals of type `T`, by client.
 #[derive(Debug)]
-pub struct FairQueue<T> {
+pub(crate) struct FairQueue<T> {
     /// Each client's waiters, oldest first.
     by_client: HashMap<IpAddr, VecDeque<(Instant, T)>>,
     /// Clients with waiters, in the order of their next turn.
@@ -25,7 +25,7 @@ pub struct FairQueue<T> {
 
 impl<T> FairQueue<T> {
     /// An empty queue for at most `max_total` waiters, `max_per_client` of one client.
-    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_client: usize) -> Self {
         FairQueue {
             by_client: HashMap::new(),
             turns: VecDeque::new(),
@@ -36,14 +36,14 @@ impl<T> FairQueue<T> {
     }
 
     /// Changes the bounds (a reload); waiters already queued stay.
-    pub fn resize(&mut self, max_total: usize, max_per_client: usize) {
+    pub(crate) fn resize(&mut self, max_total: usize, max_per_client: usize) {
         self.max_total = max_total;
         self.max_per_client = max_per_client;
     }
 
     /// Queues `item` from `peer`, or hands it back when the queue, or the client's share of
     /// it, is full.
-    pub fn push(&mut self, peer: IpAddr, at: Instant, item: T) -> Result<(), T> {
+    pub(crate) fn push(&mut self, peer: IpAddr, at: Instant, item: T) -> Result<(), T> {
         let mine = self.by_client.get(&peer).map_or(0, VecDeque::len);
         if self.len >= self.max_total || mine >= self.max_per_client {
             return Err(item);
@@ -59,7 +59,7 @@ impl<T> FairQueue<T> {
 
     /// The oldest waiter of the client whose turn it is; that client's next turn comes after
     /// every other waiting client's.
-    pub fn pop(&mut self) -> Option<(IpAddr, Instant, T)> {
+    pub(crate) fn pop(&mut self) -> Option<(IpAddr, Instant, T)> {
         let peer = self.turns.pop_front()?;
         let waiters = self.by_client.get_mut(&peer)?;
         let (at, item) = waiters.pop_front()?;
@@ -74,7 +74,7 @@ impl<T> FairQueue<T> {
 
     /// Puts a waiter just popped back at the head of the queue (it could not be admitted
     /// after all), keeping its place and its client's turn.
-    pub fn unpop(&mut self, peer: IpAddr, at: Instant, item: T) {
+    pub(crate) fn unpop(&mut self, peer: IpAddr, at: Instant, item: T) {
         let waiters = self.by_client.entry(peer).or_default();
         if waiters.is_empty() {
             self.turns.push_front(peer);
@@ -87,7 +87,7 @@ impl<T> FairQueue<T> {
     }
 
     /// Removes and returns every waiter that arrived before `deadline`.
-    pub fn expire(&mut self, deadline: Instant) -> Vec<T> {
+    pub(crate) fn expire(&mut self, deadline: Instant) -> Vec<T> {
         let mut gone = Vec::new();
         for waiters in self.by_client.values_mut() {
             while waiters.front().is_some_and(|(at, _)| *at < deadline) {
@@ -104,12 +104,12 @@ impl<T> FairQueue<T> {
     }
 
     /// Waiters in all.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nobody waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }

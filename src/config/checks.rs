@@ -8,7 +8,7 @@ use super::{Config, ConfigError, Warning};
 use crate::profiles::{self, Profile};
 
 /// Refuses absolute paths and any `..`, so a configured file can never leave `boot_dir`.
-pub fn check_relative(p: &str) -> Result<(), String> {
+pub(crate) fn check_relative(p: &str) -> Result<(), String> {
     if p.is_empty() {
         return Err("must not be empty".into());
     }

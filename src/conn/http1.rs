@@ -40,7 +40,7 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// A response whose body is `len` bytes of `file` from `offset`, for the engine to send with
 /// `sendfile`. The router attaches it next to an ordinary body, which other engines use.
 #[derive(Debug, Clone)]
-pub struct SendFile {
+pub(crate) struct SendFile {
     /// The open file, the one whose length the response headers were computed from.
     pub file: Arc<std::fs::File>,
     /// Where the body starts in the file.

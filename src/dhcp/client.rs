@@ -8,30 +8,30 @@ use crate::leases::ClientId;
 use crate::mac::Mac;
 
 /// Client architectures (option 93, RFC 4578 and the IANA registry) that pxed boots.
-pub mod arch {
+pub(crate) mod arch {
     /// Legacy BIOS; also what an absent option 93 means.
-    pub const BIOS: u16 = 0;
+    pub(crate) const BIOS: u16 = 0;
     /// 32-bit x86 UEFI.
-    pub const EFI_IA32: u16 = 6;
+    pub(crate) const EFI_IA32: u16 = 6;
     /// x86-64 UEFI.
-    pub const EFI_X64: u16 = 7;
+    pub(crate) const EFI_X64: u16 = 7;
     /// EFI byte code: sent by some x86-64 firmware (OVMF among them) in place of 7.
-    pub const EFI_BC: u16 = 9;
+    pub(crate) const EFI_BC: u16 = 9;
     /// 32-bit Arm UEFI.
-    pub const EFI_ARM32: u16 = 10;
+    pub(crate) const EFI_ARM32: u16 = 10;
     /// arm64 UEFI.
-    pub const EFI_ARM64: u16 = 11;
+    pub(crate) const EFI_ARM64: u16 = 11;
     /// UEFI HTTP Boot, 32-bit x86.
-    pub const HTTP_IA32: u16 = 15;
+    pub(crate) const HTTP_IA32: u16 = 15;
     /// UEFI HTTP Boot, x86-64; also what an HTTP Boot client without option 93 gets.
-    pub const HTTP_X64: u16 = 16;
+    pub(crate) const HTTP_X64: u16 = 16;
     /// UEFI HTTP Boot, 32-bit Arm.
-    pub const HTTP_ARM32: u16 = 18;
+    pub(crate) const HTTP_ARM32: u16 = 18;
     /// UEFI HTTP Boot, arm64.
-    pub const HTTP_ARM64: u16 = 19;
+    pub(crate) const HTTP_ARM64: u16 = 19;
 
     /// The name logs, timelines and `{{ arch }}` use.
-    pub fn name(code: u16) -> String {
+    pub(crate) fn name(code: u16) -> String {
         match code {
             BIOS => "bios".into(),
             EFI_IA32 => "efi-ia32".into(),
@@ -49,7 +49,7 @@ pub mod arch {
 
 /// What kind of client sent a request, which decides the boot file it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientKind {
+pub(crate) enum ClientKind {
     /// iPXE (user class `iPXE` or option 175): gets its per-MAC script URL.
     Ipxe,
     /// A firmware PXE client (vendor class `PXEClient`): gets a first stage over TFTP.
@@ -62,7 +62,7 @@ pub enum ClientKind {
 
 /// What pxed learned about a client from one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
+pub(crate) struct Client {
     /// The hardware address.
     pub mac: Mac,
     /// The lease key: option 61 when sent, else derived from the MAC.
@@ -77,14 +77,14 @@ pub struct Client {
 
 impl Client {
     /// The architecture's name; `bios` when option 93 was absent.
-    pub fn arch_name(&self) -> String {
+    pub(crate) fn arch_name(&self) -> String {
         arch::name(self.arch.unwrap_or(arch::BIOS))
     }
 }
 
 /// Reads a request's sender from its options; `None` for anything but a 6-byte Ethernet
 /// hardware address, which is all pxed can match to `[hosts]`.
-pub fn classify(msg: &Message) -> Option<Client> {
+pub(crate) fn classify(msg: &Message) -> Option<Client> {
     if msg.htype() != HType::Eth || msg.hlen() != 6 {
         return None;
     }

@@ -14,13 +14,14 @@ use super::reply::{self, no_reply, Decision, Destination, Mode, Reason};
 use crate::config::{Config, Pool};
 use crate::leases::{LeaseTable, State, OFFER_HOLD_SECS};
 
+#[cfg(test)]
 /// Decides the reply to one request that arrived on the served interface.
-pub fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) -> Decision {
+pub(crate) fn decide(msg: &Message, cfg: &Config, leases: &mut LeaseTable, now: u64) -> Decision {
     decide_on(msg, cfg, 0, leases, now)
 }
 
 /// Decides the reply to one request that arrived on the interface of `cfg.dhcp.pools[home]`.
-pub fn decide_on(
+pub(crate) fn decide_on(
     msg: &Message,
     cfg: &Config,
     home: usize,
@@ -261,7 +262,7 @@ fn admits_new(req: &Request, leases: &mut LeaseTable, now: u64) -> bool {
 /// The address that names the client's link, in the order RFC 3527 §3 gives: the relay's
 /// link-selection sub-option (82.5), the subnet-selection option (118), then giaddr. `None`
 /// for a client on the served interface itself.
-pub fn link_address(msg: &Message) -> Option<Ipv4Addr> {
+pub(crate) fn link_address(msg: &Message) -> Option<Ipv4Addr> {
     use dhcproto::v4::relay::{RelayCode, RelayInfo};
     if let Some(DhcpOption::RelayAgentInformation(info)) =
         msg.opts().get(OptionCode::RelayAgentInformation)

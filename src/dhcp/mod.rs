@@ -1,13 +1,13 @@
 //! DHCP: the IO shell around [`decide`]. Receives on UDP 67 bound to the served interface,
 //! drops anything malformed, and sends each reply where RFC 2131 §4.1 says.
 
-pub mod client;
-pub mod decide;
-pub mod proxy;
-pub mod reply;
+pub(crate) mod client;
+pub(crate) mod decide;
+pub(crate) mod proxy;
+pub(crate) mod reply;
 mod wire;
 
-pub use wire::{decode, PacketError};
+pub(crate) use wire::decode;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use reply::{Decision, Destination, Reason};
 
 /// The socket a reply leaves from: the one its request arrived on.
 #[derive(Clone)]
-pub struct Outlet {
+pub(crate) struct Outlet {
     /// The DHCP socket, bound to `interface`.
     socket: Arc<UdpSocket>,
     /// Its interface, for ARP entries.
@@ -42,7 +42,7 @@ pub struct Outlet {
 /// The queue into the lease commit task, the one writer of the lease store: every DHCP
 /// loop's ACKs and the admin API's lease deletions go through it, in order.
 #[derive(Clone)]
-pub struct CommitQueue(mpsc::Sender<Pending>);
+pub(crate) struct CommitQueue(mpsc::Sender<Pending>);
 
 impl std::fmt::Debug for CommitQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,13 +54,13 @@ impl std::fmt::Debug for CommitQueue {
 
 /// Most commits waiting at once. A flood that fills it gets no replies (its clients retry)
 /// rather than unbounded memory.
-pub const COMMIT_QUEUE: usize = 16_384;
+pub(crate) const COMMIT_QUEUE: usize = 16_384;
 
 /// Starts the task that commits lease changes to `store` in batches and then sends the
 /// replies that waited for them. If a commit fails, its changes are rolled back in
 /// `shared`'s lease table and its replies withheld. It ends when `cancel` fires, after
 /// committing what is already queued.
-pub fn start_commits(
+pub(crate) fn start_commits(
     store: LeaseStore,
     shared: Arc<Shared>,
     cancel: CancellationToken,
@@ -76,7 +76,7 @@ impl CommitQueue {
     /// Forgets the lease of `mac` in memory and in the store, through the commit queue so
     /// that it lands after any ACK already queued. Returns the lease, `None` if there was
     /// none; on a failed commit the lease is restored in memory.
-    pub async fn forget_mac(
+    pub(crate) async fn forget_mac(
         &self,
         shared: &Shared,
         mac: &crate::mac::Mac,
@@ -108,7 +108,7 @@ impl CommitQueue {
 }
 
 /// Lease changes waiting to be committed, and the reply that waits for them.
-pub struct Pending {
+pub(crate) struct Pending {
     /// The reply to send once committed (none for a RELEASE, a DECLINE or an admin delete).
     reply: Option<Reply>,
     /// Store writes, and what each replaced in memory.
@@ -159,7 +159,7 @@ const MAX_BATCH: usize = 4096;
 /// until `cancel` fires. Replies that depend on lease changes (ACKs, and the releases and
 /// declines that produce no reply) go through `commits`, which writes them to the store in
 /// batches and only then sends the replies.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: UdpSocket,
     interface: String,
     home: usize,
@@ -241,7 +241,7 @@ fn decode_logged(shared: &Shared, bytes: &[u8], peer: SocketAddr) -> Option<Mess
 /// Serves proxyDHCP until `cancel` fires: DISCOVERs on `dhcp` (port 67) and REQUESTs on
 /// `pxe` (port 4011), answered from the socket they came in on. Nothing is leased, so nothing
 /// is written to the store.
-pub async fn serve_proxy(
+pub(crate) async fn serve_proxy(
     dhcp: UdpSocket,
     pxe: UdpSocket,
     interface: String,

@@ -14,7 +14,7 @@ use crate::config::Config;
 
 /// Which socket a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Port {
+pub(crate) enum Port {
     /// UDP 67, shared with the real DHCP server.
     Dhcp,
     /// UDP 4011, the PXE boot-server port.
@@ -24,7 +24,7 @@ pub enum Port {
 /// Whether a port-4011 request could come from a PXE client: from the DHCP client port (68)
 /// or 4011, from an address in a served subnet, matching its own `ciaddr` when it set one.
 /// The reply goes back to the source, so anything else would reflect it to a victim.
-pub fn plausible_proxy_source(msg: &Message, cfg: &Config, peer: SocketAddr) -> bool {
+pub(crate) fn plausible_proxy_source(msg: &Message, cfg: &Config, peer: SocketAddr) -> bool {
     let SocketAddr::V4(v4) = peer else {
         return false;
     };
@@ -37,7 +37,7 @@ pub fn plausible_proxy_source(msg: &Message, cfg: &Config, peer: SocketAddr) -> 
 }
 
 /// Decides the proxyDHCP answer to one request.
-pub fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -> Decision {
+pub(crate) fn decide_proxy(msg: &Message, cfg: &Config, port: Port, peer: SocketAddr) -> Decision {
     let (client, mtype) = match managed_client(msg, cfg) {
         Ok(c) => c,
         Err(d) => return d,

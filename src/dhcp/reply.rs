@@ -12,16 +12,16 @@ use crate::mac::Mac;
 use crate::metrics::Refusal;
 
 /// BOOTP's minimum message size (RFC 1542 §2.1); some PXE ROMs drop shorter replies.
-pub const MIN_REPLY_LEN: usize = 300;
+pub(crate) const MIN_REPLY_LEN: usize = 300;
 
 /// Option 43 for PXE clients: sub-option 6 (PXE_DISCOVERY_CONTROL), length 1, value 8
 /// ("download the boot file named in the reply"), then end. Without it, PXE firmware such
 /// as OVMF goes on to boot-server discovery on port 4011.
-pub const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 8, 255];
+pub(crate) const PXE_VENDOR_OPTIONS: [u8; 4] = [6, 1, 8, 255];
 
 /// Where a reply goes (RFC 2131 §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// To the relay agent at giaddr, port 67.
     Relay(Ipv4Addr),
     /// To the client's configured address (ciaddr), port 68.
@@ -37,7 +37,7 @@ pub enum Destination {
 
 /// A reply to send.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The message, not yet encoded: the shell fits it to the client's maximum size.
     pub msg: Box<Message>,
     /// Where it goes.
@@ -48,7 +48,7 @@ pub struct Reply {
 
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Send a reply.
     Reply(Reply),
     /// Send nothing.
@@ -71,7 +71,7 @@ impl Decision {
     }
 
     /// The client the request named, if any.
-    pub fn client(&self) -> Option<&Client> {
+    pub(crate) fn client(&self) -> Option<&Client> {
         match self {
             Decision::Reply(r) => Some(&r.client),
             Decision::NoReply { client, .. } => client.as_ref(),
@@ -86,7 +86,7 @@ pub(crate) fn no_reply(reason: Reason, client: Option<Client>) -> Decision {
 
 /// Why a request gets no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// BOOTREPLY or a bad opcode: only servers send those.
     NotBootRequest,
     /// No 6-byte Ethernet hardware address to match `[hosts]` by.
@@ -136,7 +136,7 @@ pub enum Reason {
 
 impl Reason {
     /// A constant lowercase phrase for logs and timelines.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::NotBootRequest => "not a boot request",
             Reason::NotEthernet => "not an ethernet client",
@@ -164,7 +164,7 @@ impl Reason {
     }
 
     /// The refusal a policy on the hostile boot network counts this as, if it is one.
-    pub fn refusal(self) -> Option<Refusal> {
+    pub(crate) fn refusal(self) -> Option<Refusal> {
         match self {
             Reason::GiaddrOutside | Reason::CiaddrOutside => Some(Refusal::DhcpBadAddress),
             Reason::RateLimited => Some(Refusal::DhcpRateLimited),
@@ -175,13 +175,13 @@ impl Reason {
 
     /// Whether the message was handled in full (a RELEASE or DECLINE, which have no reply)
     /// rather than ignored.
-    pub fn handled(self) -> bool {
+    pub(crate) fn handled(self) -> bool {
         matches!(self, Reason::Released | Reason::Declined)
     }
 
     /// Whether anyone on the boot network can cause this at any rate, so its log line is
     /// throttled.
-    pub fn floodable(self) -> bool {
+    pub(crate) fn floodable(self) -> bool {
         self.refusal().is_some() || self == Reason::UnmanagedMac
     }
 }
@@ -265,7 +265,7 @@ pub(crate) fn add_boot_options(
 /// HTTP: Debian's signed GRUB reads its config over TFTP only, so a Secure Boot host's HTTP
 /// Boot, and arm64's unless `[first_stage] http_arm64` names an arm64 iPXE, get no boot
 /// file and their firmware moves on to its PXE boot option.
-pub fn boot_file(cfg: &Config, server: Ipv4Addr, client: &Client) -> Option<String> {
+pub(crate) fn boot_file(cfg: &Config, server: Ipv4Addr, client: &Client) -> Option<String> {
     let fs = &cfg.first_stage;
     let http = cfg.http_base_at(server);
     let secure = cfg.secure_boot_for(&client.mac);
@@ -330,7 +330,7 @@ pub(crate) fn nak(req: &Message, server: Ipv4Addr, client: Client, why: &str) ->
 
 /// The largest reply a request allows (option 57, RFC 2132 §9.10): the client's maximum
 /// IP datagram, never below 576, less 28 bytes of IP and UDP headers.
-pub fn max_reply_len(req: &Message) -> usize {
+pub(crate) fn max_reply_len(req: &Message) -> usize {
     let max_datagram = match req.opts().get(OptionCode::MaxMessageSize) {
         Some(DhcpOption::MaxMessageSize(n)) => usize::from(*n).max(576),
         _ => 576,
@@ -349,7 +349,10 @@ const TRIMMABLE: [OptionCode; 5] = [
 
 /// Encodes a reply within `max_len` bytes (dropping optional options if it must), padded to
 /// the BOOTP minimum of 300 bytes.
-pub fn encode(msg: &Message, max_len: usize) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
+pub(crate) fn encode(
+    msg: &Message,
+    max_len: usize,
+) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
     use dhcproto::Encodable;
     let mut buf = msg.to_vec()?;
     if buf.len() > max_len {

@@ -7,7 +7,7 @@ use dhcproto::{Decodable, Decoder};
 
 /// Why a datagram was dropped before a decision.
 #[derive(Debug, thiserror::Error)]
-pub enum PacketError {
+pub(crate) enum PacketError {
     /// dhcproto refused it.
     #[error("undecodable dhcp message: {0}")]
     Decode(#[from] dhcproto::error::DecodeError),
@@ -85,7 +85,7 @@ fn check_option_lengths(bytes: &[u8]) -> Result<(), PacketError> {
 
 /// Decodes a datagram without ever letting a decoder panic take the server down: option
 /// lengths dhcproto only asserts are checked first, and any other decoder panic is caught.
-pub fn decode(bytes: &[u8]) -> Result<Message, PacketError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message, PacketError> {
     check_option_lengths(bytes)?;
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
         Message::decode(&mut Decoder::new(bytes))

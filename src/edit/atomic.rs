@@ -20,7 +20,7 @@ const NEW_FILE_MODE: u32 = 0o644;
 ///   `create_new`), so a symlink planted at a guessable name is never followed.
 /// - An owner pxed cannot give the new file (it is not root and the file is someone else's)
 ///   is an error: the file is left as it was rather than silently changing hands.
-pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     let target = real_target(path)?;
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

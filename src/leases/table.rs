@@ -9,7 +9,7 @@ use crate::mac::Mac;
 
 /// All leases, indexed every way the server needs.
 #[derive(Debug, Default, Clone)]
-pub struct LeaseTable {
+pub(crate) struct LeaseTable {
     /// Each client's binding, including expired and released ones (stickiness).
     by_client: HashMap<ClientId, Lease>,
     /// The client bound to each address.
@@ -24,7 +24,7 @@ pub struct LeaseTable {
     quarantine: HashMap<Ipv4Addr, u64>,
     /// Every pool range, inclusive, as integers.
     ranges: Vec<(u32, u32)>,
-    /// Store writes recorded since the last [`LeaseTable::take_changes`].
+    /// Store writes recorded since the last [`LeaseTable::take_batch`].
     changes: Vec<Change>,
     /// For each of `changes`, the lease it replaced (for [`LeaseTable::revert`]).
     undo: Vec<Option<Lease>>,
@@ -39,13 +39,14 @@ pub struct LeaseTable {
 }
 
 impl LeaseTable {
+    #[cfg(test)]
     /// An empty table for `cfg`'s pool.
-    pub fn new(cfg: &Config) -> Self {
+    pub(crate) fn new(cfg: &Config) -> Self {
         Self::restore(cfg, Vec::new())
     }
 
     /// A table holding `leases` (read from the store) for `cfg`'s pool.
-    pub fn restore(cfg: &Config, leases: Vec<Lease>) -> Self {
+    pub(crate) fn restore(cfg: &Config, leases: Vec<Lease>) -> Self {
         let mut t = LeaseTable {
             // No ranges at all in proxy mode, where pxed hands out no addresses.
             ranges: cfg
@@ -73,7 +74,7 @@ impl LeaseTable {
     }
 
     /// Re-fits the table to a new config's pool; leases outside it stay until they expire.
-    pub fn reconfigure(&mut self, cfg: &Config) {
+    pub(crate) fn reconfigure(&mut self, cfg: &Config) {
         let leases: Vec<Lease> = self.by_client.drain().map(|(_, l)| l).collect();
         let quarantine = std::mem::take(&mut self.quarantine);
         let changes = std::mem::take(&mut self.changes);
@@ -134,17 +135,17 @@ impl LeaseTable {
     }
 
     /// The lease of a client, active or not.
-    pub fn get(&self, client: &ClientId) -> Option<&Lease> {
+    pub(crate) fn get(&self, client: &ClientId) -> Option<&Lease> {
         self.by_client.get(client)
     }
 
     /// The lease last bound under a MAC.
-    pub fn get_by_mac(&self, mac: &Mac) -> Option<&Lease> {
+    pub(crate) fn get_by_mac(&self, mac: &Mac) -> Option<&Lease> {
         self.by_mac.get(mac).and_then(|c| self.by_client.get(c))
     }
 
     /// Addresses bound (ACKed, not expired, not released) to any client identifier of `mac`.
-    pub fn bound_ips(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
+    pub(crate) fn bound_ips(&self, mac: &Mac, now: u64) -> Vec<Ipv4Addr> {
         self.per_mac
             .get(mac)
             .map(|ids| {
@@ -159,7 +160,7 @@ impl LeaseTable {
 
     /// The MAC whose bound lease holds `ip` at `now`: the only way an address names a
     /// machine that a neighbour cannot forge or inherit.
-    pub fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
+    pub(crate) fn bound_mac_of(&self, ip: Ipv4Addr, now: u64) -> Option<Mac> {
         self.by_ip
             .get(&ip)
             .and_then(|c| self.by_client.get(c))
@@ -168,7 +169,7 @@ impl LeaseTable {
     }
 
     /// The MAC an address is bound to, active or not.
-    pub fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
+    pub(crate) fn mac_of(&self, ip: Ipv4Addr) -> Option<Mac> {
         self.by_ip
             .get(&ip)
             .and_then(|c| self.by_client.get(c))
@@ -176,13 +177,13 @@ impl LeaseTable {
     }
 
     /// Every lease.
-    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.by_client.values()
     }
 
     #[cfg(test)]
     /// Number of pool addresses held by an active lease at `now`.
-    pub fn in_use(&self, now: u64) -> usize {
+    pub(crate) fn in_use(&self, now: u64) -> usize {
         self.by_client
             .values()
             .filter(|l| l.active(now) && self.in_range(l.ip))
@@ -192,7 +193,13 @@ impl LeaseTable {
     /// Keeps `mac` below `cap` active leases besides `client`'s own: while it holds `cap` or
     /// more under other identifiers, the one that expires first is taken over (forgotten,
     /// and deleted from the store if it was bound). Returns how many were taken over.
-    pub fn make_room_for(&mut self, client: &ClientId, mac: Mac, cap: usize, now: u64) -> usize {
+    pub(crate) fn make_room_for(
+        &mut self,
+        client: &ClientId,
+        mac: Mac,
+        cap: usize,
+        now: u64,
+    ) -> usize {
         let mut taken = 0;
         loop {
             let others: Vec<&Lease> = self
@@ -230,7 +237,13 @@ impl LeaseTable {
 
     /// Whether a new lease may go to a MAC outside `[hosts]` now (a token bucket of `rate`
     /// a second, `burst` saved up). Clients that already have a binding are not counted.
-    pub fn admit_unknown(&mut self, client: &ClientId, rate: u32, burst: u32, now: u64) -> bool {
+    pub(crate) fn admit_unknown(
+        &mut self,
+        client: &ClientId,
+        rate: u32,
+        burst: u32,
+        now: u64,
+    ) -> bool {
         if self.by_client.contains_key(client) {
             return true;
         }
@@ -243,17 +256,18 @@ impl LeaseTable {
 
     /// Leases taken over for the per-MAC cap since the last call (for the metric; a
     /// takeover is no refusal of the request, so its decision does not say).
-    pub fn take_takeovers(&mut self) -> u64 {
+    pub(crate) fn take_takeovers(&mut self) -> u64 {
         std::mem::take(&mut self.cap_takeovers)
     }
 
+    #[cfg(test)]
     /// The store writes recorded since the last call.
-    pub fn take_changes(&mut self) -> Vec<Change> {
+    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
         self.take_batch().changes
     }
 
     /// The store writes recorded since the last call, with what each replaced.
-    pub fn take_batch(&mut self) -> Batch {
+    pub(crate) fn take_batch(&mut self) -> Batch {
         Batch {
             changes: std::mem::take(&mut self.changes),
             undo: std::mem::take(&mut self.undo),
@@ -295,7 +309,7 @@ impl LeaseTable {
     /// subnet), else the client's previous one, else the address it asked for, else the
     /// lowest never-used address, else the one that expired longest ago. `None` when the pool
     /// is exhausted.
-    pub fn choose(
+    pub(crate) fn choose(
         &self,
         cfg: &Config,
         pool: &Pool,
@@ -346,7 +360,7 @@ impl LeaseTable {
     }
 
     /// Whether `client` may be ACKed `ip` in `pool` at `now`.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         cfg: &Config,
         pool: &Pool,
@@ -372,7 +386,7 @@ impl LeaseTable {
 
     /// Binds `ip` to `client` in `state` until `expires`, dropping any other binding either
     /// had. A `Bound` lease, and the removal of a client it displaced, are recorded as changes.
-    pub fn bind(
+    pub(crate) fn bind(
         &mut self,
         client: &ClientId,
         mac: Mac,
@@ -402,7 +416,7 @@ impl LeaseTable {
     }
 
     /// RELEASE: frees the address now, keeping the binding for stickiness.
-    pub fn release(&mut self, client: &ClientId, ip: Ipv4Addr, now: u64) -> bool {
+    pub(crate) fn release(&mut self, client: &ClientId, ip: Ipv4Addr, now: u64) -> bool {
         match self.by_client.get(client) {
             Some(l) if l.ip == ip && l.state != State::Released => {
                 let before = l.clone();
@@ -418,7 +432,7 @@ impl LeaseTable {
 
     /// DECLINE: the address is in use by something else on the wire. The binding is
     /// forgotten and the address kept out of the pool until `until`.
-    pub fn decline(&mut self, client: &ClientId, ip: Ipv4Addr, until: u64) -> bool {
+    pub(crate) fn decline(&mut self, client: &ClientId, ip: Ipv4Addr, until: u64) -> bool {
         match self.by_client.get(client) {
             Some(l) if l.ip == ip => {
                 let before = self.unindex(client);
@@ -433,7 +447,7 @@ impl LeaseTable {
     /// Removes the lease last bound under `mac` (admin `DELETE`), recording its deletion
     /// like any other change, so it reaches the store through the one commit task, in order
     /// with the ACKs queued before it.
-    pub fn forget_mac(&mut self, mac: &Mac) -> Option<Lease> {
+    pub(crate) fn forget_mac(&mut self, mac: &Mac) -> Option<Lease> {
         let client = self.by_mac.get(mac)?.clone();
         let lease = self.unindex(&client)?;
         self.push(Change::Delete(client), Some(lease.clone()));
@@ -450,7 +464,7 @@ impl LeaseTable {
     /// Rolls back the changes of a batch whose commit failed, newest first: each client whose
     /// lease is still what the change made gets the lease it had before (if its address is
     /// still free), so memory holds only what the store holds.
-    pub fn revert(&mut self, batch: &Batch) {
+    pub(crate) fn revert(&mut self, batch: &Batch) {
         for (change, before) in batch.changes.iter().zip(&batch.undo).rev() {
             let (client, after) = match change {
                 Change::Upsert(l) => (&l.client, Some(l)),
@@ -469,7 +483,7 @@ impl LeaseTable {
     }
 
     /// Forgets an OFFER the client turned down (it REQUESTed another server's address).
-    pub fn drop_offer(&mut self, client: &ClientId) {
+    pub(crate) fn drop_offer(&mut self, client: &ClientId) {
         if self
             .by_client
             .get(client)
@@ -481,7 +495,7 @@ impl LeaseTable {
 
     /// Addresses of `pool`'s range held by an active lease, and those still free to hand out
     /// (neither held nor pinned to a host), at `now`. For `/metrics`.
-    pub fn pool_usage(&self, cfg: &Config, pool: &Pool, now: u64) -> (u64, u64) {
+    pub(crate) fn pool_usage(&self, cfg: &Config, pool: &Pool, now: u64) -> (u64, u64) {
         let Some((a, b)) = pool.range else {
             return (0, 0);
         };

@@ -4,8 +4,8 @@
 //! transfer sends a file under `boot_dir`, or the GRUB config [`crate::plan`] renders for
 //! the names GRUB asks for under `grub/`.
 
-pub mod packet;
-pub mod session;
+pub(crate) mod packet;
+pub(crate) mod session;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
@@ -41,7 +41,7 @@ struct Quiet {
 /// Serves TFTP read requests on `socket` until `cancel` fires; running transfers are
 /// cancelled with it. Sessions get [`Slots`] within `[tftp]`'s limits and
 /// the descriptor budget.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: UdpSocket,
     interface: String,
     server: Ipv4Addr,

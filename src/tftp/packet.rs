@@ -1,33 +1,33 @@
 //! TFTP packets (RFC 1350, options per RFC 2347). Pure.
 
 /// Opcodes.
-pub const RRQ: u16 = 1;
+pub(crate) const RRQ: u16 = 1;
 /// Write request.
-pub const WRQ: u16 = 2;
+pub(crate) const WRQ: u16 = 2;
 /// Data.
-pub const DATA: u16 = 3;
+pub(crate) const DATA: u16 = 3;
 /// Acknowledgement.
-pub const ACK: u16 = 4;
+pub(crate) const ACK: u16 = 4;
 /// Error.
-pub const ERROR: u16 = 5;
+pub(crate) const ERROR: u16 = 5;
 /// Option acknowledgement (RFC 2347).
-pub const OACK: u16 = 6;
+pub(crate) const OACK: u16 = 6;
 
 /// Error codes (RFC 1350 §5, RFC 2347).
-pub mod code {
+pub(crate) mod code {
     /// Not defined, see message.
-    pub const UNDEFINED: u16 = 0;
+    pub(crate) const UNDEFINED: u16 = 0;
     /// File not found.
-    pub const NOT_FOUND: u16 = 1;
+    pub(crate) const NOT_FOUND: u16 = 1;
     /// Access violation.
-    pub const ACCESS: u16 = 2;
+    pub(crate) const ACCESS: u16 = 2;
     /// Illegal TFTP operation.
-    pub const ILLEGAL: u16 = 4;
+    pub(crate) const ILLEGAL: u16 = 4;
 }
 
 /// A parsed TFTP packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Packet {
+pub(crate) enum Packet {
     /// Read request.
     Rrq {
         /// Requested file.
@@ -64,7 +64,7 @@ pub enum Packet {
 
 /// A datagram that is not TFTP.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Shorter than an opcode, or truncated.
     #[error("truncated tftp packet")]
     Truncated,
@@ -87,7 +87,7 @@ fn strings(body: &[u8]) -> Result<Vec<String>, ParseError> {
 }
 
 /// Parses one datagram.
-pub fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
     if buf.len() < 2 {
         return Err(ParseError::Truncated);
     }
@@ -157,7 +157,7 @@ fn request(op: u16, body: &[u8]) -> Result<Packet, ParseError> {
 }
 
 /// An ERROR packet.
-pub fn error(code: u16, message: &str) -> Vec<u8> {
+pub(crate) fn error(code: u16, message: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(5 + message.len());
     v.extend(ERROR.to_be_bytes());
     v.extend(code.to_be_bytes());
@@ -167,7 +167,7 @@ pub fn error(code: u16, message: &str) -> Vec<u8> {
 }
 
 /// An OACK packet.
-pub fn oack(options: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn oack(options: &[(String, String)]) -> Vec<u8> {
     let mut v = OACK.to_be_bytes().to_vec();
     for (k, val) in options {
         v.extend(k.as_bytes());
@@ -179,14 +179,14 @@ pub fn oack(options: &[(String, String)]) -> Vec<u8> {
 }
 
 /// Writes a DATA header for `block` into the first four bytes of `buf`.
-pub fn data_header(buf: &mut [u8], block: u16) {
+pub(crate) fn data_header(buf: &mut [u8], block: u16) {
     buf[..2].copy_from_slice(&DATA.to_be_bytes());
     buf[2..4].copy_from_slice(&block.to_be_bytes());
 }
 
 /// An ACK packet, as clients send it.
 #[cfg(test)]
-pub fn ack(block: u16) -> Vec<u8> {
+pub(crate) fn ack(block: u16) -> Vec<u8> {
     let mut v = ACK.to_be_bytes().to_vec();
     v.extend(block.to_be_bytes());
     v

@@ -11,7 +11,7 @@ use super::packet::code;
 
 /// Server-side limits on what a client may negotiate.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest block size granted.
     pub max_blksize: u16,
     /// Largest window granted.
@@ -44,7 +44,7 @@ impl Default for Limits {
 
 /// What was agreed for one transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     /// Bytes per DATA block.
     pub blksize: u16,
     /// Blocks sent before waiting for an ACK.
@@ -59,7 +59,11 @@ pub struct Negotiated {
 /// are left out of the OACK (the client then uses the default), as RFC 2347 allows. An
 /// option sent twice counts once, by its first occurrence, so a request cannot make the
 /// OACK larger than one copy of each granted option.
-pub fn negotiate(options: &[(String, String)], file_size: u64, limits: &Limits) -> Negotiated {
+pub(crate) fn negotiate(
+    options: &[(String, String)],
+    file_size: u64,
+    limits: &Limits,
+) -> Negotiated {
     let mut n = Negotiated {
         blksize: 512,
         windowsize: 1,
@@ -110,7 +114,7 @@ pub fn negotiate(options: &[(String, String)], file_size: u64, limits: &Limits) 
 
 /// Something that happened to a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The client acknowledged a block (wire number); 0 acknowledges the OACK.
     Ack(u16),
     /// The client sent an ERROR: the transfer ends at once.
@@ -126,7 +130,7 @@ pub enum Event {
 
 /// A packet the shell must send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Send {
+pub(crate) enum Send {
     /// The option acknowledgement.
     Oack(Vec<(String, String)>),
     /// A DATA block: `len` bytes of the file from `offset`, as wire block `block`.
@@ -149,7 +153,7 @@ pub enum Send {
 
 /// Where a transfer stands after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// Waiting for the next ACK.
     Running,
     /// The last block was acknowledged.
@@ -170,7 +174,7 @@ pub enum Status {
 
 /// The result of feeding one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Packets to send, in order.
     pub send: Vec<Send>,
     /// The transfer's status afterwards.
@@ -179,7 +183,7 @@ pub struct Step {
 
 /// One read transfer.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     /// File size in bytes.
     size: u64,
     /// What was negotiated.
@@ -208,7 +212,7 @@ pub struct Session {
 
 impl Session {
     /// A transfer of `size` bytes with the negotiated parameters, retrying within `limits`.
-    pub fn new(size: u64, params: Negotiated, limits: &Limits) -> Session {
+    pub(crate) fn new(size: u64, params: Negotiated, limits: &Limits) -> Session {
         let bs = u64::from(params.blksize);
         Session {
             size,
@@ -227,7 +231,7 @@ impl Session {
     }
 
     /// How long to wait for the next packet: short until the peer first answers.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         if self.answered {
             self.params.timeout
         } else {
@@ -236,22 +240,22 @@ impl Session {
     }
 
     /// Whether the peer has answered: only then is it known to be a real client.
-    pub fn answered(&self) -> bool {
+    pub(crate) fn answered(&self) -> bool {
         self.answered
     }
 
     /// Negotiated parameters.
-    pub fn params(&self) -> &Negotiated {
+    pub(crate) fn params(&self) -> &Negotiated {
         &self.params
     }
 
     /// Bytes acknowledged by the client so far.
-    pub fn bytes_acked(&self) -> u64 {
+    pub(crate) fn bytes_acked(&self) -> u64 {
         (self.acked * u64::from(self.params.blksize)).min(self.size)
     }
 
     /// The first packets: the OACK, or the first window.
-    pub fn start(&mut self) -> Step {
+    pub(crate) fn start(&mut self) -> Step {
         match &self.params.oack {
             Some(o) => self.step(vec![Send::Oack(o.clone())]),
             None => {
@@ -262,7 +266,7 @@ impl Session {
     }
 
     /// Feeds one event.
-    pub fn handle(&mut self, event: Event) -> Step {
+    pub(crate) fn handle(&mut self, event: Event) -> Step {
         if let Some(s) = &self.finished {
             return Step {
                 send: Vec::new(),

@@ -19,14 +19,15 @@ use tracing::{info, warn};
 use crate::config::{ConfigError, Host};
 use crate::leases::State as LeaseState;
 use crate::mac::Mac;
-use crate::profiles::Profile;
 use crate::state::Shared;
 
 mod browser;
 mod openapi;
+mod views;
 mod writes;
 
 use openapi::*;
+use views::*;
 use writes::*;
 
 /// Handler state.
@@ -92,8 +93,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body = ErrorView {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -378,40 +384,19 @@ fn parse_mac(s: &str) -> Result<Mac, ApiError> {
     })
 }
 
-fn host_json(mac: &Mac, h: &Host) -> Value {
-    json!({"mac": mac.to_string(), "profile": h.profile, "ip": h.ip.map(|i| i.to_string()), "hostname": h.hostname, "secure_boot": h.secure_boot})
-}
-
-fn profile_json(name: &str, p: &Profile) -> Value {
-    match p {
-        Profile::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => {
-            json!({"name": name, "kind": "kernel", "kernel": kernel, "initrd": initrd, "cmdline": cmdline})
-        }
-        Profile::Script { script } => json!({"name": name, "kind": "script", "script": script}),
-        Profile::Chain { url } => json!({"name": name, "kind": "chain", "chain": url}),
-        Profile::Local => json!({"name": name, "kind": "local", "action": "local"}),
-    }
-}
-
-#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, description = "Every host", body = [HostDoc])))]
-async fn hosts(State(st): State<Admin>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/hosts", responses((status = 200, description = "Every host", body = [HostView])))]
+async fn hosts(State(st): State<Admin>) -> Json<Vec<HostView>> {
     let cfg = st.shared.config();
     let mut list: Vec<(&Mac, &Host)> = cfg.hosts.iter().collect();
     list.sort_by_key(|(m, _)| **m);
-    Json(Value::Array(
-        list.into_iter().map(|(m, h)| host_json(m, h)).collect(),
-    ))
+    Json(list.into_iter().map(|(m, h)| HostView::new(m, h)).collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path, description = "MAC, `:` or `-`, any case")), responses((status = 200, body = HostDoc), (status = 400, description = "Bad MAC", body = ErrorDoc), (status = 404, body = ErrorDoc)))]
-async fn host(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path, description = "MAC, `:` or `-`, any case")), responses((status = 200, body = HostView), (status = 400, description = "Bad MAC", body = ErrorView), (status = 404, body = ErrorView)))]
+async fn host(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<HostView>, ApiError> {
     let cfg = st.shared.config();
     match cfg.hosts.get(&mac) {
-        Some(h) => Ok(Json(host_json(&mac, h))),
+        Some(h) => Ok(Json(HostView::new(&mac, h))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -422,7 +407,7 @@ async fn host(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<Val
 }
 
 /// The machine's boot timeline, oldest first.
-#[utoipa::path(get, path = "/api/v1/machines/{mac}/events", params(("mac" = String, Path)), responses((status = 200, description = "Boot timeline, oldest first", body = Object), (status = 400, description = "Bad MAC", body = ErrorDoc)))]
+#[utoipa::path(get, path = "/api/v1/machines/{mac}/events", params(("mac" = String, Path)), responses((status = 200, description = "Boot timeline, oldest first", body = Object), (status = 400, description = "Bad MAC", body = ErrorView)))]
 async fn events(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<Value>, ApiError> {
     let events: Vec<Value> = st
         .shared
@@ -434,25 +419,25 @@ async fn events(State(st): State<Admin>, MacPath(mac): MacPath) -> Result<Json<V
     Ok(Json(json!({"mac": mac.to_string(), "events": events})))
 }
 
-#[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = [ProfileDoc])))]
-async fn profiles(State(st): State<Admin>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/profiles", responses((status = 200, body = [ProfileView])))]
+async fn profiles(State(st): State<Admin>) -> Json<Vec<ProfileView>> {
     let cfg = st.shared.config();
-    Json(Value::Array(
+    Json(
         cfg.profiles
             .iter()
-            .map(|(n, p)| profile_json(n, p))
+            .map(|(n, p)| ProfileView::new(n, p))
             .collect(),
-    ))
+    )
 }
 
-#[utoipa::path(get, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = ProfileDoc), (status = 404, body = ErrorDoc)))]
+#[utoipa::path(get, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = ProfileView), (status = 404, body = ErrorView)))]
 async fn profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProfileView>, ApiError> {
     let cfg = st.shared.config();
     match cfg.profiles.get(&name) {
-        Some(p) => Ok(Json(profile_json(&name, p))),
+        Some(p) => Ok(Json(ProfileView::new(&name, p))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -462,29 +447,21 @@ async fn profile(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/leases", responses((status = 200, body = [LeaseDoc])))]
-async fn leases(State(st): State<Admin>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/leases", responses((status = 200, body = [LeaseView])))]
+async fn leases(State(st): State<Admin>) -> Json<Vec<LeaseView>> {
     let now = crate::state::unix_now();
     let table = st.shared.leases.lock().unwrap_or_else(|e| e.into_inner());
-    let mut list: Vec<Value> = table
+    let mut list: Vec<LeaseView> = table
         .iter()
         .filter(|l| l.state != LeaseState::Offered)
-        .map(|l| {
-            json!({
-                "mac": l.mac.to_string(),
-                "client_id": l.client.hex(),
-                "ip": l.ip.to_string(),
-                "state": match l.state { LeaseState::Bound => "bound", LeaseState::Released => "released", LeaseState::Offered => "offered" },
-                "active": l.active(now),
-                "expires": l.expires,
-            })
-        })
+        .map(|l| LeaseView::new(l, now))
         .collect();
-    list.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
-    Json(Value::Array(list))
+    // By the address as text, as this endpoint has always listed them.
+    list.sort_by(|a, b| a.ip.cmp(&b.ip));
+    Json(list)
 }
 
-#[utoipa::path(post, path = "/api/v1/reload", responses((status = 200, body = Object), (status = 422, description = "The file does not validate; the old config stays live", body = ErrorDoc)))]
+#[utoipa::path(post, path = "/api/v1/reload", responses((status = 200, body = Object), (status = 422, description = "The file does not validate; the old config stays live", body = ErrorView)))]
 async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
     match crate::reload::reload(&st.shared) {
         Ok(r) => {
@@ -504,15 +481,47 @@ async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
     }
 }
 
-fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+/// Reads a request body into `T`. A body that is not JSON is a 400 naming `body`. A field of
+/// the wrong type, or one that `T` does not have, is a 422 naming that field, as a config
+/// error names its key.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let not_json = |e: serde_json::Error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not JSON: {e}"),
             Some("body"),
         )
-    })
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut unknown = Vec::new();
+    let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let body = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        &mut de,
+        &mut note_unknown,
+    ))
+    .map_err(|e| {
+        let field = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+            _ => "body".to_string(),
+        };
+        let inner = e.into_inner();
+        if !inner.is_data() {
+            not_json(inner)
+        } else if field == "body" {
+            ApiError::invalid("body", format!("the body must be a JSON object: {inner}"))
+        } else {
+            ApiError::invalid(&field, inner.to_string())
+        }
+    })?;
+    de.end().map_err(not_json)?;
+    if let Some(field) = unknown.first() {
+        return Err(ApiError::invalid(
+            field,
+            format!("unknown field `{field}` (GET /api/v1/openapi.json lists this body's fields)"),
+        ));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -357,6 +357,69 @@ async fn an_invalid_edit_changes_nothing_on_disk_or_in_memory() {
         ),
         (
             "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": "disk"} trailing"#,
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"["disk"]"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": 5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "profile",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"hostname": "h"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "profile",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01",
+            r#"{"profile": "disk", "secure_boot": "yes"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secure_boot",
+        ),
+        (
+            "PUT",
+            "/api/v1/profiles/rescue",
+            r#"{"kernel": "r/vmlinuz", "initrd": ["a", 3]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "initrd",
+        ),
+        (
+            "PUT",
+            "/api/v1/profiles/rescue",
+            r#"{"kernel": "r/vmlinuz", "colour": "red"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01/next-boot",
+            r#"{"profile": "disk", "when": "now"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "when",
+        ),
+        (
+            "PUT",
+            "/api/v1/hosts/52:54:00:00:00:01/next-boot",
+            "{}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "profile",
+        ),
+        (
+            "PUT",
             "/api/v1/profiles/bad",
             r#"{"kernel": "../../etc/shadow"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -636,7 +699,7 @@ async fn openapi_document_covers_every_endpoint_the_router_serves() {
             "{method} {uri} is documented but not served: {s} {b}"
         );
     }
-    assert!(doc["components"]["schemas"]["ErrorDoc"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorView"].is_object());
 }
 
 #[test]

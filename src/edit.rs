@@ -58,50 +58,28 @@ fn host_key(doc: &DocumentMut, mac: &Mac) -> Option<String> {
         .find(|k| k.parse::<Mac>().ok().as_ref() == Some(mac))
 }
 
-fn string_of(body: &serde_json::Value, name: &str) -> Result<Option<String>, EditError> {
-    match body.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(field(name, format!("`{name}` must be a string"))),
-    }
+// `put_host` writes this to `[hosts."MAC"]`. Its doc comments are the OpenAPI document's.
+/// `PUT /api/v1/hosts/{mac}` body. A key that is omitted or `null` is removed from the
+/// host's entry in the TOML file.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct HostBody {
+    // An `Option`, so that a body without it is refused naming `profile`, not the body.
+    /// Required: the profile the host boots.
+    #[schema(required = true)]
+    pub(crate) profile: Option<String>,
+    pub(crate) ip: Option<String>,
+    pub(crate) hostname: Option<String>,
+    /// Omitted or `null`: the host takes `[defaults] secure_boot`.
+    pub(crate) secure_boot: Option<bool>,
 }
 
-fn only_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), EditError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| field("body", "the body must be a JSON object"))?;
-    for k in obj.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(field(
-                k,
-                format!(
-                    "unknown field `{k}` (expected one of: {})",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Sets `[hosts."MAC"]` from a body like
-/// `{"profile": "p", "ip": "10.0.0.5", "hostname": "h", "secure_boot": true}`.
-/// An existing entry keeps its key spelling, comments and position; a new one is appended.
-pub(crate) fn put_host(
-    text: &str,
-    mac: &Mac,
-    body: &serde_json::Value,
-) -> Result<String, EditError> {
-    only_keys(body, &["profile", "ip", "hostname", "secure_boot"])?;
-    let secure_boot = match body.get("secure_boot") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Bool(b)) => Some(*b),
-        Some(_) => return Err(field("secure_boot", "`secure_boot` must be true or false")),
-    };
-    let profile =
-        string_of(body, "profile")?.ok_or_else(|| field("profile", "`profile` is required"))?;
-    let ip = string_of(body, "ip")?;
-    let hostname = string_of(body, "hostname")?;
+/// Sets `[hosts."MAC"]` from `body`. An existing entry keeps its key spelling, comments and
+/// position; a new one is appended.
+pub(crate) fn put_host(text: &str, mac: &Mac, body: &HostBody) -> Result<String, EditError> {
+    let profile = body
+        .profile
+        .clone()
+        .ok_or_else(|| field("profile", "`profile` is required"))?;
     let mut doc = parse(text)?;
     let key = host_key(&doc, mac).unwrap_or_else(|| mac.to_string());
     let hosts = doc
@@ -122,8 +100,8 @@ pub(crate) fn put_host(
         .ok_or_else(|| field("hosts", "that host is not a table in the file"))?;
     for (name, v) in [
         ("profile", Some(profile)),
-        ("ip", ip),
-        ("hostname", hostname),
+        ("ip", body.ip.clone()),
+        ("hostname", body.hostname.clone()),
     ] {
         match v {
             Some(v) => set_keeping_comment(entry, name, v),
@@ -132,7 +110,7 @@ pub(crate) fn put_host(
             }
         }
     }
-    match secure_boot {
+    match body.secure_boot {
         Some(b) => set_keeping_comment(entry, "secure_boot", b),
         None => {
             entry.remove("secure_boot");
@@ -169,39 +147,45 @@ pub(crate) fn delete_host(text: &str, mac: &Mac) -> Result<String, EditError> {
     Ok(doc.to_string())
 }
 
-/// Sets `[profiles.NAME]` from a body with exactly the keys of one profile kind:
-/// `kernel`/`initrd`/`cmdline`, `script`, `chain`, or `action`.
-pub(crate) fn put_profile(
-    text: &str,
-    name: &str,
-    body: &serde_json::Value,
-) -> Result<String, EditError> {
-    only_keys(
-        body,
-        &["kernel", "initrd", "cmdline", "script", "chain", "action"],
-    )?;
+// `put_profile` writes these keys; `config::parse` then checks them as it checks the file.
+// The API's answers (`admin::views::ProfileView`) reuse this type, flattened. Its doc
+// comments are the OpenAPI document's.
+/// `PUT /api/v1/profiles/{name}` body: the keys of exactly one profile kind, as in the TOML
+/// file: `kernel` (with `initrd` and `cmdline`), `script`, `chain`, or `action = "local"`.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ProfileBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) initrd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cmdline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) script: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) chain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) action: Option<String>,
+}
+
+/// Sets `[profiles.NAME]` to `body`'s keys. An existing table keeps its comments.
+pub(crate) fn put_profile(text: &str, name: &str, body: &ProfileBody) -> Result<String, EditError> {
     // The same rule as `config::parse`, checked first so the error names the body field.
     crate::config::check_profile_name(name).map_err(|m| field("name", m))?;
     let mut t = Table::new();
-    if let Some(v) = string_of(body, "kernel")? {
+    if let Some(v) = &body.kernel {
         t.insert("kernel", value(v));
     }
-    match body.get("initrd") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::Array(items)) => {
-            let mut a = Array::new();
-            for i in items {
-                let s = i
-                    .as_str()
-                    .ok_or_else(|| field("initrd", "`initrd` must be a list of strings"))?;
-                a.push(s);
-            }
-            t.insert("initrd", value(a));
-        }
-        Some(_) => return Err(field("initrd", "`initrd` must be a list of strings")),
+    if let Some(items) = &body.initrd {
+        t.insert("initrd", value(items.iter().collect::<Array>()));
     }
-    for key in ["cmdline", "script", "chain", "action"] {
-        if let Some(v) = string_of(body, key)? {
+    for (key, v) in [
+        ("cmdline", &body.cmdline),
+        ("script", &body.script),
+        ("chain", &body.chain),
+        ("action", &body.action),
+    ] {
+        if let Some(v) = v {
             t.insert(key, value(v));
         }
     }
@@ -276,6 +260,14 @@ mod tests {
     use serde_json::json;
     use std::path::Path;
 
+    fn host(v: serde_json::Value) -> HostBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn profile(v: serde_json::Value) -> ProfileBody {
+        serde_json::from_value(v).unwrap()
+    }
+
     fn golden(name: &str) -> String {
         std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -296,16 +288,16 @@ mod tests {
         let text = put_host(
             &before,
             &mac("DE:00:00:00:00:DE"),
-            &json!({"profile": "disk", "hostname": "worker-0"}),
+            &host(json!({"profile": "disk", "hostname": "worker-0"})),
         )
         .unwrap();
         let text = put_host(
             &text,
             &mac("52-54-00-00-00-07"),
-            &json!({"profile": "installer", "ip": "10.123.0.7"}),
+            &host(json!({"profile": "installer", "ip": "10.123.0.7"})),
         )
         .unwrap();
-        let text = put_profile(&text, "rescue", &json!({"kernel": "rescue/vmlinuz", "initrd": ["rescue/initrd.img"], "cmdline": "console=ttyS0 rescue"})).unwrap();
+        let text = put_profile(&text, "rescue", &profile(json!({"kernel": "rescue/vmlinuz", "initrd": ["rescue/initrd.img"], "cmdline": "console=ttyS0 rescue"}))).unwrap();
         let text = delete_host(&text, &mac("de:00:00:00:00:df")).unwrap();
         let want =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/commented-after-edit.toml");
@@ -328,41 +320,30 @@ mod tests {
             Err(EditError::NotFound(_))
         ));
         let ok = delete_profile(
-            &put_profile(&before, "spare", &json!({"action": "local"})).unwrap(),
+            &put_profile(&before, "spare", &profile(json!({"action": "local"}))).unwrap(),
             "spare",
         )
         .unwrap();
         assert_eq!(ok, before);
-        assert_eq!(
-            put_host(&before, &mac("de:00:00:00:00:de"), &json!({"profile": 5})),
-            Err(field("profile", "`profile` must be a string"))
-        );
-        assert!(matches!(
-            put_host(&before, &mac("de:00:00:00:00:de"), &json!({"profile": "x", "colour": "red"})),
-            Err(EditError::Field { field, .. }) if field == "colour"
-        ));
         assert!(
-            matches!(put_host(&before, &mac("de:00:00:00:00:de"), &json!({})), Err(EditError::Field { field, .. }) if field == "profile")
-        );
-        assert_eq!(
-            put_host(
-                &before,
-                &mac("de:00:00:00:00:de"),
-                &json!({"profile": "x", "secure_boot": "yes"})
-            ),
-            Err(field("secure_boot", "`secure_boot` must be true or false"))
+            matches!(put_host(&before, &mac("de:00:00:00:00:de"), &host(json!({}))), Err(EditError::Field { field, .. }) if field == "profile")
         );
         let sb = put_host(
             &before,
             &mac("de:00:00:00:00:5b"),
-            &json!({"profile": "disk", "secure_boot": true}),
+            &host(json!({"profile": "disk", "secure_boot": true})),
         )
         .unwrap();
         assert!(
             sb.ends_with("[hosts.\"de:00:00:00:00:5b\"]\nprofile = \"disk\"\nsecure_boot = true\n"),
             "{sb}"
         );
-        let off = put_host(&sb, &mac("de:00:00:00:00:5b"), &json!({"profile": "disk"})).unwrap();
+        let off = put_host(
+            &sb,
+            &mac("de:00:00:00:00:5b"),
+            &host(json!({"profile": "disk"})),
+        )
+        .unwrap();
         assert!(!off.contains("secure_boot"), "{off}");
         assert!(matches!(
             delete_host(&before, &mac("02:00:00:00:00:01")),
@@ -384,7 +365,7 @@ mod tests {
             let text = put_profile(
                 &before,
                 "rescue",
-                &json!({"kernel": "r/vmlinuz", "cmdline": cmdline}),
+                &profile(json!({"kernel": "r/vmlinuz", "cmdline": cmdline})),
             )
             .unwrap();
             match crate::config::parse(Path::new("pxed.toml"), &text) {
@@ -394,14 +375,24 @@ mod tests {
                 other => panic!("{cmdline:?} accepted: {other:?}"),
             }
         }
-        let text = put_profile(&before, "rescue", &json!({"chain": "http://x/a\nshell"})).unwrap();
+        let text = put_profile(
+            &before,
+            "rescue",
+            &profile(json!({"chain": "http://x/a\nshell"})),
+        )
+        .unwrap();
         assert!(crate::config::parse(Path::new("pxed.toml"), &text).is_err());
         for name in ["menu\nshell\n#", "a b", "", &"x".repeat(65)] {
             assert!(
-                matches!(put_profile(&before, name, &json!({"action": "local"})), Err(EditError::Field { field, .. }) if field == "name"),
+                matches!(put_profile(&before, name, &profile(json!({"action": "local"}))), Err(EditError::Field { field, .. }) if field == "name"),
                 "{name:?}"
             );
         }
-        assert!(put_profile(&before, "fedora-40.x_1", &json!({"action": "local"})).is_ok());
+        assert!(put_profile(
+            &before,
+            "fedora-40.x_1",
+            &profile(json!({"action": "local"}))
+        )
+        .is_ok());
     }
 }

@@ -28,7 +28,7 @@
 //! | `store` | durable leases: SQLite, WAL, `synchronous=FULL`, one transaction per batch | disk |
 //! | `nextboot` | one-shot boots per MAC, spent when the script is served; saved in `state_dir` | fs |
 //! | `events` | per-machine boot timelines, bounded in count and bytes, hosts and `[defaults]` clients in separate tiers | pure |
-//! | `admin` | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/browser` (Host, Origin, Content-Type and preflight checks); `admin/writes` (file edits, next-boot, lease deletion); `admin/openapi` (generated document) | shell |
+//! | `admin` | the admin API (JSON, bearer token off loopback): reads, reload, metrics; `admin/browser` (Host, Origin, Content-Type and preflight checks); `admin/writes` (file edits, next-boot, lease deletion); `admin/views` (one type per answer); `admin/openapi` (the document, from those types and the request types) | shell |
 //! | `edit` | admin edits of the TOML file with toml_edit (comments survive); `edit/atomic` (replace a file behind its symlink, keeping owner and mode) | pure (+ write) |
 //! | [`config`] | the TOML file: `raw` (as written), `validate` (into `Config`), `checks` (single values, private files under `boot_dir`, missing files), `locate` (line and key of an error) | pure (+ `load`) |
 //! | `reload` | re-read, validate and swap the config; refuse a bad file | shell |

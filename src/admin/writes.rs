@@ -6,12 +6,9 @@ use axum::Json;
 use serde_json::{json, Value};
 use tracing::info;
 
-use super::{
-    host_json, json_body, profile_json, Admin, ApiError, ErrorDoc, HostBodyDoc, HostDoc, MacPath,
-    NextBootBodyDoc, NextBootDoc, ProfileBodyDoc, ProfileDoc,
-};
-use crate::edit::EditError;
-use crate::mac::Mac;
+use super::views::{ErrorView, HostView, NextBootView, ProfileView};
+use super::{json_body, Admin, ApiError, MacPath};
+use crate::edit::{EditError, HostBody, ProfileBody};
 
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> Self {
@@ -31,13 +28,13 @@ impl From<EditError> for ApiError {
 
 /// Applies `edit` (see [`apply_edit`]), then answers with what `view` finds in the config
 /// now live (`null` if nothing).
-fn edited(
+fn edited<V: serde::Serialize>(
     st: &Admin,
     edit: impl FnOnce(&str) -> Result<String, EditError>,
-    view: impl FnOnce(&crate::config::Config) -> Option<Value>,
-) -> Result<Json<Value>, ApiError> {
+    view: impl FnOnce(&crate::config::Config) -> Option<V>,
+) -> Result<Json<Option<V>>, ApiError> {
     apply_edit(st, edit)?;
-    Ok(Json(view(&st.shared.config()).unwrap_or(Value::Null)))
+    Ok(Json(view(&st.shared.config())))
 }
 
 /// Applies an edit to the config file: the new text must validate before it is written
@@ -74,25 +71,25 @@ pub(super) fn apply_edit(
     Ok(())
 }
 
-#[utoipa::path(put, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), request_body = HostBodyDoc, responses((status = 200, description = "Written to the TOML file and live", body = HostDoc), (status = 422, description = "Does not validate; nothing changed", body = ErrorDoc)))]
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), request_body = HostBody, responses((status = 200, description = "Written to the TOML file and live", body = HostView), (status = 422, description = "Does not validate; nothing changed", body = ErrorView)))]
 pub(super) async fn put_host(
     State(st): State<Admin>,
     MacPath(mac): MacPath,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let body = json_body(&body)?;
+) -> Result<Json<Option<HostView>>, ApiError> {
+    let body: HostBody = json_body(&body)?;
     edited(
         &st,
         |t| crate::edit::put_host(t, &mac, &body),
-        |cfg| cfg.hosts.get(&mac).map(|h| host_json(&mac, h)),
+        |cfg| cfg.hosts.get(&mac).map(|h| HostView::new(&mac, h)),
     )
 }
 
-#[utoipa::path(delete, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorView)))]
 pub(super) async fn delete_host(
     State(st): State<Admin>,
     MacPath(mac): MacPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Option<Value>>, ApiError> {
     let deleted = json!({"deleted": mac.to_string()});
     edited(
         &st,
@@ -101,25 +98,25 @@ pub(super) async fn delete_host(
     )
 }
 
-#[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = ProfileBodyDoc, responses((status = 200, body = ProfileDoc), (status = 422, body = ErrorDoc)))]
+#[utoipa::path(put, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), request_body = ProfileBody, responses((status = 200, body = ProfileView), (status = 422, body = ErrorView)))]
 pub(super) async fn put_profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let body = json_body(&body)?;
+) -> Result<Json<Option<ProfileView>>, ApiError> {
+    let body: ProfileBody = json_body(&body)?;
     edited(
         &st,
         |t| crate::edit::put_profile(t, &name, &body),
-        |cfg| cfg.profiles.get(&name).map(|p| profile_json(&name, p)),
+        |cfg| cfg.profiles.get(&name).map(|p| ProfileView::new(&name, p)),
     )
 }
 
-#[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc), (status = 409, description = "Hosts still use it", body = ErrorDoc)))]
+#[utoipa::path(delete, path = "/api/v1/profiles/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorView), (status = 409, description = "Hosts still use it", body = ErrorView)))]
 pub(super) async fn delete_profile(
     State(st): State<Admin>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Option<Value>>, ApiError> {
     let deleted = json!({"deleted": name});
     edited(
         &st,
@@ -128,33 +125,34 @@ pub(super) async fn delete_profile(
     )
 }
 
-pub(super) fn next_boot_json(mac: &Mac, profile: Option<String>) -> Value {
-    json!({"mac": mac.to_string(), "next_boot": profile.map(|p| json!({"profile": p}))})
+/// `PUT /api/v1/hosts/{mac}/next-boot`'s body.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub(super) struct NextBootBody {
+    /// Required: the profile the next network boot uses, once.
+    #[schema(required = true)]
+    profile: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc)))]
+#[utoipa::path(get, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootView)))]
 pub(super) async fn get_next_boot(
     State(st): State<Admin>,
     MacPath(mac): MacPath,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(next_boot_json(&mac, st.shared.next_boots.get(&mac))))
+) -> Result<Json<NextBootView>, ApiError> {
+    Ok(Json(NextBootView::new(
+        &mac,
+        st.shared.next_boots.get(&mac),
+    )))
 }
 
 /// `{"profile": "installer"}`: the machine's next network boot uses that profile once.
-#[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBodyDoc, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)))]
+#[utoipa::path(put, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), request_body = NextBootBody, responses((status = 200, description = "The next network boot uses this profile once; spent when its script is served", body = NextBootView), (status = 404, body = ErrorView), (status = 422, body = ErrorView)))]
 pub(super) async fn put_next_boot(
     State(st): State<Admin>,
     MacPath(mac): MacPath,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let body = json_body(&body)?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("body", "the body must be a JSON object"))?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "profile") {
-        return Err(ApiError::invalid(k, format!("unknown field `{k}`")));
-    }
-    let Some(profile) = obj.get("profile").and_then(Value::as_str) else {
+) -> Result<Json<NextBootView>, ApiError> {
+    let body: NextBootBody = json_body(&body)?;
+    let Some(profile) = body.profile.as_deref() else {
         return Err(ApiError::invalid(
             "profile",
             "`profile` (a string) is required",
@@ -183,18 +181,18 @@ pub(super) async fn put_next_boot(
         .set(mac, profile.to_string())
         .map_err(|e| ApiError::write_failed(e.to_string()))?;
     info!(%mac, profile, "one-shot boot set");
-    Ok(Json(next_boot_json(&mac, Some(profile.to_string()))))
+    Ok(Json(NextBootView::new(&mac, Some(profile.to_string()))))
 }
 
-#[utoipa::path(delete, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootDoc), (status = 404, body = ErrorDoc)))]
+#[utoipa::path(delete, path = "/api/v1/hosts/{mac}/next-boot", params(("mac" = String, Path)), responses((status = 200, body = NextBootView), (status = 404, body = ErrorView)))]
 pub(super) async fn delete_next_boot(
     State(st): State<Admin>,
     MacPath(mac): MacPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NextBootView>, ApiError> {
     match st.shared.next_boots.take(&mac) {
         Ok(Some(p)) => {
             info!(%mac, profile = %p, "one-shot boot cancelled");
-            Ok(Json(next_boot_json(&mac, None)))
+            Ok(Json(NextBootView::new(&mac, None)))
         }
         Ok(None) => Err(ApiError::not_found(
             "mac",
@@ -206,7 +204,7 @@ pub(super) async fn delete_next_boot(
 
 /// Forgets a MAC's lease, in memory and in the store, so its address can go to someone else
 /// and the machine starts over with DISCOVER.
-#[utoipa::path(delete, path = "/api/v1/leases/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorDoc)))]
+#[utoipa::path(delete, path = "/api/v1/leases/{mac}", params(("mac" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorView)))]
 pub(super) async fn delete_lease(
     State(st): State<Admin>,
     MacPath(mac): MacPath,

@@ -52,7 +52,6 @@ pub(crate) enum Admit {
 /// One admitted slot.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Its client's address.
     peer: IpAddr,
     /// Whether it is doing useful work (then it cannot be evicted).
     protected: bool,
@@ -71,7 +70,6 @@ pub(crate) struct Admission {
     per_client: HashMap<IpAddr, usize>,
     /// A counter ordering exposures.
     clock: u64,
-    /// The next id.
     next: SessionId,
     /// How long a slot must have been exposed before it can be evicted.
     grace: Duration,
@@ -170,7 +168,6 @@ impl Admission {
         }
     }
 
-    /// Slots in use.
     pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }
@@ -274,7 +271,6 @@ impl Slots {
         }
     }
 
-    /// Slots in use.
     pub(crate) fn len(&self) -> usize {
         self.lock().admission.len()
     }
@@ -295,7 +291,6 @@ impl Slots {
 /// A task's claim on a slot; freed when dropped.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    /// Its handle.
     id: SessionId,
     /// The slots it belongs to.
     slots: Slots,

@@ -25,7 +25,6 @@ pub(crate) enum PathError {
     Io {
         /// The requested path.
         path: String,
-        /// The error.
         source: io::Error,
     },
 }

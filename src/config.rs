@@ -157,7 +157,6 @@ impl Dhcp {
 /// One subnet pxed serves, with its address range and options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pool {
-    /// The subnet.
     pub(crate) subnet: Ipv4Net,
     /// The interface pxed serves this subnet on directly; `None` for a subnet reached through
     /// relays.

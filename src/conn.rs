@@ -138,7 +138,6 @@ struct Gate<P> {
     waiting: FairQueue<Waiter>,
     /// The listener's limits and counters.
     policy: Arc<P>,
-    /// What answers requests.
     router: Router,
     /// The connection tasks, waited for at shutdown.
     tracker: TaskTracker,
@@ -247,7 +246,6 @@ impl<P: Policy> Gate<P> {
 struct Waiter {
     /// The socket, not read from until it has a slot.
     stream: TcpStream,
-    /// Who connected.
     peer: SocketAddr,
     /// The address it connected to.
     local: SocketAddr,
@@ -456,7 +454,6 @@ impl http_body::Body for Guarded {
 
 /// A socket that notes every byte moved, for the watchdog.
 struct Watched {
-    /// The socket.
     inner: TcpStream,
     /// Where progress is noted.
     activity: Arc<Activity>,

@@ -81,7 +81,6 @@ impl Default for Ports {
 struct Interface {
     /// The index of its subnet in `config.dhcp.pools`.
     home: usize,
-    /// Its name.
     name: String,
     /// pxed's address on it.
     server: std::net::Ipv4Addr,

@@ -21,7 +21,6 @@ pub(crate) enum EditError {
     Field {
         /// The body field at fault.
         field: String,
-        /// What is wrong.
         message: String,
     },
     /// The thing to change does not exist.
@@ -30,7 +29,6 @@ pub(crate) enum EditError {
     /// A profile that hosts (or `[defaults]`) still use.
     #[error("profile {name} is used by {users}")]
     InUse {
-        /// The profile.
         name: String,
         /// Who uses it.
         users: String,

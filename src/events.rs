@@ -104,7 +104,6 @@ impl EventKind {
 pub(crate) struct Event {
     /// Unix time in milliseconds.
     pub at_ms: u64,
-    /// What happened.
     pub kind: EventKind,
     /// Details (file, bytes, duration, arch, ...).
     pub detail: Map<String, Value>,
@@ -172,7 +171,6 @@ struct Timeline {
 /// One tier's timelines.
 #[derive(Debug, Default)]
 struct TierTimelines {
-    /// Timelines by MAC.
     machines: HashMap<Mac, Timeline>,
     /// The same machines by their last event's sequence number, quietest first: at the
     /// limit, a storm of new machines evicts in O(log n) per event, not a scan of them all.

@@ -74,11 +74,8 @@ impl State {
 pub(crate) struct Lease {
     /// The lease key.
     pub client: ClientId,
-    /// The client's hardware address.
     pub mac: Mac,
-    /// Its address.
     pub ip: Ipv4Addr,
-    /// Where the lease stands.
     pub state: State,
     /// Unix seconds after which the address may go to someone else.
     pub expires: u64,

@@ -165,7 +165,6 @@ impl Refusal {
 }
 
 impl Counters {
-    /// Counts one refusal.
     pub(crate) fn refuse(&self, why: Refusal) {
         inc(&self.refusals[why.index()]);
     }
@@ -181,12 +180,10 @@ impl Counters {
     }
 }
 
-/// Adds one.
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Adds `n`.
 pub(crate) fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }

@@ -14,11 +14,8 @@ use crate::mac::Mac;
 pub(crate) struct SocketError {
     /// What was being done.
     pub what: &'static str,
-    /// The address.
     pub addr: SocketAddr,
-    /// The interface.
     pub interface: String,
-    /// The OS error.
     pub source: std::io::Error,
 }
 

@@ -15,7 +15,6 @@ use crate::mac::Mac;
 pub(crate) struct NextBootError {
     /// The state file.
     pub path: PathBuf,
-    /// What went wrong.
     pub message: String,
 }
 
@@ -24,7 +23,6 @@ pub(crate) struct NextBootError {
 pub(crate) struct NextBoots {
     /// `state_dir/next-boot.json`.
     path: PathBuf,
-    /// The pending one-shots.
     pending: Mutex<BTreeMap<Mac, String>>,
 }
 

@@ -57,11 +57,8 @@ pub(crate) enum Denied {
 /// What a machine boots now.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    /// The machine.
     pub mac: Mac,
-    /// The profile's name.
     pub name: String,
-    /// The profile.
     pub profile: Profile,
     /// Whether it is a pending one-shot boot (spent by [`served`]).
     pub one_shot: bool,

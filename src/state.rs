@@ -46,7 +46,6 @@ pub(crate) const SEEN_CLIENTS: usize = 65_536;
 /// A map that keeps at most `cap` entries, dropping the one first written longest ago.
 #[derive(Debug)]
 pub(crate) struct Recent<K, V> {
-    /// The entries.
     map: HashMap<K, V>,
     /// Keys in the order they were first written, oldest first. Keys leave only by eviction,
     /// so it always holds exactly the keys of `map`.
@@ -89,13 +88,11 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
         self.map.insert(k, v);
     }
 
-    /// The entry for `k`.
     pub(crate) fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k)
     }
 
     #[cfg(test)]
-    /// Entries kept.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -18,7 +18,6 @@ pub(crate) enum StoreError {
     Dir {
         /// The directory.
         path: PathBuf,
-        /// The error.
         source: std::io::Error,
     },
     /// SQLite refused an operation.
@@ -26,7 +25,6 @@ pub(crate) enum StoreError {
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// The error.
         source: rusqlite::Error,
     },
     /// A row that does not decode (edited by hand, or from a future version).

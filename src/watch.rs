@@ -35,7 +35,6 @@ const MAX_SETTLE: Duration = Duration::from_secs(2);
 pub(crate) struct WatchError {
     /// The watched directory.
     dir: PathBuf,
-    /// The error.
     source: notify::Error,
 }
 

@@ -23,11 +23,9 @@ use crate::metrics::Refusal;
 pub(crate) struct Refused {
     /// For the counters.
     pub(crate) why: Refusal,
-    /// HTTP status.
     pub(crate) status: StatusCode,
     /// Stable error code.
     pub(crate) code: &'static str,
-    /// What is wrong.
     pub(crate) message: &'static str,
     /// The header at fault.
     pub(crate) field: &'static str,

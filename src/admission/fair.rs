@@ -108,7 +108,6 @@ impl<T> FairQueue<T> {
         self.len
     }
 
-    /// Whether nobody waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -63,7 +63,6 @@ pub(crate) enum ClientKind {
 /// What pxed learned about a client from one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Client {
-    /// The hardware address.
     pub mac: Mac,
     /// The lease key: option 61 when sent, else derived from the MAC.
     pub id: ClientId,

@@ -123,7 +123,6 @@ struct Reply {
     outlet: Outlet,
     /// The encoded reply.
     bytes: Vec<u8>,
-    /// Where it goes.
     to: Destination,
     /// For the log line once sent.
     summary: Summary,

@@ -40,7 +40,6 @@ pub(crate) enum Destination {
 pub(crate) struct Reply {
     /// The message, not yet encoded: the shell fits it to the client's maximum size.
     pub msg: Box<Message>,
-    /// Where it goes.
     pub to: Destination,
     /// The client, for logs and timelines.
     pub client: Client,
@@ -53,7 +52,6 @@ pub(crate) enum Decision {
     Reply(Reply),
     /// Send nothing.
     NoReply {
-        /// Why.
         reason: Reason,
         /// The client, when the request named one: its timeline records the reason.
         client: Option<Client>,

@@ -17,7 +17,6 @@ pub(crate) enum PacketError {
     /// An option whose length its type cannot have.
     #[error("option {code} has length {len}, which it cannot have")]
     BadOptionLength {
-        /// The option code.
         code: u8,
         /// Its length byte.
         len: u8,

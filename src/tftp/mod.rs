@@ -240,7 +240,6 @@ struct Request {
     peer: SocketAddr,
     /// The file asked for, as sent.
     filename: String,
-    /// Transfer mode.
     mode: String,
     /// RFC 2347 options, as sent.
     options: Vec<(String, String)>,

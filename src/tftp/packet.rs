@@ -1,6 +1,7 @@
 //! TFTP packets (RFC 1350, options per RFC 2347). Pure.
 
-/// Opcodes.
+// Opcodes (RFC 1350 §5).
+/// Read request.
 pub(crate) const RRQ: u16 = 1;
 /// Write request.
 pub(crate) const WRQ: u16 = 2;
@@ -30,7 +31,6 @@ pub(crate) mod code {
 pub(crate) enum Packet {
     /// Read request.
     Rrq {
-        /// Requested file.
         filename: String,
         /// `octet` or `netascii`, lowercased.
         mode: String,
@@ -38,13 +38,9 @@ pub(crate) enum Packet {
         options: Vec<(String, String)>,
     },
     /// Write request (always refused).
-    Wrq {
-        /// Requested file.
-        filename: String,
-    },
+    Wrq { filename: String },
     /// Data block.
     Data {
-        /// Block number.
         block: u16,
         /// Payload length.
         len: usize,
@@ -52,12 +48,7 @@ pub(crate) enum Packet {
     /// Acknowledgement of a block.
     Ack(u16),
     /// Error; ends a transfer.
-    Error {
-        /// Error code.
-        code: u16,
-        /// Message.
-        message: String,
-    },
+    Error { code: u16, message: String },
     /// Option acknowledgement.
     Oack(Vec<(String, String)>),
 }

@@ -118,12 +118,7 @@ pub(crate) enum Event {
     /// The client acknowledged a block (wire number); 0 acknowledges the OACK.
     Ack(u16),
     /// The client sent an ERROR: the transfer ends at once.
-    Error {
-        /// Error code.
-        code: u16,
-        /// Message.
-        message: String,
-    },
+    Error { code: u16, message: String },
     /// No ACK came within the timeout.
     Timeout,
 }
@@ -143,12 +138,7 @@ pub(crate) enum Send {
         len: usize,
     },
     /// An ERROR to the client.
-    Error {
-        /// Error code.
-        code: u16,
-        /// Message.
-        message: String,
-    },
+    Error { code: u16, message: String },
 }
 
 /// Where a transfer stands after an event.
@@ -159,12 +149,7 @@ pub(crate) enum Status {
     /// The last block was acknowledged.
     Done,
     /// The client ended it with an ERROR.
-    AbortedByClient {
-        /// Its error code.
-        code: u16,
-        /// Its message.
-        message: String,
-    },
+    AbortedByClient { code: u16, message: String },
     /// The client stopped answering.
     TimedOut,
     /// The peer never answered at all: a forged source, or a client that went away at once.
@@ -244,7 +229,6 @@ impl Session {
         self.answered
     }
 
-    /// Negotiated parameters.
     pub(crate) fn params(&self) -> &Negotiated {
         &self.params
     }

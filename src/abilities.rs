@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-/// Capability numbers from <linux/capability.h>.
+// Capability numbers from <linux/capability.h>.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
@@ -75,78 +75,90 @@ fn has_cap(effective: u64, cap: u32) -> bool {
 }
 
 /// Decides what this process can do from what was read. Pure.
-#[expect(
-    clippy::too_many_lines,
-    reason = "outside the boot path, where up to 80 lines are allowed"
-)]
 pub(crate) fn assess(f: &Facts) -> Report {
-    let bind_cap = has_cap(f.effective, CAP_NET_BIND_SERVICE);
-    let bind_sysctl = f.unprivileged_port_start <= f.lowest_port;
-    let raw_cap = has_cap(f.effective, CAP_NET_RAW);
+    Report {
+        abilities: vec![
+            low_ports(f),
+            bind_to_device(f),
+            arp_unicast(f),
+            config_writes(f),
+        ],
+    }
+}
+
+fn low_ports(f: &Facts) -> Ability {
+    let cap = has_cap(f.effective, CAP_NET_BIND_SERVICE);
+    let sysctl = f.unprivileged_port_start <= f.lowest_port;
+    Ability {
+        name: LOW_PORTS,
+        available: cap || sysctl,
+        needs: "CAP_NET_BIND_SERVICE",
+        without: "pxed cannot bind DHCP (67) and TFTP (69) and will not start",
+        how: if cap {
+            "CAP_NET_BIND_SERVICE".into()
+        } else if sysctl {
+            format!(
+                "net.ipv4.ip_unprivileged_port_start = {} in this network namespace",
+                f.unprivileged_port_start
+            )
+        } else {
+            format!(
+                "grant CAP_NET_BIND_SERVICE, or set net.ipv4.ip_unprivileged_port_start <= {} (it is {})",
+                f.lowest_port, f.unprivileged_port_start
+            )
+        },
+    }
+}
+
+fn bind_to_device(f: &Facts) -> Ability {
+    let cap = has_cap(f.effective, CAP_NET_RAW);
     // Linux 5.7 let unprivileged processes set SO_BINDTODEVICE on an unbound socket.
     let new_kernel = f.kernel >= (5, 7);
-    let admin_cap = has_cap(f.effective, CAP_NET_ADMIN);
-    let abilities = vec![
-        Ability {
-            name: LOW_PORTS,
-            available: bind_cap || bind_sysctl,
-            needs: "CAP_NET_BIND_SERVICE",
-            without: "pxed cannot bind DHCP (67) and TFTP (69) and will not start",
-            how: if bind_cap {
-                "CAP_NET_BIND_SERVICE".into()
-            } else if bind_sysctl {
-                format!(
-                    "net.ipv4.ip_unprivileged_port_start = {} in this network namespace",
-                    f.unprivileged_port_start
-                )
-            } else {
-                format!(
-                    "grant CAP_NET_BIND_SERVICE, or set net.ipv4.ip_unprivileged_port_start <= {} (it is {})",
-                    f.lowest_port, f.unprivileged_port_start
-                )
-            },
+    Ability {
+        name: "bind_to_device",
+        available: cap || new_kernel,
+        needs: "CAP_NET_RAW",
+        without: "pxed cannot bind its sockets to the interface and will not start",
+        how: if new_kernel {
+            format!(
+                "kernel {}.{} allows SO_BINDTODEVICE without privileges",
+                f.kernel.0, f.kernel.1
+            )
+        } else if cap {
+            "CAP_NET_RAW".into()
+        } else {
+            "grant CAP_NET_RAW (kernels before 5.7 need it for SO_BINDTODEVICE)".into()
         },
-        Ability {
-            name: "bind_to_device",
-            available: raw_cap || new_kernel,
-            needs: "CAP_NET_RAW",
-            without: "pxed cannot bind its sockets to the interface and will not start",
-            how: if new_kernel {
-                format!(
-                    "kernel {}.{} allows SO_BINDTODEVICE without privileges",
-                    f.kernel.0, f.kernel.1
-                )
-            } else if raw_cap {
-                "CAP_NET_RAW".into()
-            } else {
-                "grant CAP_NET_RAW (kernels before 5.7 need it for SO_BINDTODEVICE)".into()
-            },
+    }
+}
+
+fn arp_unicast(f: &Facts) -> Ability {
+    let cap = has_cap(f.effective, CAP_NET_ADMIN);
+    Ability {
+        name: ARP_UNICAST,
+        available: cap,
+        needs: "CAP_NET_ADMIN",
+        without: "DHCP replies to clients without an address are broadcast",
+        how: if cap {
+            "CAP_NET_ADMIN: replies are unicast after an ARP entry (RFC 2131 4.1)".into()
+        } else {
+            "grant CAP_NET_ADMIN for unicast replies; every PXE ROM accepts broadcast ones".into()
         },
-        Ability {
-            name: ARP_UNICAST,
-            available: admin_cap,
-            needs: "CAP_NET_ADMIN",
-            without: "DHCP replies to clients without an address are broadcast",
-            how: if admin_cap {
-                "CAP_NET_ADMIN: replies are unicast after an ARP entry (RFC 2131 4.1)".into()
-            } else {
-                "grant CAP_NET_ADMIN for unicast replies; every PXE ROM accepts broadcast ones"
-                    .into()
-            },
+    }
+}
+
+fn config_writes(f: &Facts) -> Ability {
+    Ability {
+        name: "config_writes",
+        available: f.config_writable,
+        needs: "a writable config file and directory",
+        without: "admin API edits of hosts and profiles answer write_failed; next-boot, lease deletion and reload still work",
+        how: if f.config_writable {
+            "the config file and its directory are writable".into()
+        } else {
+            "the config is read-only (a ConfigMap mount, say): edit it at its source".into()
         },
-        Ability {
-            name: "config_writes",
-            available: f.config_writable,
-            needs: "a writable config file and directory",
-            without: "admin API edits of hosts and profiles answer write_failed; next-boot, lease deletion and reload still work",
-            how: if f.config_writable {
-                "the config file and its directory are writable".into()
-            } else {
-                "the config is read-only (a ConfigMap mount, say): edit it at its source".into()
-            },
-        },
-    ];
-    Report { abilities }
+    }
 }
 
 /// Reads `CapEff` from the text of /proc/self/status.

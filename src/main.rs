@@ -1,5 +1,8 @@
 //! The `pxed` command line.
 
+// The same 60-line rule as the library (see `src/lib.rs`).
+#![deny(clippy::too_many_lines)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

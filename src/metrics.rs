@@ -200,14 +200,18 @@ pub(crate) struct PoolGauge {
 }
 
 /// Renders the Prometheus text exposition format.
-#[expect(
-    clippy::too_many_lines,
-    reason = "outside the boot path, where up to 80 lines are allowed"
-)]
 pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     let mut s = String::new();
+    traffic(&mut s, c);
+    pressure(&mut s, c);
+    pool_gauges(&mut s, pools);
+    s
+}
+
+/// What was served: requests by outcome, bytes, and boots.
+fn traffic(s: &mut String, c: &Counters) {
     family(
-        &mut s,
+        s,
         "pxed_requests_total",
         "counter",
         "Requests by protocol and outcome.",
@@ -216,7 +220,7 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     let bytes = [("tftp", &c.tftp_bytes), ("http", &c.http_bytes)]
         .map(|(p, a)| (format!("{{protocol=\"{p}\"}}"), get(a)));
     family(
-        &mut s,
+        s,
         "pxed_bytes_served_total",
         "counter",
         "Bytes served by protocol.",
@@ -228,7 +232,11 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     ]
     .map(|(stage, a)| (format!("{{stage=\"{stage}\"}}"), get(a)));
     let help = "Network boots started (script served) and completed (last initrd served).";
-    family(&mut s, "pxed_boots_total", "counter", help, boots);
+    family(s, "pxed_boots_total", "counter", help, boots);
+}
+
+/// What held pxed back: queued requests, dropped log lines, refusals.
+fn pressure(s: &mut String, c: &Counters) {
     let queued = Queue::ALL.iter().map(|q| {
         (
             format!("{{queue=\"{}\"}}", q.label()),
@@ -236,7 +244,7 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
         )
     });
     family(
-        &mut s,
+        s,
         "pxed_queue_depth",
         "gauge",
         "Requests waiting for their turn now.",
@@ -244,13 +252,7 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     );
     let help = "Log lines dropped because the log writer fell behind.";
     let dropped = [(String::new(), crate::logfmt::dropped_lines())];
-    family(
-        &mut s,
-        "pxed_log_lines_dropped_total",
-        "counter",
-        help,
-        dropped,
-    );
+    family(s, "pxed_log_lines_dropped_total", "counter", help, dropped);
     let refusals = Refusal::ALL.iter().map(|r| {
         let (protocol, reason) = r.labels();
         (
@@ -259,7 +261,11 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
         )
     });
     let help = "Requests refused by a limit or policy (see docs/SECURITY.md).";
-    family(&mut s, "pxed_refusals_total", "counter", help, refusals);
+    family(s, "pxed_refusals_total", "counter", help, refusals);
+}
+
+/// Each pool's addresses in use and free.
+fn pool_gauges(s: &mut String, pools: &[PoolGauge]) {
     let by_subnet = |f: fn(&PoolGauge) -> u64| {
         pools
             .iter()
@@ -267,21 +273,14 @@ pub(crate) fn render(c: &Counters, pools: &[PoolGauge]) -> String {
     };
     let help = "Pool addresses held by an active lease.";
     family(
-        &mut s,
+        s,
         "pxed_leases_in_use",
         "gauge",
         help,
         by_subnet(|p| p.in_use),
     );
     let help = "Pool addresses that can still be handed out.";
-    family(
-        &mut s,
-        "pxed_leases_free",
-        "gauge",
-        help,
-        by_subnet(|p| p.free),
-    );
-    s
+    family(s, "pxed_leases_free", "gauge", help, by_subnet(|p| p.free));
 }
 
 fn get(a: &AtomicU64) -> u64 {

@@ -89,10 +89,6 @@ fn target_dir(file: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
 
 /// Watches `file` and calls `reload` when its contents change, until `cancel` fires.
 /// `own_write` returns the hash of what pxed itself last wrote there, which is not reloaded.
-#[expect(
-    clippy::too_many_lines,
-    reason = "outside the boot path, where up to 80 lines are allowed"
-)]
 pub(crate) fn spawn(
     file: PathBuf,
     reload: impl Fn() + Send + 'static,
@@ -105,6 +101,37 @@ pub(crate) fn spawn(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut watched = Watched::new(file, watch_dir(&dir, tx)?);
+    tokio::spawn(async move {
+        loop {
+            let paths = tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = rx.recv() => match ev { Some(p) => p, None => return },
+            };
+            if !watched.concerned_by(&paths) {
+                continue;
+            }
+            if !settle(&mut rx).await {
+                return;
+            }
+            if watched.changed(&own_write) {
+                reload();
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A watcher on `dir` that sends the paths of each event to `tx` (none when it must look
+/// again at everything).
+fn watch_dir(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<Vec<PathBuf>>,
+) -> Result<RecommendedWatcher, WatchError> {
+    let error = |source| WatchError {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         match res {
             // Reads (pxed's own among them: every digest opens the file) change nothing, and
@@ -122,64 +149,83 @@ pub(crate) fn spawn(
             }
         }
     })
-    .map_err(|source| WatchError {
-        dir: dir.clone(),
-        source,
-    })?;
+    .map_err(error)?;
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| WatchError {
-            dir: dir.clone(),
-            source,
-        })?;
-    let (mut target, mut extra) = target_dir(&file);
-    follow(&mut watcher, None, extra.as_deref());
-    let mut last = digest(&file);
-    tokio::spawn(async move {
-        loop {
-            let paths = tokio::select! {
-                _ = cancel.cancelled() => return,
-                ev = rx.recv() => match ev { Some(p) => p, None => return },
-            };
-            let relevant =
-                paths.is_empty() || paths.iter().any(|p| concerns(p, &file, target.as_deref()));
-            if !relevant {
-                continue;
-            }
-            // Let the save finish: wait until no event for SETTLE (at most MAX_SETTLE).
-            let deadline = tokio::time::Instant::now() + MAX_SETTLE;
-            while tokio::time::Instant::now() < deadline {
-                match tokio::time::timeout(SETTLE, rx.recv()).await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            let (new_target, new_extra) = target_dir(&file);
-            if new_extra != extra {
-                follow(&mut watcher, extra.as_deref(), new_extra.as_deref());
-                extra = new_extra;
-            }
-            target = new_target;
-            let now = digest(&file);
-            if now.is_none() {
-                warn!(file = %file.display(), "config file is gone; keeping the live config");
-                continue;
-            }
-            if now == last {
-                debug!(file = %file.display(), "config file touched but unchanged");
-                continue;
-            }
-            if now == own_write() {
-                debug!(file = %file.display(), "config file written by pxed itself; already live");
-                last = now;
-                continue;
-            }
-            last = now;
-            reload();
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(error)?;
+    Ok(watcher)
+}
+
+/// Lets a save finish: waits until no event has come for `SETTLE`, at most `MAX_SETTLE`.
+/// False when the watcher is gone.
+async fn settle(rx: &mut mpsc::UnboundedReceiver<Vec<PathBuf>>) -> bool {
+    let deadline = tokio::time::Instant::now() + MAX_SETTLE;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(SETTLE, rx.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return false,
+            Err(_) => break,
         }
-    });
-    Ok(())
+    }
+    true
+}
+
+/// The config file under watch, what it resolved to, and the hash of what was last loaded.
+struct Watched {
+    file: PathBuf,
+    watcher: RecommendedWatcher,
+    target: Option<PathBuf>,
+    /// The second watched directory (see [`target_dir`]).
+    extra: Option<PathBuf>,
+    last: Option<u64>,
+}
+
+impl Watched {
+    fn new(file: PathBuf, mut watcher: RecommendedWatcher) -> Self {
+        let (target, extra) = target_dir(&file);
+        follow(&mut watcher, None, extra.as_deref());
+        let last = digest(&file);
+        Watched {
+            file,
+            watcher,
+            target,
+            extra,
+            last,
+        }
+    }
+
+    fn concerned_by(&self, paths: &[PathBuf]) -> bool {
+        paths.is_empty()
+            || paths
+                .iter()
+                .any(|p| concerns(p, &self.file, self.target.as_deref()))
+    }
+
+    /// Re-resolves the file, and says whether its contents differ from what is live.
+    fn changed(&mut self, own_write: &impl Fn() -> Option<u64>) -> bool {
+        let file = &self.file;
+        let (target, extra) = target_dir(file);
+        if extra != self.extra {
+            follow(&mut self.watcher, self.extra.as_deref(), extra.as_deref());
+            self.extra = extra;
+        }
+        self.target = target;
+        let now = digest(file);
+        if now.is_none() {
+            warn!(file = %file.display(), "config file is gone; keeping the live config");
+            return false;
+        }
+        if now == self.last {
+            debug!(file = %file.display(), "config file touched but unchanged");
+            return false;
+        }
+        self.last = now;
+        if now == own_write() {
+            debug!(file = %file.display(), "config file written by pxed itself; already live");
+            return false;
+        }
+        true
+    }
 }
 
 /// Moves the second watch from the directory the file resolved into before to the one it

@@ -235,21 +235,8 @@ impl Validator<'_> {
         })
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "outside the boot path, where up to 80 lines are allowed"
-    )]
     fn dhcp(&self, d: RawDhcp, iface: &str, server: Ipv4Addr) -> Result<Dhcp, ConfigError> {
-        let mode = match d.mode.as_deref() {
-            None | Some("server") => DhcpMode::Server,
-            Some("proxy") => DhcpMode::Proxy,
-            Some(other) => {
-                return Err(self.err(
-                    &["dhcp", "mode"],
-                    format!("unknown mode `{other}` (\"server\" or \"proxy\")"),
-                ))
-            }
-        };
+        let mode = self.dhcp_mode(d.mode.as_deref())?;
         let primary = RawSubnet {
             subnet: d.subnet,
             interface: Some(iface.to_string()),
@@ -266,36 +253,13 @@ impl Validator<'_> {
                 format!("{server} is not in [dhcp] subnet {}", pools[0].subnet),
             ));
         }
-        let lease_time = humantime::parse_duration(&d.lease_time).map_err(|e| {
-            self.err(
-                &["dhcp", "lease_time"],
-                format!("`{}`: {e} (try \"1h\" or \"30m\")", d.lease_time),
-            )
-        })?;
-        if lease_time < Duration::from_secs(60) || lease_time.as_secs() > u64::from(u32::MAX - 1) {
-            return Err(self.err(
-                &["dhcp", "lease_time"],
-                "must be between 1 minute and 136 years",
-            ));
-        }
-        let decline_time = humantime::parse_duration(&d.decline_time).map_err(|e| {
-            self.err(
-                &["dhcp", "decline_time"],
-                format!("`{}`: {e} (try \"10m\")", d.decline_time),
-            )
-        })?;
+        let (lease_time, decline_time) = self.lease_times(&d.lease_time, &d.decline_time)?;
         let relay_agents = self.relay_agents(&d.relay_agents)?;
-        if d.max_leases_per_mac == 0 {
-            return Err(self.err(&["dhcp", "max_leases_per_mac"], "must be at least 1"));
-        }
-        if d.unknown_client_rate == 0 || d.unknown_client_burst == 0 {
-            let key = if d.unknown_client_rate == 0 {
-                "unknown_client_rate"
-            } else {
-                "unknown_client_burst"
-            };
-            return Err(self.err(&["dhcp", key], "must be at least 1"));
-        }
+        self.client_limits(
+            d.max_leases_per_mac,
+            d.unknown_client_rate,
+            d.unknown_client_burst,
+        )?;
         Ok(Dhcp {
             mode,
             lease_time,
@@ -306,6 +270,55 @@ impl Validator<'_> {
             unknown_client_rate: d.unknown_client_rate,
             unknown_client_burst: d.unknown_client_burst,
         })
+    }
+
+    fn dhcp_mode(&self, mode: Option<&str>) -> Result<DhcpMode, ConfigError> {
+        match mode {
+            None | Some("server") => Ok(DhcpMode::Server),
+            Some("proxy") => Ok(DhcpMode::Proxy),
+            Some(other) => Err(self.err(
+                &["dhcp", "mode"],
+                format!("unknown mode `{other}` (\"server\" or \"proxy\")"),
+            )),
+        }
+    }
+
+    /// `lease_time` (1 minute to 136 years: option 51 is 32 bits, and all ones means
+    /// "infinite") and `decline_time`.
+    fn lease_times(&self, lease: &str, decline: &str) -> Result<(Duration, Duration), ConfigError> {
+        let lease_time = humantime::parse_duration(lease).map_err(|e| {
+            self.err(
+                &["dhcp", "lease_time"],
+                format!("`{lease}`: {e} (try \"1h\" or \"30m\")"),
+            )
+        })?;
+        if lease_time < Duration::from_secs(60) || lease_time.as_secs() > u64::from(u32::MAX - 1) {
+            return Err(self.err(
+                &["dhcp", "lease_time"],
+                "must be between 1 minute and 136 years",
+            ));
+        }
+        let decline_time = humantime::parse_duration(decline).map_err(|e| {
+            self.err(
+                &["dhcp", "decline_time"],
+                format!("`{decline}`: {e} (try \"10m\")"),
+            )
+        })?;
+        Ok((lease_time, decline_time))
+    }
+
+    /// What one MAC, and MACs outside `[hosts]`, may take from the pool: at least 1 each.
+    fn client_limits(&self, per_mac: u32, rate: u32, burst: u32) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("max_leases_per_mac", per_mac),
+            ("unknown_client_rate", rate),
+            ("unknown_client_burst", burst),
+        ] {
+            if v == 0 {
+                return Err(self.err(&["dhcp", key], "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 
     /// `[dhcp]`'s own subnet first, then each `[[dhcp.subnets]]`: no two on one interface,
@@ -544,10 +557,6 @@ impl Validator<'_> {
         check_relative(value).map_err(|m| self.err(path, m))
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "outside the boot path, where up to 80 lines are allowed"
-    )]
     fn profile(&self, name: &str, p: RawProfile) -> Result<Profile, ConfigError> {
         let kinds = [
             p.kernel.is_some(),
@@ -574,44 +583,14 @@ impl Validator<'_> {
             ));
         }
         if let Some(kernel) = p.kernel {
-            self.boot_path(&["profiles", name, "kernel"], &kernel, true)?;
-            for i in &p.initrd {
-                self.boot_path(&["profiles", name, "initrd"], i, true)?;
-            }
-            let cmdline = p.cmdline.unwrap_or_default();
-            profiles::check_template(&cmdline)
-                .map_err(|e| self.err(&["profiles", name, "cmdline"], e.to_string()))?;
-            // As written (control characters anywhere), and as rendered with empty values.
-            check_cmdline(&cmdline)
-                .and_then(|()| check_cmdline(&without_placeholders(&cmdline)))
-                .map_err(|m| self.err(&["profiles", name, "cmdline"], m))?;
-            return Ok(Profile::Kernel {
-                kernel,
-                initrd: p.initrd,
-                cmdline,
-            });
+            return self.kernel_profile(name, kernel, p.initrd, p.cmdline.unwrap_or_default());
         }
         if let Some(script) = p.script {
             self.boot_path(&["profiles", name, "script"], &script, false)?;
             return Ok(Profile::Script { script });
         }
         if let Some(url) = p.chain {
-            profiles::check_template(&url)
-                .map_err(|e| self.err(&["profiles", name, "chain"], e.to_string()))?;
-            // `{{ mac }}` holds spaces as written but renders to one word, so the word is
-            // checked with the placeholders dropped, and control characters as written.
-            check_no_control(&url)
-                .and_then(|()| check_token(&without_placeholders(&url)))
-                .map_err(|m| self.err(&["profiles", name, "chain"], m))?;
-            // Placeholders alone may render empty (a host without a hostname): a bare
-            // `chain` would then fail in iPXE with nothing after it.
-            if without_placeholders(&url).is_empty() {
-                return Err(self.err(
-                    &["profiles", name, "chain"],
-                    "must name a URL, not only `{{ }}` placeholders",
-                ));
-            }
-            return Ok(Profile::Chain { url });
+            return self.chain_profile(name, url);
         }
         match p.action.as_deref() {
             Some("local") => Ok(Profile::Local),
@@ -621,5 +600,48 @@ impl Validator<'_> {
             )),
             None => unreachable!("exactly one kind is set"),
         }
+    }
+
+    fn kernel_profile(
+        &self,
+        name: &str,
+        kernel: String,
+        initrd: Vec<String>,
+        cmdline: String,
+    ) -> Result<Profile, ConfigError> {
+        self.boot_path(&["profiles", name, "kernel"], &kernel, true)?;
+        for i in &initrd {
+            self.boot_path(&["profiles", name, "initrd"], i, true)?;
+        }
+        profiles::check_template(&cmdline)
+            .map_err(|e| self.err(&["profiles", name, "cmdline"], e.to_string()))?;
+        // As written (control characters anywhere), and as rendered with empty values.
+        check_cmdline(&cmdline)
+            .and_then(|()| check_cmdline(&without_placeholders(&cmdline)))
+            .map_err(|m| self.err(&["profiles", name, "cmdline"], m))?;
+        Ok(Profile::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        })
+    }
+
+    fn chain_profile(&self, name: &str, url: String) -> Result<Profile, ConfigError> {
+        profiles::check_template(&url)
+            .map_err(|e| self.err(&["profiles", name, "chain"], e.to_string()))?;
+        // `{{ mac }}` holds spaces as written but renders to one word, so the word is
+        // checked with the placeholders dropped, and control characters as written.
+        check_no_control(&url)
+            .and_then(|()| check_token(&without_placeholders(&url)))
+            .map_err(|m| self.err(&["profiles", name, "chain"], m))?;
+        // Placeholders alone may render empty (a host without a hostname): a bare
+        // `chain` would then fail in iPXE with nothing after it.
+        if without_placeholders(&url).is_empty() {
+            return Err(self.err(
+                &["profiles", name, "chain"],
+                "must name a URL, not only `{{ }}` placeholders",
+            ));
+        }
+        Ok(Profile::Chain { url })
     }
 }

@@ -525,5 +525,4 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
 }
 
 #[cfg(test)]
-#[path = "admin_tests.rs"]
 mod tests;

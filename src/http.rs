@@ -362,5 +362,4 @@ fn count(shared: &Shared, status: StatusCode, bytes: u64, path: &str, mac: Optio
 }
 
 #[cfg(test)]
-#[path = "http_tests.rs"]
 mod tests;

@@ -43,7 +43,8 @@
 //! | `abilities` | what this process may do (capabilities, low ports, config writes) and what pxed does without each; reported at start-up and at `/api/v1/status` | pure (+ probe) |
 //! | [`daemon`] | `bind` binds every listener (port 0 in tests), `serve` opens the state, runs them, and stops them within 2 s | wiring |
 //!
-//! Unit tests share `testkit` (base configs, DHCP requests as bytes).
+//! Unit tests share `testkit` (base config tables, DHCP requests as bytes) and have one
+//! layout, which docs/ARCHITECTURE.md ("Tests") gives and `tests/architecture.rs` holds.
 //!
 //! The binary (`src/main.rs`) is the CLI: `pxed serve` and `pxed check`.
 //! See docs/ARCHITECTURE.md for the flow of one boot.

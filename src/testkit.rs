@@ -1,5 +1,6 @@
-//! What unit tests share: configs parsed from a base file, and DHCP requests built byte by
-//! byte as firmware sends them.
+//! What unit tests share: the base config tables ([`SERVER`], [`server`], [`DHCP`]), and
+//! DHCP requests built byte by byte as firmware sends them. (The config module's own tests
+//! start from issue #2's config, word for word, instead: its keys are a contract.)
 
 use std::path::Path;
 
@@ -15,6 +16,21 @@ interface = "br1"
 address = "10.123.0.1"
 boot_dir = "/srv/pxed/boot"
 state_dir = "/var/lib/pxed"
+"#;
+
+/// [`SERVER`] serving `boot_dir` and keeping state in `state_dir`, for tests that read
+/// files or write state in a temporary directory.
+pub(crate) fn server(boot_dir: &Path, state_dir: &Path) -> String {
+    SERVER
+        .replace("/srv/pxed/boot", &boot_dir.display().to_string())
+        .replace("/var/lib/pxed", &state_dir.display().to_string())
+}
+
+/// The `[dhcp]` table for br1's subnet: 10.123.0.0/24, handing out .100 to .200.
+pub(crate) const DHCP: &str = r#"
+[dhcp]
+subnet = "10.123.0.0/24"
+range = ["10.123.0.100", "10.123.0.200"]
 "#;
 
 /// Parses `text` as `t.toml`, panicking with the error a bad test config gets.

@@ -1,11 +1,12 @@
 //! docs/ARCHITECTURE.md names the functions and types that do each step of a boot; this
 //! checks that every one it names in `module::item` form exists where it says, so the doc
-//! cannot drift from the code unnoticed.
+//! cannot drift from the code unnoticed. It also holds the source tree to the one layout
+//! that doc's "Tests" section describes.
 
 use std::path::{Path, PathBuf};
 
 /// The source files of a module path (`dhcp::decide` → src/dhcp/decide.rs): for a module
-/// that is a directory, its mod.rs and every file below it (items it re-exports live there).
+/// with a directory, its own file and every file below it (items it re-exports live there).
 fn module_files(root: &Path, modules: &[&str]) -> Vec<PathBuf> {
     let mut base = root.join("src");
     for m in modules {
@@ -116,4 +117,65 @@ fn every_module_item_the_architecture_doc_names_exists() {
         "ARCHITECTURE.md names what does not exist:\n{}",
         missing.join("\n")
     );
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// One layout: a module `a/b` is `src/a/b.rs` (never `mod.rs`, never `#[path]`), and its unit
+/// tests are `mod tests` at the end of it, or `src/a/b/tests.rs` when they are long.
+#[test]
+fn the_source_tree_has_one_module_and_test_layout() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for f in rust_files(&src) {
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        if name == "mod.rs" {
+            wrong.push(format!("{rel}: a module is `name.rs`, not `name/mod.rs`"));
+        }
+        if name.ends_with("_tests.rs") {
+            wrong.push(format!("{rel}: tests of `x.rs` go in `x/tests.rs`"));
+        }
+        if text.lines().any(|l| l.trim_start().starts_with("#[path")) {
+            wrong.push(format!("{rel}: `#[path]` hides where a module is"));
+        }
+        if name == "tests.rs" {
+            let owner = f.parent().unwrap().with_extension("rs");
+            let owner_text = std::fs::read_to_string(&owner).unwrap_or_default();
+            if !owner_text.contains("#[cfg(test)]\nmod tests;") {
+                wrong.push(format!(
+                    "{rel}: not declared as `#[cfg(test)] mod tests;` in {}",
+                    owner.strip_prefix(&src).unwrap_or(&owner).display()
+                ));
+            }
+        }
+        for (i, l) in text.lines().enumerate() {
+            let Some(m) = l.trim_start().strip_prefix("mod ") else {
+                continue;
+            };
+            let m = m.trim_end_matches([';', '{', ' ']);
+            // `testkit` is the one shared kit, not a module's tests.
+            if m.contains("test") && m != "tests" && m != "testkit" {
+                wrong.push(format!("{rel}:{}: a test module is called `tests`", i + 1));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -309,5 +309,4 @@ pub(super) fn check_script_templates(c: &Config, text: &str) -> Result<Vec<Warni
 }
 
 #[cfg(test)]
-#[path = "checks_tests.rs"]
 mod tests;

@@ -476,5 +476,4 @@ async fn close(mut stream: TcpStream) {
 }
 
 #[cfg(test)]
-#[path = "http1_tests.rs"]
 mod tests;

@@ -346,5 +346,4 @@ fn add_subnet_options(m: &mut Message, req: &Request) {
 }
 
 #[cfg(test)]
-#[path = "decide_tests.rs"]
 mod tests;

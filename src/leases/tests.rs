@@ -1,23 +1,19 @@
 use super::*;
 use crate::config::Config;
-use std::path::Path;
 
+/// A pool of three addresses, .10 to .12, so tests can fill it.
 fn cfg(extra: &str) -> Config {
-    let text = format!(
-        r#"[server]
-interface = "br1"
-address = "10.0.0.1"
-boot_dir = "/srv"
-state_dir = "/var/lib/pxed"
+    crate::testkit::config(&format!(
+        r#"{}
 [dhcp]
-subnet = "10.0.0.0/24"
-range = ["10.0.0.10", "10.0.0.12"]
-router = "10.0.0.1"
+subnet = "10.123.0.0/24"
+range = ["10.123.0.10", "10.123.0.12"]
+router = "10.123.0.1"
 [profiles.p]
 action = "local"
-{extra}"#
-    );
-    crate::config::parse(Path::new("t.toml"), &text).unwrap()
+{extra}"#,
+        crate::testkit::SERVER
+    ))
 }
 
 fn mac(n: u8) -> Mac {
@@ -29,7 +25,7 @@ fn id(n: u8) -> ClientId {
 }
 
 fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, n)
+    Ipv4Addr::new(10, 123, 0, n)
 }
 
 fn bind(t: &mut LeaseTable, n: u8, addr: Ipv4Addr, expires: u64) {
@@ -113,7 +109,7 @@ fn option_61_identifies_the_client_not_the_mac() {
 
 #[test]
 fn reserved_addresses_never_go_to_others() {
-    let c = cfg("[hosts.\"52:54:00:00:00:07\"]\nprofile = \"p\"\nip = \"10.0.0.10\"\n");
+    let c = cfg("[hosts.\"52:54:00:00:00:07\"]\nprofile = \"p\"\nip = \"10.123.0.10\"\n");
     let t = LeaseTable::new(&c);
     assert_eq!(
         t.choose(&c, c.dhcp.primary(), &id(1), mac(1), Some(ip(10)), 0),
@@ -239,7 +235,7 @@ fn restore_rebuilds_every_index() {
     let t = LeaseTable::restore(&c, leases);
     assert_eq!(t.mac_of(ip(11)), Some(mac(1)));
     assert_eq!(t.get_by_mac(&mac(2)).unwrap().ip, ip(10));
-    // Only 10.0.0.12 was never used; after it, released 10.0.0.10 is taken over.
+    // Only 10.123.0.12 was never used; after it, released 10.123.0.10 is taken over.
     assert_eq!(
         t.choose(&c, c.dhcp.primary(), &id(3), mac(3), None, 10),
         Some(ip(12))
@@ -250,18 +246,10 @@ fn restore_rebuilds_every_index() {
 #[test]
 fn allocation_cost_does_not_grow_with_the_number_of_leases() {
     // A /16 pool filled with 60,000 leases: each allocation must stay cheap.
-    let text = r#"[server]
-interface = "br1"
-address = "10.1.0.1"
-boot_dir = "/srv"
-state_dir = "/var/lib/pxed"
-[dhcp]
-subnet = "10.1.0.0/16"
-range = ["10.1.0.10", "10.1.255.250"]
-[profiles.p]
-action = "local"
-"#;
-    let c = crate::config::parse(Path::new("t.toml"), text).unwrap();
+    let c = crate::testkit::config(&format!(
+        "{}[dhcp]\nsubnet = \"10.123.0.0/16\"\nrange = [\"10.123.0.10\", \"10.123.255.250\"]\n[profiles.p]\naction = \"local\"\n",
+        crate::testkit::SERVER
+    ));
     let mut t = LeaseTable::new(&c);
     for n in 0..60_000u32 {
         let client = ClientId(n.to_be_bytes().to_vec());
@@ -273,7 +261,7 @@ action = "local"
     }
     assert_eq!(t.iter().count(), 60_000);
     assert_eq!(
-        t.mac_of(Ipv4Addr::new(10, 1, 0, 10)),
+        t.mac_of(Ipv4Addr::new(10, 123, 0, 10)),
         Some(Mac([2, 0, 0, 0, 0, 0]))
     );
 }

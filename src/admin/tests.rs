@@ -3,17 +3,16 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const CONFIG: &str = r#"# a commented config
-[server]
-interface = "br1"
-address = "10.123.0.1"
-boot_dir = "/srv/pxed/boot"
-state_dir = "STATE_DIR"
-
-[dhcp]
-subnet = "10.123.0.0/24"
-range = ["10.123.0.100", "10.123.0.200"]
-
+/// The config every test starts from. `STATE_DIR` stands for the fixture's directory.
+fn config() -> String {
+    let server = crate::testkit::server(
+        std::path::Path::new("/srv/pxed/boot"),
+        std::path::Path::new("STATE_DIR"),
+    );
+    format!(
+        "# a commented config{server}{}{}",
+        crate::testkit::DHCP,
+        r#"
 [profiles.fedora]
 kernel = "vmlinuz"
 initrd = ["initrd.gz"]
@@ -25,7 +24,9 @@ action = "local"
 [hosts."de:00:00:00:00:de"]
 profile = "fedora"
 hostname = "vm-de"
-"#;
+"#
+    )
+}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -36,7 +37,7 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pxed.toml");
-        let config = CONFIG.replace("STATE_DIR", &dir.path().join("state").display().to_string());
+        let config = config().replace("STATE_DIR", &dir.path().join("state").display().to_string());
         std::fs::write(&path, &config).unwrap();
         let (cfg, _) = crate::config::load(&path).unwrap();
         Fixture {
@@ -214,7 +215,7 @@ async fn leases_and_metrics() {
 async fn a_broken_file_is_refused_and_the_old_config_stays_live() {
     let f = Fixture::new();
     let app = f.app(None);
-    f.write(&CONFIG.replace(
+    f.write(&config().replace(
         "profile = \"fedora\"\nhostname",
         "profile = \"ubuntu\"\nhostname",
     ));
@@ -241,7 +242,8 @@ async fn a_broken_file_is_refused_and_the_old_config_stays_live() {
     );
 
     f.write(&format!(
-        "{CONFIG}\n[hosts.\"52:54:00:00:00:01\"]\nprofile = \"disk\"\n"
+        "{}\n[hosts.\"52:54:00:00:00:01\"]\nprofile = \"disk\"\n",
+        config()
     ));
     let (s, b) = call(&app, "POST", "/api/v1/reload", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -450,7 +452,7 @@ async fn an_invalid_edit_changes_nothing_on_disk_or_in_memory() {
 #[tokio::test]
 async fn next_boot_is_used_once_then_the_normal_profile_again() {
     let f = Fixture::new();
-    f.write(&CONFIG.replace(
+    f.write(&config().replace(
         "profile = \"fedora\"\nhostname",
         "profile = \"disk\"\nhostname",
     ));

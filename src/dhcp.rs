@@ -615,8 +615,9 @@ mod tests {
     async fn a_lease_delete_lands_after_the_acks_queued_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[server]\ninterface = \"br1\"\naddress = \"10.123.0.1\"\nboot_dir = \"/srv\"\nstate_dir = \"{}\"\n[dhcp]\nsubnet = \"10.123.0.0/24\"\nrange = [\"10.123.0.100\", \"10.123.0.200\"]\n[profiles.p]\naction = \"local\"\n",
-            dir.path().display()
+            "{}{}[profiles.p]\naction = \"local\"\n",
+            crate::testkit::server(std::path::Path::new("/srv"), dir.path()),
+            crate::testkit::DHCP
         );
         let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
         let shared = Shared::new(cfg);

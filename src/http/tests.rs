@@ -22,14 +22,7 @@ fn fixture(extra: &str) -> Fixture {
     std::fs::write(dir.path().join("secret"), b"secret").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret"), boot.join("link")).unwrap();
     let text = format!(
-        r#"[server]
-interface = "br1"
-address = "10.123.0.1"
-boot_dir = "{}"
-state_dir = "/var/lib/pxed"
-[dhcp]
-subnet = "10.123.0.0/24"
-range = ["10.123.0.100", "10.123.0.200"]
+        r#"{}{}
 [profiles.fedora]
 kernel = "vmlinuz"
 initrd = ["sub/initrd.gz"]
@@ -47,7 +40,8 @@ profile = "disk"
 profile = "custom"
 hostname = "c2"
 {extra}"#,
-        boot.display()
+        crate::testkit::server(&boot, std::path::Path::new("/var/lib/pxed")),
+        crate::testkit::DHCP,
     );
     let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
     let shared = Shared::new(cfg);

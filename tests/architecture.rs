@@ -18,17 +18,7 @@ fn module_files(root: &Path, modules: &[&str]) -> Vec<PathBuf> {
         files.push(file);
     }
     if base.is_dir() {
-        let mut stack = vec![base];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    files.push(p);
-                }
-            }
-        }
+        files.extend(rust_files(&base));
     }
     files
 }
@@ -137,7 +127,7 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// One layout: a module `a/b` is `src/a/b.rs` (never `mod.rs`, never `#[path]`), and its unit
+/// One layout: a module `a::b` is `src/a/b.rs` (never `mod.rs`, never `#[path]`), and its unit
 /// tests are `mod tests` at the end of it, or `src/a/b/tests.rs` when they are long.
 #[test]
 fn the_source_tree_has_one_module_and_test_layout() {

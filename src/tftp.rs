@@ -281,9 +281,9 @@ async fn transfer(
     }
 }
 
-/// One transfer's context: who asked, for what, and the socket and source it is served
-/// from.
-struct Transfer {
+/// Who asked for what, and the transfer's own socket (its TID) to answer from: all that a
+/// refusal needs, known before pxed knows whether it can serve the file.
+struct Requester {
     shared: Arc<Shared>,
     quiet: Arc<Quiet>,
     peer: SocketAddr,
@@ -294,11 +294,43 @@ struct Transfer {
     /// Its MAC as logged (empty when unknown).
     mac: String,
     sock: UdpSocket,
+    started: Instant,
+}
+
+impl Requester {
+    /// Counts, records and answers a request for something pxed does not serve.
+    async fn refuse(&self, e: PathError) {
+        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
+        crate::metrics::inc(&self.shared.counters.tftp_failed);
+        let detail = serde_json::json!({"file": file, "error": e.to_string()});
+        self.record(EventKind::TftpError, detail);
+        if let Some(more) = self.quiet.refused.allow() {
+            warn!(%peer, %mac, %file, error = %e, suppressed = more, "tftp request refused");
+        }
+        let error = match e {
+            PathError::NotFound(_) | PathError::NotAFile(_) | PathError::Invalid(_) => {
+                packet::error(code::NOT_FOUND, "file not found")
+            }
+            _ => packet::error(code::ACCESS, "access violation"),
+        };
+        let _ = self.sock.send(&error).await;
+    }
+
+    /// Adds an event to the machine's timeline, when pxed knows the machine.
+    fn record(&self, kind: EventKind, detail: serde_json::Value) {
+        if let Some(m) = self.machine {
+            self.shared.record_event(m, kind, detail);
+        }
+    }
+}
+
+/// One transfer: its requester, and the source it is served from.
+struct Transfer {
+    who: Requester,
     source: Source,
     size: u64,
     /// The GRUB config's plan, recorded with [`crate::plan::served`] once delivered.
     grub_plan: Option<crate::plan::Plan>,
-    started: Instant,
 }
 
 impl Transfer {
@@ -330,53 +362,38 @@ impl Transfer {
             SocketAddr::V6(_) => None,
         };
         let machine = peer_ip.and_then(|ip| shared.mac_of(ip));
-        let opened = open_source(&shared, &req.filename, peer_ip, at.server);
-        let mut t = Transfer {
+        let who = Requester {
             mac: machine.map(|m| m.to_string()).unwrap_or_default(),
             machine,
             peer,
             peer_ip,
             filename: req.filename,
             sock,
-            source: Source::Rendered(Vec::new()),
-            size: 0,
-            grub_plan: None,
             started: Instant::now(),
             shared,
             quiet,
         };
-        match opened {
-            Ok((source, size, plan)) => (t.source, t.size, t.grub_plan) = (source, size, plan),
+        match open_source(&who.shared, &who.filename, peer_ip, at.server) {
+            Ok((source, size, grub_plan)) => {
+                let t = Transfer {
+                    who,
+                    source,
+                    size,
+                    grub_plan,
+                };
+                let session = t.negotiate(&req.options);
+                Some((t, session))
+            }
             Err(e) => {
-                t.refuse(e).await;
-                return None;
+                who.refuse(e).await;
+                None
             }
         }
-        let session = t.negotiate(&req.options);
-        Some((t, session))
-    }
-
-    /// Counts, records and answers a request for something pxed does not serve.
-    async fn refuse(&self, e: PathError) {
-        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
-        crate::metrics::inc(&self.shared.counters.tftp_failed);
-        let detail = serde_json::json!({"file": file, "error": e.to_string()});
-        self.record(EventKind::TftpError, detail);
-        if let Some(more) = self.quiet.refused.allow() {
-            warn!(%peer, %mac, %file, error = %e, suppressed = more, "tftp request refused");
-        }
-        let error = match e {
-            PathError::NotFound(_) | PathError::NotAFile(_) | PathError::Invalid(_) => {
-                packet::error(code::NOT_FOUND, "file not found")
-            }
-            _ => packet::error(code::ACCESS, "access violation"),
-        };
-        let _ = self.sock.send(&error).await;
     }
 
     /// The session for the options the client sent, within `[tftp]`'s limits.
     fn negotiate(&self, options: &[(String, String)]) -> Session {
-        let t = &self.shared.config().tftp;
+        let t = &self.who.shared.config().tftp;
         let limits = Limits {
             max_blksize: t.max_blksize,
             max_windowsize: t.max_windowsize,
@@ -387,17 +404,10 @@ impl Transfer {
         };
         let params = session::negotiate(options, self.size, &limits);
         debug!(
-            peer = %self.peer, mac = %self.mac, file = %self.filename, size = self.size,
+            peer = %self.who.peer, mac = %self.who.mac, file = %self.who.filename, size = self.size,
             blksize = params.blksize, windowsize = params.windowsize, "tftp session opened"
         );
         Session::new(self.size, params, &limits)
-    }
-
-    /// Adds an event to the machine's timeline, when pxed knows the machine.
-    fn record(&self, kind: EventKind, detail: serde_json::Value) {
-        if let Some(m) = self.machine {
-            self.shared.record_event(m, kind, detail);
-        }
     }
 
     /// Sends what the session asked for, reading DATA blocks from the source into `out`;
@@ -405,26 +415,27 @@ impl Transfer {
     async fn send(&self, sends: &[Send], out: &mut [u8]) -> bool {
         for s in sends {
             let sent = match s {
-                Send::Oack(o) => self.sock.send(&packet::oack(o)).await,
+                Send::Oack(o) => self.who.sock.send(&packet::oack(o)).await,
                 Send::Error { code, message } => {
-                    self.sock.send(&packet::error(*code, message)).await
+                    self.who.sock.send(&packet::error(*code, message)).await
                 }
                 Send::Data { block, offset, len } => {
                     packet::data_header(out, *block);
                     // Reads come from the page cache and are short, so they run inline.
                     if let Err(e) = self.source.read_at(&mut out[4..4 + len], *offset) {
-                        warn!(peer = %self.peer, file = %self.filename, error = %e, "tftp read failed");
+                        warn!(peer = %self.who.peer, file = %self.who.filename, error = %e, "tftp read failed");
                         let _ = self
+                            .who
                             .sock
                             .send(&packet::error(code::UNDEFINED, "read error"))
                             .await;
                         return false;
                     }
-                    self.sock.send(&out[..4 + len]).await
+                    self.who.sock.send(&out[..4 + len]).await
                 }
             };
             if let Err(e) = sent {
-                warn!(peer = %self.peer, mac = %self.mac, file = %self.filename, error = %e, "tftp send failed");
+                warn!(peer = %self.who.peer, mac = %self.who.mac, file = %self.who.filename, error = %e, "tftp send failed");
                 return false;
             }
         }
@@ -433,8 +444,8 @@ impl Transfer {
 
     /// Logs, counts and records a session that has ended; `true` if it has.
     fn report(&self, status: &Status, session: &Session) -> bool {
-        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
-        let c = &self.shared.counters;
+        let (peer, mac, file) = (self.who.peer, &self.who.mac, &self.who.filename);
+        let c = &self.who.shared.counters;
         let bytes = session.bytes_acked();
         match status {
             Status::Running => return false,
@@ -442,19 +453,19 @@ impl Transfer {
             Status::AbortedByClient { code, message } => {
                 crate::metrics::inc(&c.tftp_aborted);
                 let detail = serde_json::json!({"file": file, "code": code, "message": message, "bytes": bytes});
-                self.record(EventKind::TftpAborted, detail);
+                self.who.record(EventKind::TftpAborted, detail);
                 info!(%peer, %mac, %file, code, message = %message, bytes, "tftp transfer aborted by client");
             }
             Status::TimedOut => {
                 crate::metrics::inc(&c.tftp_failed);
                 let detail =
                     serde_json::json!({"file": file, "error": "timed out", "bytes": bytes});
-                self.record(EventKind::TftpError, detail);
+                self.who.record(EventKind::TftpError, detail);
                 warn!(%peer, %mac, %file, bytes, "tftp transfer timed out");
             }
             Status::Unanswered => {
                 c.refuse(Refusal::TftpUnanswered);
-                if let Some(more) = self.quiet.unanswered.allow() {
+                if let Some(more) = self.who.quiet.unanswered.allow() {
                     warn!(%peer, %file, suppressed = more, "tftp peer never answered; session closed");
                 }
             }
@@ -464,23 +475,27 @@ impl Transfer {
 
     /// A completed transfer: every block was ACKed from the transfer's own port.
     fn done(&self) {
-        let (shared, file, size) = (&self.shared, &self.filename, self.size);
+        let (shared, file, size) = (&self.who.shared, &self.who.filename, self.size);
         crate::metrics::inc(&shared.counters.tftp_done);
-        if (self.machine).is_some_and(|m| crate::plan::completes_boot(shared, &m, file)) {
+        if self
+            .who
+            .machine
+            .is_some_and(|m| crate::plan::completes_boot(shared, &m, file))
+        {
             crate::metrics::inc(&shared.counters.boots_completed);
         }
         // Only now does the machine have its GRUB config: a forged request never gets here.
         if let Some(plan) = &self.grub_plan {
-            crate::plan::served(shared, plan, self.peer_ip, crate::plan::Loader::Grub);
+            crate::plan::served(shared, plan, self.who.peer_ip, crate::plan::Loader::Grub);
         }
         crate::metrics::add(&shared.counters.tftp_bytes, size);
-        let elapsed = self.started.elapsed();
+        let elapsed = self.who.started.elapsed();
         let ms = elapsed.as_millis() as u64;
         let detail = serde_json::json!({"file": file, "bytes": size, "duration_ms": ms});
-        self.record(EventKind::TftpDone, detail);
+        self.who.record(EventKind::TftpDone, detail);
         let rate = size as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
         info!(
-            peer = %self.peer, mac = %self.mac, %file, bytes = size, duration_ms = ms,
+            peer = %self.who.peer, mac = %self.who.mac, %file, bytes = size, duration_ms = ms,
             mbytes_per_s = format!("{rate:.1}"), "tftp transfer finished"
         );
     }
@@ -494,7 +509,7 @@ impl Transfer {
         token: &CancellationToken,
         inbuf: &mut [u8],
     ) -> Option<Event> {
-        let (peer, file) = (self.peer, &self.filename);
+        let (peer, file) = (self.who.peer, &self.who.filename);
         loop {
             let r = tokio::select! {
                 biased;
@@ -502,13 +517,13 @@ impl Transfer {
                     debug!(%peer, %file, "unanswered tftp session evicted");
                     return None;
                 }
-                r = tokio::time::timeout(session.timeout(), self.sock.recv(inbuf)) => r,
+                r = tokio::time::timeout(session.timeout(), self.who.sock.recv(inbuf)) => r,
             };
             let n = match r {
                 Err(_) => return Some(Event::Timeout),
                 Ok(Err(e)) => {
                     // ICMP port unreachable: the client is gone.
-                    info!(%peer, mac = %self.mac, %file, error = %e, "tftp client went away");
+                    info!(%peer, mac = %self.who.mac, %file, error = %e, "tftp client went away");
                     return None;
                 }
                 Ok(Ok(n)) => n,
@@ -522,7 +537,7 @@ impl Transfer {
                 }
                 Ok(other) => debug!(%peer, packet = ?other, "unexpected tftp packet in transfer"),
                 Err(e) => {
-                    if let Some(more) = self.quiet.malformed.allow() {
+                    if let Some(more) = self.who.quiet.malformed.allow() {
                         warn!(%peer, error = %e, suppressed = more, "dropping malformed tftp packet");
                     }
                 }
@@ -533,7 +548,7 @@ impl Transfer {
     /// The peer answered for the first time: the session now holds a protected slot (it
     /// can no longer be evicted). `false` if it was evicted just before.
     fn answered(&self, session: &Session, slot: &Slot) -> bool {
-        let (peer, mac, file) = (self.peer, &self.mac, &self.filename);
+        let (peer, mac, file) = (self.who.peer, &self.who.mac, &self.who.filename);
         if !slot.protect() {
             debug!(%peer, %file, "tftp session evicted as its peer answered");
             return false;
@@ -542,7 +557,7 @@ impl Transfer {
         let (size, blksize, windowsize) = (self.size, p.blksize, p.windowsize);
         info!(%peer, %mac, %file, size, blksize, windowsize, "tftp transfer started");
         let detail = serde_json::json!({"file": file, "size": size, "blksize": blksize, "windowsize": windowsize});
-        self.record(EventKind::TftpStart, detail);
+        self.who.record(EventKind::TftpStart, detail);
         true
     }
 }

@@ -195,7 +195,8 @@ pub(crate) async fn serve(
             }
             (d, leases.take_batch())
         };
-        let Some(pending) = to_pending(&shared, &cfg, &msg, peer, decision, batch, &outlet) else {
+        account(&shared, &cfg, &msg, peer, &decision);
+        let Some(pending) = to_pending(&msg, decision, batch, &outlet) else {
             continue;
         };
         if pending.batch.is_empty() {
@@ -282,15 +283,8 @@ pub(crate) async fn serve_proxy(
         let cfg = shared.config();
         note_proxy_address(&shared, &cfg, &msg, port, peer);
         let decision = proxy::decide_proxy(&msg, &cfg, port, peer);
-        if let Some(p) = to_pending(
-            &shared,
-            &cfg,
-            &msg,
-            peer,
-            decision,
-            Batch::default(),
-            outlet,
-        ) {
+        account(&shared, &cfg, &msg, peer, &decision);
+        if let Some(p) = to_pending(&msg, decision, Batch::default(), outlet) {
             send_logged(p.reply).await;
         }
     }
@@ -334,29 +328,34 @@ fn note_proxy_address(
     }
 }
 
-/// Logs, counts and records a decision, and turns its reply (or a lease change without
-/// one) into a [`Pending`]; `None` when there is nothing to send or commit.
-fn to_pending(
+/// Everything a decision leaves behind besides its reply: the machine's timeline events, the
+/// count and log line of a request that gets no reply, and, for a reply, the client's arch,
+/// which the HTTP step renders iPXE's script for (iPXE's own HTTP request does not carry it).
+fn account(
     shared: &Shared,
     cfg: &crate::config::Config,
     msg: &Message,
     peer: SocketAddr,
-    decision: Decision,
-    batch: Batch,
-    outlet: &Outlet,
-) -> Option<Pending> {
-    record_events(shared, msg, &decision);
-    let reply = match decision {
+    decision: &Decision,
+) {
+    record_events(shared, msg, decision);
+    match decision {
         Decision::NoReply { reason, client } => {
-            account_no_reply(shared, cfg, msg, peer, reason, client.as_ref());
-            None
+            account_no_reply(shared, cfg, msg, peer, *reason, client.as_ref());
         }
         Decision::Reply(r) => {
-            // iPXE's script needs the arch; its own request to HTTP does not carry it.
             let arch = r.client.arch_name();
             shared.note_seen(r.client.mac, |s| s.arch = Some(arch));
-            Some(encode_reply(msg, r, outlet)?)
         }
+    }
+}
+
+/// A decision's reply, encoded for `outlet`, with the lease writes to commit before it is
+/// sent; `None` when there is nothing to send or commit.
+fn to_pending(msg: &Message, decision: Decision, batch: Batch, outlet: &Outlet) -> Option<Pending> {
+    let reply = match decision {
+        Decision::NoReply { .. } => None,
+        Decision::Reply(r) => Some(encode_reply(msg, r, outlet)?),
     };
     (reply.is_some() || !batch.is_empty()).then_some(Pending {
         reply,

@@ -169,3 +169,56 @@ fn the_source_tree_has_one_module_and_test_layout() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The first module name of each row of a markdown table (`| `dhcp::decide` | ...`).
+fn table_modules(text: &str, row_prefix: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(row_prefix))
+        .filter_map(|l| {
+            let l = l.trim_start_matches('[').strip_prefix('`')?;
+            let name = &l[..l.find('`')?];
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == ':')
+                .then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The module map in `src/lib.rs` names every module `lib.rs` declares, in the order of one
+/// boot, and ARCHITECTURE.md's module table follows the same order.
+#[test]
+fn the_module_map_and_the_architecture_table_agree_with_the_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let map = table_modules(&lib, "//! | ");
+    let declared: Vec<String> = lib
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("pub ");
+            l.strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_string)
+        })
+        .filter(|m| m != "testkit")
+        .collect();
+    for m in &declared {
+        assert!(
+            map.iter()
+                .any(|x| x == m || x.starts_with(&format!("{m}::"))),
+            "src/lib.rs declares `{m}`, and its module map does not list it"
+        );
+    }
+    let table = table_modules(&doc, "| ");
+    let table: Vec<String> = table.into_iter().filter(|m| m != "module").collect();
+    // ARCHITECTURE.md groups `tftp::packet` and `tftp::session` in one row.
+    let map_rows: Vec<String> = map
+        .iter()
+        .filter(|m| *m != "tftp::session")
+        .cloned()
+        .collect();
+    assert_eq!(
+        table, map_rows,
+        "docs/ARCHITECTURE.md's module table and src/lib.rs's map differ"
+    );
+}

@@ -481,47 +481,45 @@ async fn reload(State(st): State<Admin>) -> Result<Json<Value>, ApiError> {
     }
 }
 
-/// Reads a request body into `T`. A body that is not JSON is a 400 naming `body`. A field of
-/// the wrong type, or one that `T` does not have, is a 422 naming that field, as a config
-/// error names its key.
+/// Reads a request body into `T`, refusing it in the order the checks before it used: a
+/// body that is not JSON is a 400 naming `body`; one that is not an object, a 422 naming
+/// `body`; then a key that `T` does not have, and last a value of the wrong type, each a 422
+/// naming that key, as a config error names its key. A duplicate key's last value counts.
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let not_json = |e: serde_json::Error| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not JSON: {e}"),
             Some("body"),
         )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
     };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // Keys first. Every field of a body type is an `Option`, so with every value nulled
+    // this pass cannot fail on a value, and `serde_ignored` sees each key `T` lacks.
+    let keys: serde_json::Map<String, Value> =
+        map.keys().map(|k| (k.clone(), Value::Null)).collect();
     let mut unknown = Vec::new();
     let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
-    let body = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
-        &mut de,
+    let _ = T::deserialize(serde_ignored::Deserializer::new(
+        Value::Object(keys),
         &mut note_unknown,
-    ))
-    .map_err(|e| {
-        let field = match e.path().iter().next() {
-            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
-            _ => "body".to_string(),
-        };
-        let inner = e.into_inner();
-        if !inner.is_data() {
-            not_json(inner)
-        } else if field == "body" {
-            ApiError::invalid("body", format!("the body must be a JSON object: {inner}"))
-        } else {
-            ApiError::invalid(&field, inner.to_string())
-        }
-    })?;
-    de.end().map_err(not_json)?;
+    ));
     if let Some(field) = unknown.first() {
         return Err(ApiError::invalid(
             field,
             format!("unknown field `{field}` (GET /api/v1/openapi.json lists this body's fields)"),
         ));
     }
-    Ok(body)
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let field = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+            _ => "body".to_string(),
+        };
+        ApiError::invalid(&field, e.into_inner().to_string())
+    })
 }
 
 #[cfg(test)]

@@ -57,8 +57,8 @@ fn host_key(doc: &DocumentMut, mac: &Mac) -> Option<String> {
 }
 
 // `put_host` writes this to `[hosts."MAC"]`. Its doc comments are the OpenAPI document's.
-/// `PUT /api/v1/hosts/{mac}` body. A key that is omitted or `null` is removed from the
-/// host's entry in the TOML file.
+/// `PUT /api/v1/hosts/{mac}` body. `profile` is required; any other key that is omitted or
+/// `null` is removed from the host's entry in the TOML file.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 pub(crate) struct HostBody {
     // An `Option`, so that a body without it is refused naming `profile`, not the body.

@@ -294,7 +294,6 @@ struct Requester {
     /// Its MAC as logged (empty when unknown).
     mac: String,
     sock: UdpSocket,
-    started: Instant,
 }
 
 impl Requester {
@@ -331,6 +330,8 @@ struct Transfer {
     size: u64,
     /// The GRUB config's plan, recorded with [`crate::plan::served`] once delivered.
     grub_plan: Option<crate::plan::Plan>,
+    /// When the source was open, which a transfer's duration and rate count from.
+    started: Instant,
 }
 
 impl Transfer {
@@ -369,7 +370,6 @@ impl Transfer {
             peer_ip,
             filename: req.filename,
             sock,
-            started: Instant::now(),
             shared,
             quiet,
         };
@@ -380,6 +380,7 @@ impl Transfer {
                     source,
                     size,
                     grub_plan,
+                    started: Instant::now(),
                 };
                 let session = t.negotiate(&req.options);
                 Some((t, session))
@@ -489,7 +490,7 @@ impl Transfer {
             crate::plan::served(shared, plan, self.who.peer_ip, crate::plan::Loader::Grub);
         }
         crate::metrics::add(&shared.counters.tftp_bytes, size);
-        let elapsed = self.who.started.elapsed();
+        let elapsed = self.started.elapsed();
         let ms = elapsed.as_millis() as u64;
         let detail = serde_json::json!({"file": file, "bytes": size, "duration_ms": ms});
         self.who.record(EventKind::TftpDone, detail);

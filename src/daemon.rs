@@ -575,16 +575,14 @@ mod tests {
         let file = dir.path().join("pxed.toml");
         std::fs::write(
             &file,
-            // The base tables moved from br1 to loopback, where the kernel picks the ports.
+            // Not testkit's br1 tables: this daemon really binds, on loopback.
             format!(
-                "{}{}[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                "[server]\ninterface = \"lo\"\naddress = \"127.0.0.1\"\nboot_dir = \"{}\"\nstate_dir = \"{}\"\n\
+                 [dhcp]\nsubnet = \"127.0.0.0/8\"\nrange = [\"127.0.0.100\", \"127.0.0.200\"]\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
                  [profiles.p]\nkernel = \"vmlinuz\"\n[hosts.\"de:00:00:00:00:de\"]\nprofile = \"p\"\n",
-                crate::testkit::server(&boot, &dir.path().join("state"))
-                    .replace("\"br1\"", "\"lo\"")
-                    .replace("10.123.0.1\"", "127.0.0.1\""),
-                crate::testkit::DHCP
-                    .replace("10.123.0.0/24", "127.0.0.0/8")
-                    .replace("10.123.0.", "127.0.0."),
+                boot.display(),
+                dir.path().join("state").display()
             ),
         )
         .unwrap();

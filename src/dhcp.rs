@@ -618,7 +618,7 @@ mod tests {
             crate::testkit::server(std::path::Path::new("/srv"), dir.path()),
             crate::testkit::DHCP
         );
-        let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let cfg = crate::testkit::config(&text);
         let shared = Shared::new(cfg);
         let stop = CancellationToken::new();
         let (queue, task) = start_commits(

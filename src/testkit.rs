@@ -1,6 +1,7 @@
 //! What unit tests share: the base config tables ([`SERVER`], [`server`], [`DHCP`]), and
 //! DHCP requests built byte by byte as firmware sends them. (The config module's own tests
-//! start from issue #2's config, word for word, instead: its keys are a contract.)
+//! start from issue #2's config, word for word, instead: its keys are a contract. The
+//! in-process daemon test spells its own loopback tables, because it really binds them.)
 
 use std::path::Path;
 

@@ -43,7 +43,7 @@ hostname = "c2"
         crate::testkit::server(&boot, std::path::Path::new("/var/lib/pxed")),
         crate::testkit::DHCP,
     );
-    let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+    let cfg = crate::testkit::config(&text);
     let shared = Shared::new(cfg);
     // Both: the handlers extract ConnectInfo (the mock), and the request log reads the
     // extension the listener inserts (the Extension layer).

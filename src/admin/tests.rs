@@ -751,3 +751,25 @@ fn connections_from_the_boot_network_to_other_addresses_are_refused() {
     // Loopback (port-forward, pxed health).
     assert!(!crosses(ip("127.0.0.1"), ip("127.0.0.1"), &boot));
 }
+
+/// `json_body` finds unknown keys by reading a body's keys with every value null. That finds
+/// them all only while every field of a body type accepts null, so each type is checked
+/// against the fields its OpenAPI schema lists.
+#[test]
+fn every_body_field_accepts_null_so_json_body_sees_every_unknown_key() {
+    fn all_null<T: serde::de::DeserializeOwned>(doc: &Value, schema: &str) {
+        let fields = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {schema}"));
+        assert!(!fields.is_empty(), "{schema} lists no fields");
+        let nulls: serde_json::Map<String, Value> =
+            fields.keys().map(|k| (k.clone(), Value::Null)).collect();
+        if let Err(e) = serde_json::from_value::<T>(Value::Object(nulls)) {
+            panic!("{schema}: a field does not accept null ({e}); make it an Option");
+        }
+    }
+    let doc = super::openapi::openapi_json();
+    all_null::<crate::edit::HostBody>(&doc, "HostBody");
+    all_null::<crate::edit::ProfileBody>(&doc, "ProfileBody");
+    all_null::<super::writes::NextBootBody>(&doc, "NextBootBody");
+}
